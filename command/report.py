@@ -1,0 +1,152 @@
+"""Reading a namespace's results back out: alerts, recommendations, quarantine, after-action report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import orjson
+import redis
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from .keys import Keys
+from .rules import describe_eta
+from .timeutil import humanize_ms, to_iso
+
+
+def _meta(r: redis.Redis, keys: Keys) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in r.hgetall(keys.meta).items()}
+
+
+def collect_alerts(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """Every alert of the namespace, in opening order."""
+    fps = [fp.decode() for fp in r.zrange(keys.alerts_index, 0, -1)]
+    out = []
+    for i in range(0, len(fps), 1000):
+        chunk = fps[i:i + 1000]
+        for raw in r.mget([keys.alert(fp) for fp in chunk]):
+            if raw is not None:
+                out.append(orjson.loads(raw))
+    out.sort(key=lambda a: (a["opened_at"], a["rule"], a["subject"]))
+    return out
+
+
+def collect_stream(r: redis.Redis, stream: str) -> list[tuple[str, dict[str, bytes]]]:
+    out, start = [], "-"
+    while True:
+        chunk = r.xrange(stream, min=start, count=5000)
+        if not chunk:
+            return out
+        out.extend((eid.decode(), fields) for eid, fields in chunk)
+        last = chunk[-1][0].decode()
+        ms, seq = last.split("-")
+        start = f"{ms}-{int(seq) + 1}"
+
+
+def collect_recommendations(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    return [orjson.loads(f[b"recommendation"]) for _, f in collect_stream(r, keys.recommendations_stream)]
+
+
+def collect_quarantine(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    out = []
+    for _, f in collect_stream(r, keys.deadletter):
+        rec = {"source": f[b"source"].decode(), "reason": f[b"reason"].decode(),
+               "row": orjson.loads(f[b"record"])}
+        if b"line" in f:
+            rec["line"] = int(f[b"line"])
+        if b"at" in f:
+            rec["at"] = f[b"at"].decode()
+        out.append(rec)
+    return out
+
+
+def alert_record(a: dict[str, Any], tz: str | None) -> dict[str, Any]:
+    """The public shape of an alert in alerts.jsonl: `level` is the highest level it reached."""
+    return {
+        "fingerprint": a["fingerprint"], "rule": a["rule"], "rule_kind": a["rule_kind"],
+        "subject": a["subject"], "subject_type": a["subject_type"],
+        "level": a["peak_level"], "last_level": a["level"], "status": a["status"],
+        "opened_at": to_iso(a["opened_at"], tz), "resolved_at": to_iso(a["resolved_at"], tz),
+        "first_breach_at": to_iso(a["first_breach_at"], tz),
+        "peak_value": a["peak_value"], "unit": a["unit"], "zone": a["zone"], "lon": a["lon"], "lat": a["lat"],
+        "trend_per_h": a.get("trend_per_h"), "next_level": a.get("next_level"),
+        "next_level_eta": to_iso(a.get("next_level_eta"), tz), "outlook": describe_eta(a),
+        "message": a.get("message", ""),
+    }
+
+
+def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict],
+                 quarantine: list[dict]) -> dict[str, Any]:
+    meta = _meta(r, keys)
+    tz = meta.get("timezone") or None
+    levels_order = []
+    raw_rules = r.get(keys.rules)
+    if raw_rules:
+        levels_order = orjson.loads(raw_rules).get("levels", [])
+    by_level = Counter(a["peak_level"] for a in alerts)
+    by_rule: dict[str, Counter] = defaultdict(Counter)
+    delays: dict[str, list[int]] = defaultdict(list)
+    for a in alerts:
+        by_rule[a["rule"]][a["peak_level"]] += 1
+        delays[a["rule"]].append(a["opened_at"] - a["first_breach_at"])
+    timeline = []
+    for _, f in collect_stream(r, keys.alerts_stream):
+        a = orjson.loads(f[b"alert"])
+        t = a["updated_at"] if f[b"event"] != b"open" else a["opened_at"]
+        timeline.append({"time": to_iso(t, tz), "t": t, "event": f[b"event"].decode(), "rule": a["rule"],
+                         "subject": a["subject"], "level": a["level"], "value": a["value"], "unit": a["unit"],
+                         "fingerprint": a["fingerprint"]})
+    for _, f in collect_stream(r, keys.events):
+        at = int(f[b"at"])
+        timeline.append({"time": to_iso(at, tz), "t": at, "event": "inject:" + f[b"type"].decode(),
+                         "rule": "", "subject": "", "level": "", "value": None, "unit": "",
+                         "detail": orjson.loads(f[b"data"])})
+    timeline.sort(key=lambda e: e["t"])
+    return {
+        "scenario": meta.get("scenario", keys.ns), "namespace": keys.ns, "mode": meta.get("mode", ""),
+        "start": to_iso(int(meta["start"]), tz) if meta.get("start") else None, "timezone": tz,
+        "totals": {"alerts": len(alerts), "open_at_end": sum(a["status"] == "open" for a in alerts),
+                   "recommendations": len(recs), "quarantined": len(quarantine)},
+        "alerts_by_level": {lv: by_level.get(lv, 0) for lv in (levels_order or sorted(by_level))},
+        "alerts_by_rule": {rule: dict(c) for rule, c in sorted(by_rule.items())},
+        "breach_to_alert": {
+            rule: {"count": len(v), "median_s": median(v) / 1000, "max_s": max(v) / 1000,
+                   "median": humanize_ms(int(median(v))), "max": humanize_ms(max(v))}
+            for rule, v in sorted(delays.items())
+        },
+        "timeline": timeline,
+        "quarantine": quarantine,
+        "alerts": [alert_record(a, tz) for a in alerts],
+    }
+
+
+_env = Environment(loader=PackageLoader("command", "templates"), autoescape=select_autoescape(["html"]))
+
+
+def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
+    """Write alerts.jsonl, recommendations.jsonl, quarantine.jsonl and the after-action report."""
+    out.mkdir(parents=True, exist_ok=True)
+    tz = _meta(r, keys).get("timezone") or None
+    alerts = collect_alerts(r, keys)
+    recs = collect_recommendations(r, keys)
+    quarantine = collect_quarantine(r, keys)
+    with (out / "alerts.jsonl").open("w", encoding="utf-8") as fh:
+        for a in alerts:
+            fh.write(json.dumps(alert_record(a, tz), ensure_ascii=False) + "\n")
+    with (out / "recommendations.jsonl").open("w", encoding="utf-8") as fh:
+        for rec in recs:
+            rec = dict(rec)
+            rec["resource_ids"] = [i["resource_id"] for i in rec["items"]]
+            rec["created_at"] = to_iso(rec["created_at"], tz)
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    with (out / "quarantine.jsonl").open("w", encoding="utf-8") as fh:
+        for q in quarantine:
+            fh.write(json.dumps(q, ensure_ascii=False) + "\n")
+    report = after_action(r, keys, alerts, recs, quarantine)
+    (out / "after_action.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / "after_action.html").write_text(_env.get_template("after_action.html").render(report=report),
+                                           encoding="utf-8")
+    return report

@@ -1,0 +1,598 @@
+"""The rule vocabulary: parsing `rules.yaml` and pure evaluation.
+
+Nothing here does I/O or reads the wall clock: every function takes the time of the input it is
+evaluating (a reading's time, a clock tick's time). `ShardEvaluator` is a deterministic state
+machine over one shard's inputs; its state can be exported and loaded, which is how an engine
+resumes a shard another engine (or a crashed one) left off.
+
+Level semantics, shared by threshold, rate_of_rise and accumulation rules:
+- a value *reaches* a level when it is >= the level's bound;
+- it *takes* the level once it has stayed there for `for` (pending until then);
+- a level that is held clears only when the value falls below `bound - clear_margin` (hysteresis);
+- the alert's level is the highest level held; the alert resolves when none is held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import Incident, Reading, Station, Zone
+from .timeutil import humanize_ms, parse_duration
+
+RULE_KINDS = ("threshold", "rate_of_rise", "accumulation", "stale", "zone_incident")
+HOUR_MS = 3_600_000
+TREND_MIN_SPAN_MS = 15 * 60_000  # a trend over less than this is noise, not a trend
+
+
+class RuleError(ValueError):
+    """A rules file that cannot be used. The message names the file and the rule."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Parsing
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Recommend:
+    type: str
+    count: int = 1
+
+
+@dataclass(slots=True)
+class Rule:
+    id: str
+    kind: str
+    levels: tuple[str, ...]  # the rule set's ordered levels, lowest first
+    match_kind: str | None = None
+    match_stations: frozenset[str] | None = None
+    match_zone: str | None = None
+    # Level -> bound in SI; None with `station_thresholds` means "each station's own".
+    bounds: dict[str, float] | None = None
+    station_thresholds: bool = False
+    for_ms: int = 0
+    clear_margin: float = 0.0
+    window_ms: int = 0
+    after_ms: int = 0
+    level: str | None = None  # stale and zone_incident: the single level they raise
+    zone_risk: frozenset[str] | None = None
+    zone_ids: frozenset[str] | None = None
+    categories: frozenset[str] | None = None
+    recommend: tuple[Recommend, ...] = ()
+    description: str = ""
+
+    def matches_station(self, st: Station, kind: str | None = None) -> bool:
+        """Does this rule watch `st`'s readings of `kind` (the station's own kind by default)?"""
+        if self.kind == "zone_incident":
+            return False
+        if self.match_kind and (kind or st.kind) != self.match_kind:
+            return False
+        if self.match_stations is not None and st.id not in self.match_stations:
+            return False
+        if self.match_zone is not None and st.zone != self.match_zone:
+            return False
+        return True
+
+    def bounds_for(self, st: Station) -> dict[str, float]:
+        """Ordered (lowest level first) bounds that apply to this station."""
+        src = st.thresholds if self.station_thresholds else (self.bounds or {})
+        return {lv: float(src[lv]) for lv in self.levels if lv in src}
+
+    def matches_zone(self, zone: Zone | None) -> bool:
+        if zone is None:
+            return False
+        if self.zone_ids is not None and zone.id not in self.zone_ids:
+            return False
+        if self.zone_risk is not None and (zone.risk or "") not in self.zone_risk:
+            return False
+        return True
+
+
+@dataclass(slots=True)
+class RuleSet:
+    levels: tuple[str, ...]
+    rules: list[Rule]
+
+    def level_rank(self, level: str | None) -> int:
+        return -1 if level is None else self.levels.index(level)
+
+    def by_id(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+
+def _as_set(value: Any, what: str, where: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return frozenset([value])
+    if isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value):
+        return frozenset(str(v) for v in value)
+    raise RuleError(f"{where}: `{what}` must be a name or a list of names, not {value!r}")
+
+
+def parse_rules(data: Any, source: str = "rules.yaml") -> RuleSet:
+    """Validate a loaded rules document. Every error names the file and the rule."""
+    if not isinstance(data, dict):
+        raise RuleError(f"{source}: expected a mapping with `levels` and `rules`, got {type(data).__name__}")
+    levels = data.get("levels", ["yellow", "orange", "red"])
+    if not isinstance(levels, list) or not levels or not all(isinstance(lv, str) for lv in levels):
+        raise RuleError(f"{source}: `levels` must be a non-empty list of names, lowest first")
+    if len(set(levels)) != len(levels):
+        raise RuleError(f"{source}: `levels` has a duplicate name")
+    raw_rules = data.get("rules")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise RuleError(f"{source}: `rules` must be a non-empty list")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_rules, 1):
+        where = f"{source}: rule #{i}"
+        if not isinstance(raw, dict):
+            raise RuleError(f"{where}: expected a mapping, got {raw!r}")
+        rid = raw.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise RuleError(f"{where}: missing `id`")
+        where = f"{source}: rule {rid!r}"
+        if rid in seen:
+            raise RuleError(f"{where}: duplicate id")
+        seen.add(rid)
+        rules.append(_parse_rule(raw, rid, tuple(levels), where))
+    return RuleSet(levels=tuple(levels), rules=rules)
+
+
+def _duration(raw: dict, key: str, where: str, default: int | None = None) -> int:
+    if key not in raw:
+        if default is None:
+            raise RuleError(f"{where}: missing `{key}` (a duration like 15m or 1h)")
+        return default
+    try:
+        ms = parse_duration(raw[key])
+    except ValueError as exc:
+        raise RuleError(f"{where}: `{key}`: {exc}") from None
+    if ms < 0:
+        raise RuleError(f"{where}: `{key}` must not be negative")
+    return ms
+
+
+def _level(raw: dict, levels: tuple[str, ...], where: str) -> str:
+    lv = raw.get("level")
+    if lv not in levels:
+        raise RuleError(f"{where}: `level` must be one of {list(levels)}, got {lv!r}")
+    return lv
+
+
+def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str) -> Rule:
+    kind = raw.get("kind")
+    if kind not in RULE_KINDS:
+        raise RuleError(f"{where}: unknown kind {kind!r} (expected one of {', '.join(RULE_KINDS)})")
+    rule = Rule(id=rid, kind=kind, levels=levels, description=str(raw.get("description", "")))
+    match = raw.get("match") or {}
+    if not isinstance(match, dict):
+        raise RuleError(f"{where}: `match` must be a mapping like {{kind: water_level}}")
+    rule.match_kind = match.get("kind")
+    rule.match_stations = _as_set(match.get("stations"), "match.stations", where)
+    rule.match_zone = match.get("zone")
+
+    if kind in ("threshold", "rate_of_rise", "accumulation"):
+        above = raw.get("above")
+        if above == "thresholds":
+            if kind != "threshold":
+                raise RuleError(f"{where}: `above: thresholds` is only for threshold rules; give a map of level to bound")
+            rule.station_thresholds = True
+        elif isinstance(above, dict) and above:
+            bounds: dict[str, float] = {}
+            for lv, b in above.items():
+                if lv not in levels:
+                    raise RuleError(f"{where}: `above` names level {lv!r}, not one of {list(levels)}")
+                if isinstance(b, bool) or not isinstance(b, int | float):
+                    raise RuleError(f"{where}: bound for {lv!r} must be a number, got {b!r}")
+                bounds[lv] = float(b)
+            ordered = [bounds[lv] for lv in levels if lv in bounds]
+            if ordered != sorted(ordered):
+                raise RuleError(f"{where}: bounds must rise with the level ({bounds})")
+            rule.bounds = bounds
+        else:
+            raise RuleError(f"{where}: `above` must be `thresholds` or a map like {{yellow: 2.0, red: 3.0}}")
+        rule.for_ms = _duration(raw, "for", where, default=0)
+        margin = raw.get("clear_margin", 0)
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+            raise RuleError(f"{where}: `clear_margin` must be a number >= 0, got {margin!r}")
+        rule.clear_margin = float(margin)
+        if kind != "threshold":
+            rule.window_ms = _duration(raw, "window", where)
+            if rule.window_ms <= 0:
+                raise RuleError(f"{where}: `window` must be positive")
+    elif kind == "stale":
+        rule.after_ms = _duration(raw, "after", where)
+        if rule.after_ms <= 0:
+            raise RuleError(f"{where}: `after` must be positive")
+        rule.level = _level(raw, levels, where)
+    elif kind == "zone_incident":
+        zones = raw.get("zones")
+        if isinstance(zones, dict):
+            rule.zone_risk = _as_set(zones.get("risk"), "zones.risk", where)
+            rule.zone_ids = _as_set(zones.get("ids"), "zones.ids", where)
+        elif zones is not None:
+            rule.zone_ids = _as_set(zones, "zones", where)
+        rule.categories = _as_set(raw.get("categories"), "categories", where)
+        rule.level = _level(raw, levels, where)
+
+    recs = raw.get("recommend") or []
+    if not isinstance(recs, list):
+        raise RuleError(f"{where}: `recommend` must be a list like [{{type: pump, count: 2}}]")
+    parsed: list[Recommend] = []
+    for rec in recs:
+        if not isinstance(rec, dict) or not isinstance(rec.get("type"), str):
+            raise RuleError(f"{where}: each `recommend` item needs a `type`, got {rec!r}")
+        count = rec.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise RuleError(f"{where}: `count` must be a whole number >= 1, got {count!r}")
+        parsed.append(Recommend(rec["type"], count))
+    rule.recommend = tuple(parsed)
+    return rule
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation state
+# ------------------------------------------------------------------------------------------------
+def fingerprint(rule_id: str, subject: str, opened_at: int) -> str:
+    """Deterministic alert identity: the same data always yields the same fingerprint."""
+    return hashlib.sha1(f"{rule_id}\x1f{subject}\x1f{opened_at}".encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class LevelState:
+    """One rule's state for one subject."""
+
+    since: dict[str, int] = field(default_factory=dict)  # level -> time the value reached it
+    held: list[str] = field(default_factory=list)  # levels taken (for elapsed, not yet cleared)
+    alert: dict[str, Any] | None = None  # the open alert, as Alert fields
+    vh: deque = field(default_factory=deque)  # (t, value) over the last hour, for the trend
+
+    def to_json(self) -> dict[str, Any]:
+        return {"s": self.since, "h": self.held, "a": self.alert, "v": list(self.vh)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LevelState:
+        return cls(since=dict(d.get("s") or {}), held=list(d.get("h") or []), alert=d.get("a"),
+                   vh=deque(tuple(x) for x in d.get("v") or ()))
+
+
+@dataclass(slots=True)
+class SubjectState:
+    """Everything the rules remember about one station or incident."""
+
+    last: dict[str, int] = field(default_factory=dict)  # kind -> time of newest reading
+    hist: dict[str, deque] = field(default_factory=dict)  # kind -> (t, value) within the longest window
+    rules: dict[str, LevelState] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"l": self.last, "w": {k: list(v) for k, v in self.hist.items()},
+                "r": {k: v.to_json() for k, v in self.rules.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SubjectState:
+        return cls(last=dict(d.get("l") or {}),
+                   hist={k: deque(tuple(x) for x in v) for k, v in (d.get("w") or {}).items()},
+                   rules={k: LevelState.from_json(v) for k, v in (d.get("r") or {}).items()})
+
+
+@dataclass(slots=True)
+class AlertChange:
+    """A lifecycle event: open, raise, lower or resolve. `alert` is a snapshot of the alert just after
+    the change (the live dict moves on as later readings of the same batch arrive)."""
+
+    event: str
+    alert: dict[str, Any]
+    rule: Rule
+
+
+def step_levels(st: LevelState, bounds: dict[str, float], value: float, t: int, for_ms: int,
+                margin: float) -> None:
+    """Advance pending/held levels for one value. Pure, in place."""
+    since, held = st.since, st.held
+    for lv, b in bounds.items():
+        if lv in held:
+            if value < b - margin:
+                held.remove(lv)
+                since.pop(lv, None)
+        elif value >= b:
+            start = since.setdefault(lv, t)
+            if t - start >= for_ms:
+                held.append(lv)
+        else:
+            since.pop(lv, None)
+
+
+def _trend(vh: deque, t: int) -> float | None:
+    """Rate of change per hour over the last hour (or the span there is, if at least 15 minutes)."""
+    if len(vh) < 2:
+        return None
+    t1, v1 = vh[-1]
+    ref = None
+    for tt, vv in vh:
+        if tt <= t - HOUR_MS:
+            ref = (tt, vv)
+        else:
+            break
+    if ref is None:
+        ref = vh[0]
+    t0, v0 = ref
+    span = t1 - t0
+    if span < TREND_MIN_SPAN_MS:
+        return None
+    return (v1 - v0) / (span / HOUR_MS)
+
+
+# ------------------------------------------------------------------------------------------------
+# The shard evaluator
+# ------------------------------------------------------------------------------------------------
+class ShardEvaluator:
+    """Evaluates one shard's inputs in order. Deterministic; no I/O; time comes from the inputs."""
+
+    def __init__(self, ruleset: RuleSet, stations: dict[str, Station], zones: dict[str, Zone],
+                 shard_stations: set[str] | None = None) -> None:
+        self.rs = ruleset
+        self.stations = stations
+        self.zones = zones
+        # The stations this shard answers for (staleness is checked only for them).
+        self.shard_stations = set(stations) if shard_stations is None else shard_stations
+        self.state: dict[str, SubjectState] = {}
+        self.dirty: set[str] = set()  # subjects whose state changed since the last export
+        self.clock_start: int | None = None  # first time this shard saw; silence is counted from it
+        self.now: int | None = None
+        self.late = 0  # readings older than the newest of their station and kind, ignored
+        self._plan: dict[tuple[str, str], tuple[tuple[Rule, dict[str, float]], ...]] = {}
+        self._keep: dict[tuple[str, str], int] = {}
+        self._stale_rules = [r for r in ruleset.rules if r.kind == "stale"]
+        self._incident_rules = [r for r in ruleset.rules if r.kind == "zone_incident"]
+
+    # ---- state persistence --------------------------------------------------------------------
+    def export_dirty(self) -> dict[str, dict[str, Any]]:
+        out = {sid: self.state[sid].to_json() for sid in self.dirty}
+        self.dirty.clear()
+        return out
+
+    def export_clock(self) -> dict[str, Any]:
+        return {"clock_start": self.clock_start, "now": self.now, "late": self.late}
+
+    def load(self, subjects: dict[str, dict[str, Any]], clock: dict[str, Any] | None) -> None:
+        self.state = {sid: SubjectState.from_json(d) for sid, d in subjects.items()}
+        if clock:
+            self.clock_start = clock.get("clock_start")
+            self.now = clock.get("now")
+            self.late = clock.get("late") or 0
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        return [ls.alert for s in self.state.values() for ls in s.rules.values() if ls.alert]
+
+    # ---- planning: which rules apply to a station's kind --------------------------------------
+    def _plan_for(self, station_id: str, kind: str):
+        key = (station_id, kind)
+        plan = self._plan.get(key)
+        if plan is None:
+            st = self.stations.get(station_id)
+            items = []
+            keep = 0
+            if st is not None:
+                for r in self.rs.rules:
+                    if r.kind in ("threshold", "rate_of_rise", "accumulation") and r.matches_station(st, kind):
+                        if r.station_thresholds and st.kind != kind:
+                            continue  # a station's thresholds are for its own kind of reading
+                        b = r.bounds_for(st) if r.station_thresholds else dict(r.bounds or {})
+                        if b:
+                            items.append((r, b))
+                            keep = max(keep, r.window_ms)
+            plan = tuple(items)
+            self._plan[key] = plan
+            self._keep[key] = keep
+        return plan
+
+    def _tick_clock(self, t: int) -> None:
+        if self.clock_start is None:
+            self.clock_start = t
+        if self.now is None or t > self.now:
+            self.now = t
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def on_reading(self, r: Reading) -> list[AlertChange]:
+        self._tick_clock(r.t)
+        s = self.state.get(r.station_id)
+        if s is None:
+            s = self.state[r.station_id] = SubjectState()
+        prev = s.last.get(r.kind)
+        if prev is not None and r.t <= prev:
+            if r.t < prev:
+                self.late += 1
+            return []  # a duplicate or a late reading: the state has moved past it
+        s.last[r.kind] = r.t
+        self.dirty.add(r.station_id)
+        changes: list[AlertChange] = []
+        plan = self._plan_for(r.station_id, r.kind)
+        if plan:
+            keep = self._keep[(r.station_id, r.kind)]
+            h = s.hist.get(r.kind)
+            if h is None:
+                h = s.hist[r.kind] = deque()
+            if keep:
+                h.append((r.t, r.value))
+                # keep the newest entry at or before (t - keep) as the window's start reference
+                cut = r.t - keep
+                while len(h) >= 2 and h[1][0] <= cut:
+                    h.popleft()
+            for rule, bounds in plan:
+                if rule.kind == "threshold":
+                    value = r.value
+                elif rule.kind == "rate_of_rise":
+                    ref = h[0] if h[0][0] <= r.t - rule.window_ms else None
+                    if ref is None:
+                        continue  # not a whole window of data yet
+                    value = (r.value - ref[1]) / (rule.window_ms / HOUR_MS)
+                else:  # accumulation: depths since the previous reading, summed over (t - window, t]
+                    lo = r.t - rule.window_ms
+                    value = sum(v for tt, v in h if tt > lo)
+                ch = self._apply(s, rule, bounds, r.station_id, value, r.t)
+                if ch:
+                    changes.append(ch)
+        for rule in self._stale_rules:
+            ls = s.rules.get(rule.id)
+            if ls is not None and ls.alert is not None and rule.match_kind in (None, r.kind):
+                changes.append(self._resolve(ls, rule, r.t))
+        return changes
+
+    def on_tick(self, t: int) -> list[AlertChange]:
+        """The clock moved to `t`: evaluate silence. Opens alerts with no reading at all."""
+        self._tick_clock(t)
+        if not self._stale_rules:
+            return []
+        changes: list[AlertChange] = []
+        for rule in self._stale_rules:
+            for sid in self.shard_stations:
+                st = self.stations.get(sid)
+                if st is None or not rule.matches_station(st):
+                    continue
+                s = self.state.get(sid)
+                last = None
+                if s is not None:
+                    last = s.last.get(rule.match_kind or st.kind)
+                base = last if last is not None else self.clock_start
+                silent = t - base
+                ls = s.rules.get(rule.id) if s is not None else None
+                if silent >= rule.after_ms:
+                    if ls is None or ls.alert is None:
+                        if s is None:
+                            s = self.state[sid] = SubjectState()
+                        ls = s.rules.setdefault(rule.id, LevelState())
+                        ch = self._open(ls, rule, sid, rule.level, silent / 60_000, base + rule.after_ms, t, unit="min")
+                        self.dirty.add(sid)
+                        changes.append(ch)
+                    else:
+                        ls.alert["value"] = silent / 60_000
+                        ls.alert["peak_value"] = max(ls.alert["peak_value"], silent / 60_000)
+                        ls.alert["updated_at"] = t
+                        self.dirty.add(sid)
+        return changes
+
+    def on_incident(self, inc: Incident) -> list[AlertChange]:
+        self._tick_clock(inc.time)
+        changes: list[AlertChange] = []
+        zone = self.zones.get(inc.zone) if inc.zone else None
+        for rule in self._incident_rules:
+            if rule.categories is not None and inc.category not in rule.categories:
+                continue
+            if not rule.matches_zone(zone):
+                continue
+            s = self.state.setdefault(inc.id, SubjectState())
+            ls = s.rules.setdefault(rule.id, LevelState())
+            self.dirty.add(inc.id)
+            if inc.status == "closed":
+                if ls.alert is not None:
+                    changes.append(self._resolve(ls, rule, inc.time))
+            elif ls.alert is None:
+                ch = self._open(ls, rule, inc.id, rule.level, None, inc.time, inc.time,
+                                subject_type="incident", lon=inc.lon, lat=inc.lat, zone=inc.zone,
+                                message=f"{inc.category} in {zone.name or zone.id}: {inc.description}".strip())
+                changes.append(ch)
+        return changes
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def _apply(self, s: SubjectState, rule: Rule, bounds: dict[str, float], subject: str,
+               value: float, t: int) -> AlertChange | None:
+        ls = s.rules.get(rule.id)
+        if ls is None:
+            ls = s.rules[rule.id] = LevelState()
+        step_levels(ls, bounds, value, t, rule.for_ms, rule.clear_margin)
+        ls.vh.append((t, value))
+        while len(ls.vh) >= 2 and ls.vh[1][0] <= t - HOUR_MS:
+            ls.vh.popleft()
+        level = None
+        for lv in reversed(self.rs.levels):
+            if lv in ls.held:
+                level = lv
+                break
+        a = ls.alert
+        change = None
+        if level is None:
+            if a is not None:
+                change = self._resolve(ls, rule, t, value)
+            return change
+        if a is None:
+            first = min(ls.since.values()) if ls.since else t
+            return self._open(ls, rule, subject, level, value, first, t, bounds=bounds)
+        rank, old = self.rs.level_rank(level), self.rs.level_rank(a["level"])
+        a["value"] = value
+        a["updated_at"] = t
+        if value > (a["peak_value"] if a["peak_value"] is not None else float("-inf")):
+            a["peak_value"] = value
+        self._trend_and_eta(a, ls, bounds, value, t)
+        if rank != old:
+            a["level"] = level
+            if rank > self.rs.level_rank(a["peak_level"]):
+                a["peak_level"] = level
+            self._trend_and_eta(a, ls, bounds, value, t)  # the next level moved with the level
+            change = AlertChange("raise" if rank > old else "lower", dict(a), rule)
+        return change
+
+    def _trend_and_eta(self, a: dict[str, Any], ls: LevelState, bounds: dict[str, float], value: float,
+                       t: int) -> None:
+        trend = _trend(ls.vh, t)
+        a["trend_per_h"] = None if trend is None else round(trend, 6)
+        nxt = None
+        rank = self.rs.level_rank(a["level"])
+        for lv in self.rs.levels[rank + 1:]:
+            if lv in bounds:
+                nxt = lv
+                break
+        a["next_level"] = nxt
+        eta = None
+        if nxt is not None and trend is not None and trend > 0:
+            gap = bounds[nxt] - value
+            eta = t if gap <= 0 else t + int(gap / trend * HOUR_MS)
+        a["next_level_eta"] = eta
+
+    def _open(self, ls: LevelState, rule: Rule, subject: str, level: str, value: float | None,
+              first_breach: int, t: int, *, subject_type: str = "station", lon: float | None = None,
+              lat: float | None = None, zone: str | None = None, unit: str | None = None,
+              message: str = "", bounds: dict[str, float] | None = None) -> AlertChange:
+        st = self.stations.get(subject) if subject_type == "station" else None
+        if st is not None:
+            lon, lat, zone = st.lon, st.lat, st.zone
+            if unit is None:
+                unit = st.unit if rule.kind == "threshold" else (
+                    f"{st.unit}/h" if rule.kind == "rate_of_rise" else st.unit)
+        ls.alert = {
+            "fingerprint": fingerprint(rule.id, subject, t),
+            "rule": rule.id, "rule_kind": rule.kind, "subject": subject, "subject_type": subject_type,
+            "status": "open", "level": level, "peak_level": level, "value": value, "peak_value": value,
+            "unit": unit or "", "first_breach_at": first_breach, "opened_at": t, "updated_at": t,
+            "resolved_at": None, "lon": lon, "lat": lat, "zone": zone, "trend_per_h": None,
+            "next_level": None, "next_level_eta": None, "message": message,
+        }
+        if bounds is not None and value is not None:
+            self._trend_and_eta(ls.alert, ls, bounds, value, t)
+        return AlertChange("open", dict(ls.alert), rule)
+
+    def _resolve(self, ls: LevelState, rule: Rule, t: int, value: float | None = None) -> AlertChange:
+        a = ls.alert
+        assert a is not None
+        a["status"] = "resolved"
+        a["resolved_at"] = t
+        a["updated_at"] = t
+        if value is not None:
+            a["value"] = value
+        a["next_level"] = a["next_level_eta"] = a["trend_per_h"] = None
+        ls.alert = None
+        return AlertChange("resolve", dict(a), rule)
+
+
+def describe_eta(alert: dict[str, Any]) -> str | None:
+    """'red in about 2 h 10 min' for an alert that is rising toward its next level."""
+    eta, nxt, now = alert.get("next_level_eta"), alert.get("next_level"), alert.get("updated_at")
+    if eta is None or nxt is None or now is None:
+        return None
+    if eta <= now:
+        return f"{nxt} pending"
+    return f"{nxt} in about {humanize_ms(eta - now)}"

@@ -1,0 +1,453 @@
+"""Scenario folders: loading and validation (the contract in docs/scenarios.md).
+
+A scenario that cannot be used stops with a `ScenarioError` naming the file and, where there is
+one, the line. Rows that are merely bad (empty or non-numeric value, unknown station, unknown unit)
+do not stop anything: they are returned as quarantine records with a reason, and the replay puts
+them on the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+from shapely.geometry import Point, shape
+from shapely.prepared import prep
+from shapely.validation import explain_validity
+
+from .config import SAMPLE_DATA
+from .models import READING_KINDS, Incident, Resource, Station, Zone
+from .rules import RuleError, RuleSet, parse_rules
+from .timeutil import parse_duration, parse_time
+from .units import KIND_UNITS, UnitError, factor_for
+
+READINGS_HEADER = ["time", "station_id", "kind", "value", "unit"]
+INCIDENTS_HEADER = ["time", "incident_id", "category", "lat", "lon", "severity", "description"]
+RESOURCES_HEADER = ["id", "department", "type", "name", "lat", "lon", "status"]
+INJECT_TYPES = ("incident", "reading", "resource_status")
+_OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+class ScenarioError(ValueError):
+    """A scenario folder that cannot be replayed. The message names the file (and line)."""
+
+
+@dataclass
+class Inject:
+    at: int  # epoch ms
+    type: str
+    data: dict[str, Any]
+    line: int | None = None
+
+
+@dataclass
+class Scenario:
+    folder: Path
+    name: str
+    description: str
+    start: int  # epoch ms
+    timezone: str | None
+    stations: dict[str, Station]
+    zones: dict[str, Zone]
+    resources: list[Resource]
+    ruleset: RuleSet
+    rules_doc: dict[str, Any]
+    # Valid readings in SI, sorted by time: columns t (int64 ms), station_id, kind, value (float64).
+    readings: pd.DataFrame
+    incidents: list[Incident]
+    injects: list[Inject]
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+    tick_ms: int = 5 * 60_000
+    description_zh: str = ""
+
+    @property
+    def end(self) -> int:
+        times = [self.start]
+        if len(self.readings):
+            times.append(int(self.readings["t"].iloc[-1]))
+        times += [i.time for i in self.incidents] + [i.at for i in self.injects]
+        return max(times)
+
+
+# ------------------------------------------------------------------------------------------------
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"{where}: invalid YAML: {problem}") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+
+
+def _check_header(path: Path, required: list[str]) -> list[str]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found") from None
+    if not header:
+        raise ScenarioError(f"{path}:1: empty file, expected the header {','.join(required)}")
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ScenarioError(f"{path}:1: bad header {','.join(header)!r}: missing column(s) "
+                            f"{', '.join(missing)} (expected {','.join(required)})")
+    return header
+
+
+def _resolve(folder: Path, doc: dict, key: str, default_name: str, required: bool = True) -> Path | None:
+    """A path from scenario.yaml (relative to the folder); else the folder's file; else sample_data's."""
+    if doc.get(key):
+        return (folder / str(doc[key])).resolve()
+    for candidate in (folder / default_name, SAMPLE_DATA / default_name):
+        if candidate.exists():
+            return candidate
+    if required:
+        raise ScenarioError(f"{folder / default_name}: file not found (and no `{key}` in scenario.yaml)")
+    return None
+
+
+def _features(path: Path) -> list[dict]:
+    doc = _read_json(path)
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
+        raise ScenarioError(f"{path}: expected a GeoJSON FeatureCollection")
+    return doc["features"]
+
+
+def load_zones(path: Path) -> dict[str, Zone]:
+    zones: dict[str, Zone] = {}
+    for i, feat in enumerate(_features(path), 1):
+        where = f"{path}: feature #{i}"
+        props = feat.get("properties") or {}
+        geom = feat.get("geometry")
+        if not props.get("id"):
+            raise ScenarioError(f"{where}: missing property `id`")
+        where = f"{path}: zone {props['id']!r} (feature #{i})"
+        if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
+            raise ScenarioError(f"{where}: geometry must be a Polygon or MultiPolygon")
+        try:
+            shp = shape(geom)
+        except Exception as exc:  # shapely raises several types for malformed coordinates
+            raise ScenarioError(f"{where}: invalid geometry: {exc}") from None
+        if shp.is_empty or not shp.is_valid:
+            raise ScenarioError(f"{where}: invalid geometry: {explain_validity(shp)}")
+        if props["id"] in zones:
+            raise ScenarioError(f"{where}: duplicate zone id")
+        zones[props["id"]] = Zone(id=str(props["id"]), name=str(props.get("name") or ""),
+                                  name_zh=str(props.get("name_zh") or ""), risk=props.get("risk"), geometry=geom)
+    return zones
+
+
+class ZoneLocator:
+    """Point-in-zone lookups with prepared geometries (the first zone listed wins on overlap)."""
+
+    def __init__(self, zones: dict[str, Zone]) -> None:
+        self._prepared = [(zid, prep(shape(z.geometry))) for zid, z in zones.items()]
+
+    def zone_of(self, lon: float, lat: float) -> str | None:
+        p = Point(lon, lat)
+        for zid, pg in self._prepared:
+            if pg.covers(p):
+                return zid
+        return None
+
+
+def load_stations(path: Path, zones: dict[str, Zone]) -> dict[str, Station]:
+    locator = ZoneLocator(zones)
+    stations: dict[str, Station] = {}
+    for i, feat in enumerate(_features(path), 1):
+        props = feat.get("properties") or {}
+        geom = feat.get("geometry") or {}
+        sid = props.get("id")
+        where = f"{path}: station {sid!r} (feature #{i})"
+        if not sid:
+            raise ScenarioError(f"{path}: feature #{i}: missing property `id`")
+        coords = geom.get("coordinates") if isinstance(geom, dict) else None
+        if geom.get("type") != "Point" or not isinstance(coords, list) or len(coords) < 2:
+            raise ScenarioError(f"{where}: geometry must be a Point [lon, lat]")
+        try:
+            lon, lat = float(coords[0]), float(coords[1])
+        except (TypeError, ValueError):
+            raise ScenarioError(f"{where}: invalid coordinates {coords!r}") from None
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ScenarioError(f"{where}: coordinates {coords!r} out of range (expected [lon, lat])")
+        kind = props.get("kind")
+        if kind not in READING_KINDS:
+            raise ScenarioError(f"{where}: `kind` must be one of {', '.join(READING_KINDS)}, got {kind!r}")
+        thresholds: dict[str, float] = {}
+        raw_th = props.get("thresholds") or {}
+        if raw_th:
+            if not isinstance(raw_th, dict):
+                raise ScenarioError(f"{where}: `thresholds` must be an object of level to value")
+            unit = str(raw_th.get("unit") or KIND_UNITS[kind])
+            try:
+                factor, _ = factor_for(unit, kind)
+            except UnitError as exc:
+                raise ScenarioError(f"{where}: thresholds: {exc}") from None
+            for lv, v in raw_th.items():
+                if lv == "unit":
+                    continue
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise ScenarioError(f"{where}: threshold {lv!r} must be a number, got {v!r}")
+                thresholds[lv] = round(float(v) * factor, 6)
+        zone = props.get("zone")
+        if zone is not None and zone not in zones:
+            raise ScenarioError(f"{where}: unknown zone {zone!r}")
+        if zone is None:
+            zone = locator.zone_of(lon, lat)
+        if sid in stations:
+            raise ScenarioError(f"{where}: duplicate station id")
+        stations[sid] = Station(id=str(sid), name=str(props.get("name") or ""), name_zh=str(props.get("name_zh") or ""),
+                                kind=kind, lon=lon, lat=lat, zone=zone, thresholds=thresholds, unit=KIND_UNITS[kind])
+    return stations
+
+
+def load_resources(path: Path) -> list[Resource]:
+    _check_header(path, RESOURCES_HEADER)
+    out: list[Resource] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), 2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            if not row.get("status"):
+                row["status"] = "available"
+            if not row.get("capacity"):
+                row.pop("capacity", None)
+            try:
+                res = Resource.model_validate(row)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ScenarioError(f"{path}:{line}: resource {row.get('id')!r}: "
+                                    f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            if res.id in seen:
+                raise ScenarioError(f"{path}:{line}: duplicate resource id {res.id!r}")
+            seen.add(res.id)
+            out.append(res)
+    return out
+
+
+def load_rules(path: Path) -> tuple[RuleSet, dict]:
+    doc = _read_yaml(path)
+    try:
+        return parse_rules(doc, source=str(path)), doc
+    except RuleError as exc:
+        raise ScenarioError(str(exc)) from None
+
+
+# ------------------------------------------------------------------------------------------------
+def _quarantine_record(source: str, line: int, row: dict, reason: str) -> dict[str, Any]:
+    return {"source": source, "line": line, "row": row, "reason": reason}
+
+
+def load_readings(path: Path, stations: dict[str, Station]) -> tuple[pd.DataFrame, list[dict], int]:
+    """Readings in SI, sorted by time; the quarantined rows; the count of exact duplicates ignored."""
+    _check_header(path, READINGS_HEADER)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: unreadable CSV: {exc}") from None
+    df.columns = [c.strip() for c in df.columns]
+    df = df[READINGS_HEADER].copy()
+    for c in READINGS_HEADER:
+        df[c] = df[c].str.strip()
+    df["line"] = np.arange(2, len(df) + 2)
+    reason = pd.Series("", index=df.index, dtype=object)
+
+    def flag(mask: pd.Series, text: pd.Series | str) -> None:
+        m = mask & (reason == "")
+        if m.any():
+            reason[m] = text if isinstance(text, str) else text[m]
+
+    has_offset = df["time"].str.contains(_OFFSET_RE, regex=True)
+    t = pd.to_datetime(df["time"].where(has_offset), utc=True, format="ISO8601", errors="coerce")
+    flag(df["time"] == "", "empty time")
+    flag(~has_offset, "time " + df["time"].map(repr) + " has no UTC offset")
+    flag(t.isna(), "invalid time " + df["time"].map(repr))
+    flag(~df["station_id"].isin(stations.keys()), "unknown station " + df["station_id"].map(repr))
+    flag(~df["kind"].isin(READING_KINDS), "unknown kind " + df["kind"].map(repr))
+    value = pd.to_numeric(df["value"], errors="coerce")
+    flag(df["value"] == "", "empty value")
+    flag(value.isna() | ~np.isfinite(value), "non-numeric value " + df["value"].map(repr))
+    # unit: look up each distinct (unit, kind) pair once
+    factors = np.full(len(df), np.nan)
+    for (unit, kind), idx in df.groupby(["unit", "kind"]).groups.items():
+        try:
+            f, _ = factor_for(unit, kind if kind in READING_KINDS else None)
+            factors[df.index.get_indexer(idx)] = f
+        except UnitError as exc:
+            flag(df.index.isin(idx), str(exc))
+    bad = reason != ""
+    quarantine = [
+        _quarantine_record(path.name, int(row.line), {c: row[c] for c in READINGS_HEADER}, reason[i])
+        for i, row in df[bad].iterrows()
+    ]
+    good = df[~bad]
+    out = pd.DataFrame({
+        "t": t[~bad].dt.as_unit("ms").astype("int64") if len(good) else pd.Series([], dtype="int64"),
+        "station_id": good["station_id"],
+        "kind": good["kind"],
+        "value": value[~bad] * factors[~bad.to_numpy()],
+        "line": good["line"],
+    })
+    # duplicates: the same station, kind and time. Identical values are ignored; a second, different
+    # value for the same instant is a conflict an operator should see, so it is quarantined.
+    key = ["station_id", "kind", "t"]
+    dup = out.duplicated(key, keep="first")
+    exact = out.duplicated(key + ["value"], keep="first")
+    conflicts = out[dup & ~exact]
+    for _, row in conflicts.iterrows():
+        raw = df.loc[df["line"] == row.line, READINGS_HEADER].iloc[0].to_dict()
+        quarantine.append(_quarantine_record(path.name, int(row.line), raw,
+                                             "conflicting duplicate: another value for the same station, kind and time"))
+    duplicates = int(exact.sum())
+    out = out[~dup].sort_values(["t", "line"], kind="stable").drop(columns="line").reset_index(drop=True)
+    quarantine.sort(key=lambda q: q["line"])
+    return out, quarantine, duplicates
+
+
+def _parse_incident_row(row: dict[str, str], locator: ZoneLocator) -> Incident:
+    """Validate one incident row; raises ValueError with a reason."""
+    if not row.get("incident_id"):
+        raise ValueError("missing incident_id")
+    if not row.get("category"):
+        raise ValueError("missing category")
+    try:
+        t = parse_time(row["time"])
+    except (ValueError, KeyError):
+        raise ValueError(f"invalid time {row.get('time')!r} (ISO 8601 with an offset)") from None
+    try:
+        lat, lon = float(row["lat"]), float(row["lon"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"invalid position lat={row.get('lat')!r} lon={row.get('lon')!r}") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"position out of range lat={lat} lon={lon}")
+    status = (row.get("status") or "open").strip() or "open"
+    if status not in ("open", "closed"):
+        raise ValueError(f"invalid status {status!r} (open or closed)")
+    return Incident(id=row["incident_id"], time=t, category=row["category"], lat=lat, lon=lon,
+                    severity=row.get("severity") or "", description=row.get("description") or "",
+                    status=status, zone=locator.zone_of(lon, lat))
+
+
+def load_incidents(path: Path, locator: ZoneLocator) -> tuple[list[Incident], list[dict]]:
+    _check_header(path, INCIDENTS_HEADER)
+    incidents: list[Incident] = []
+    quarantine: list[dict] = []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), 2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            try:
+                incidents.append(_parse_incident_row(row, locator))
+            except ValueError as exc:
+                quarantine.append(_quarantine_record(path.name, line, row, str(exc)))
+    incidents.sort(key=lambda i: i.time)
+    return incidents, quarantine
+
+
+def _parse_injects(raw: Any, path: Path, start: int) -> list[Inject]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ScenarioError(f"{path}: `injects` must be a list of {{at, type, ...}}")
+    out: list[Inject] = []
+    for i, item in enumerate(raw, 1):
+        where = f"{path}: inject #{i}"
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{where}: expected a mapping, got {item!r}")
+        if item.get("type") not in INJECT_TYPES:
+            raise ScenarioError(f"{where}: `type` must be one of {', '.join(INJECT_TYPES)}, got {item.get('type')!r}")
+        try:
+            at = start + parse_duration(item.get("at", ""))
+        except ValueError as exc:
+            raise ScenarioError(f"{where}: `at`: {exc}") from None
+        data = {k: v for k, v in item.items() if k not in ("at", "type")}
+        need = {"incident": ("incident_id", "category", "lat", "lon"), "reading": ("station_id", "kind", "value", "unit"),
+                "resource_status": ("resource_id", "status")}[item["type"]]
+        missing = [k for k in need if k not in data]
+        if missing:
+            raise ScenarioError(f"{where}: {item['type']} inject is missing {', '.join(missing)}")
+        out.append(Inject(at=at, type=item["type"], data=data))
+    out.sort(key=lambda x: x.at)
+    return out
+
+
+def load_scenario(folder: str | Path) -> Scenario:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ScenarioError(f"{folder}: not a scenario folder")
+    sy = folder / "scenario.yaml"
+    doc = _read_yaml(sy)
+    if not isinstance(doc, dict):
+        raise ScenarioError(f"{sy}: expected a mapping with name, start, ...")
+    if "start" not in doc:
+        raise ScenarioError(f"{sy}: missing `start` (ISO 8601 with an offset)")
+    try:
+        start = parse_time(doc["start"].isoformat() if hasattr(doc["start"], "isoformat") else str(doc["start"]))
+    except ValueError as exc:
+        raise ScenarioError(f"{sy}: `start`: {exc}") from None
+    tz = doc.get("timezone")
+    if tz:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ScenarioError(f"{sy}: unknown timezone {tz!r}") from None
+    tick_ms = 5 * 60_000
+    if doc.get("tick"):
+        try:
+            tick_ms = parse_duration(doc["tick"])
+        except ValueError as exc:
+            raise ScenarioError(f"{sy}: `tick`: {exc}") from None
+    zones = load_zones(_resolve(folder, doc, "zones", "zones.geojson"))
+    stations = load_stations(_resolve(folder, doc, "stations", "stations.geojson"), zones)
+    resources = load_resources(_resolve(folder, doc, "resources", "resources.csv"))
+    ruleset, rules_doc = load_rules(_resolve(folder, doc, "rules", "rules.yaml"))
+    readings, quarantine, dups = load_readings(_resolve(folder, doc, "readings", "readings.csv"), stations)
+    locator = ZoneLocator(zones)
+    incidents: list[Incident] = []
+    inc_path = folder / str(doc.get("incidents") or "incidents.csv")
+    if inc_path.exists():
+        incidents, q2 = load_incidents(inc_path, locator)
+        quarantine += q2
+    injects = _parse_injects(doc.get("injects"), sy, start)
+    return Scenario(folder=folder, name=str(doc.get("name") or folder.name), description=str(doc.get("description") or ""),
+                    description_zh=str(doc.get("description_zh") or ""), start=start, timezone=tz,
+                    stations=stations, zones=zones, resources=resources, ruleset=ruleset, rules_doc=rules_doc,
+                    readings=readings, incidents=incidents, injects=injects, quarantine=quarantine,
+                    duplicates=dups, tick_ms=tick_ms)
+
+
+def inject_incident(data: dict[str, Any], at: int, zones: dict[str, Zone]) -> Incident:
+    """An `incident` inject as an Incident (time defaults to the inject's time)."""
+    row = {k: str(v) for k, v in data.items()}
+    row.setdefault("time", "")
+    from .timeutil import to_iso
+
+    if not row["time"]:
+        row["time"] = to_iso(at) or ""
+    return _parse_incident_row(row, ZoneLocator(zones))
+
+
+__all__ = ["Scenario", "ScenarioError", "Inject", "load_scenario", "ZoneLocator", "inject_incident"]

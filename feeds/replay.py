@@ -1,0 +1,242 @@
+"""Scenario replay: a feed like any other, whose source is a scenario folder and whose clock is a
+replay clock (1x, 10x, 60x ... or as fast as Redis takes it).
+
+It writes the same entries to the same sharded streams as the live feeds, so a drill runs the very
+same engine, rules and recommendations as live operation; only the namespace differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from command.keys import Keys
+from command.models import Resource, ResourceStatus
+from command.scenario import Inject, Scenario, inject_incident
+from command.streams import StreamWriter
+from command.timeutil import to_iso
+from command.units import UnitError, factor_for
+
+# Events at the same instant are applied in this order: readings, then incidents and injects, then
+# the clock tick, so a tick sees every reading of its instant.
+_ORDER_INJECT, _ORDER_TICK = 1, 2
+
+
+def deadletter(r: redis.Redis | Any, keys: Keys, source: str, record: Any, reason: str, **extra: Any) -> None:
+    """Quarantine one rejected record with its reason (r may be a pipeline)."""
+    fields = {"source": source, "reason": reason, "record": orjson.dumps(record, default=str)}
+    fields.update({k: str(v) for k, v in extra.items()})
+    r.xadd(keys.deadletter, fields, maxlen=100_000, approximate=True)
+
+
+def load_namespace(r: redis.Redis, keys: Keys, sc: Scenario, shards: int = 1, mode: str = "exercise") -> None:
+    """Write the scenario's registry (stations, zones, resources, rules) and its quarantine to a namespace."""
+    pipe = r.pipeline(transaction=True)
+    pipe.hsetnx(keys.meta, "shards", shards)
+    pipe.hset(keys.meta, mapping={
+        "scenario": sc.name, "start": sc.start, "timezone": sc.timezone or "", "mode": mode,
+        "description": sc.description, "folder": str(sc.folder),
+    })
+    if sc.stations:
+        pipe.hset(keys.stations, mapping={s.id: s.model_dump_json() for s in sc.stations.values()})
+    if sc.zones:
+        pipe.hset(keys.zones, mapping={z.id: z.model_dump_json() for z in sc.zones.values()})
+    if sc.resources:
+        pipe.hset(keys.resources, mapping={x.id: x.model_dump_json() for x in sc.resources})
+    pipe.set(keys.rules, orjson.dumps(sc.rules_doc))
+    pipe.hincrby(keys.meta, "registry_version", 1)
+    pipe.set(keys.clock, sc.start)
+    for q in sc.quarantine:
+        deadletter(pipe, keys, q["source"], q["row"], q["reason"], line=q["line"])
+    pipe.execute()
+
+
+class ReplayClock:
+    """Scenario time from wall time at a speed; pausable. speed None means as fast as possible."""
+
+    def __init__(self, start: int, speed: float | None, wall: Callable[[], float] = time.monotonic) -> None:
+        self.start, self.speed, self._wall = start, speed, wall
+        self._anchor_wall = wall()
+        self._anchor_t = start
+        self.paused = False
+
+    def now(self) -> int | None:
+        """Current scenario time; None at max speed (the caller publishes in chunks instead)."""
+        if self.speed is None:
+            return None
+        if self.paused:
+            return self._anchor_t
+        return self._anchor_t + int((self._wall() - self._anchor_wall) * 1000 * self.speed)
+
+    def pause(self) -> None:
+        if not self.paused and self.speed is not None:
+            self._anchor_t = self.now() or self._anchor_t
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self._anchor_wall = self._wall()
+            self.paused = False
+
+    def set_speed(self, speed: float | None) -> None:
+        if self.speed is not None and not self.paused:
+            self._anchor_t = self.now() or self._anchor_t
+        self._anchor_wall = self._wall()
+        self.speed = speed
+
+
+def parse_speed(text: str) -> float | None:
+    """'max' -> None; '60', '60x' -> 60.0."""
+    t = str(text).strip().lower().rstrip("x")
+    if t in ("max", "maximum", ""):
+        return None
+    speed = float(t)
+    if speed <= 0:
+        raise ValueError("speed must be positive, or 'max'")
+    return speed
+
+
+@dataclass
+class _Event:
+    t: int
+    order: int
+    kind: str  # incident, inject, tick
+    payload: Any
+
+
+class ReplayFeed:
+    """Publishes a scenario's timeline to the namespace's streams, in time order."""
+
+    def __init__(self, r: redis.Redis, keys: Keys, sc: Scenario, shards: int,
+                 before_inject: Callable[[], None] | None = None) -> None:
+        self.r, self.keys, self.sc = r, keys, sc
+        self.writer = StreamWriter(r, keys, shards)
+        self.before_inject = before_inject
+        rd = sc.readings
+        self._rt: list[int] = rd["t"].tolist()
+        self._rs: list[str] = rd["station_id"].tolist()
+        self._rk: list[str] = rd["kind"].tolist()
+        self._rv: list[float] = rd["value"].tolist()
+        events: list[_Event] = [_Event(i.time, _ORDER_INJECT, "incident", i) for i in sc.incidents]
+        events += [_Event(j.at, _ORDER_INJECT, "inject", j) for j in sc.injects]
+        end = sc.end
+        t = sc.start
+        while t <= end:
+            events.append(_Event(t, _ORDER_TICK, "tick", t))
+            t += sc.tick_ms
+        if (end - sc.start) % sc.tick_ms:
+            events.append(_Event(end, _ORDER_TICK, "tick", end))  # a last tick at the very end
+        events.sort(key=lambda e: (e.t, e.order))
+        self._events = events
+        self._i = 0  # next reading
+        self._j = 0  # next other event
+        self.published = 0
+        self.total = len(self._rt) + len(events)
+        self.clock_t = sc.start
+
+    @property
+    def done(self) -> bool:
+        return self._i >= len(self._rt) and self._j >= len(self._events)
+
+    def next_time(self) -> int | None:
+        a = self._rt[self._i] if self._i < len(self._rt) else None
+        b = self._events[self._j].t if self._j < len(self._events) else None
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return min(a, b)
+
+    def publish_until(self, t_limit: int | None, max_entries: int = 5000) -> int:
+        """Publish every event at or before `t_limit` (None: no limit), at most `max_entries`."""
+        w = self.writer
+        n = 0
+        rt, rs, rk, rv, ev = self._rt, self._rs, self._rk, self._rv, self._events
+        nr, ne = len(rt), len(ev)
+        while n < max_entries:
+            ti = rt[self._i] if self._i < nr else None
+            e = ev[self._j] if self._j < ne else None
+            # readings first at the same instant
+            if ti is not None and (e is None or ti <= e.t):
+                if t_limit is not None and ti > t_limit:
+                    break
+                w.reading(rs[self._i], rk[self._i], ti, rv[self._i])
+                self._i += 1
+                self.clock_t = max(self.clock_t, ti)
+            elif e is not None:
+                if t_limit is not None and e.t > t_limit:
+                    break
+                self._j += 1
+                self.clock_t = max(self.clock_t, e.t)
+                if e.kind == "tick":
+                    w.tick(e.payload)
+                elif e.kind == "incident":
+                    w.incident(e.payload)
+                else:
+                    self._inject(e.payload)
+            else:
+                break
+            n += 1
+        w.flush()
+        self.published += n
+        self.r.set(self.keys.clock, self.clock_t)
+        return n
+
+    def _inject(self, inj: Inject) -> None:
+        k = self.keys
+        self.r.xadd(k.events, {"type": inj.type, "at": inj.at, "data": orjson.dumps(inj.data, default=str)})
+        if inj.type == "incident":
+            try:
+                self.writer.incident(inject_incident(inj.data, inj.at, self.sc.zones))
+            except ValueError as exc:
+                deadletter(self.r, k, "inject", inj.data, str(exc), at=to_iso(inj.at))
+        elif inj.type == "reading":
+            d = inj.data
+            sid, kind = str(d["station_id"]), str(d["kind"])
+            try:
+                if sid not in self.sc.stations:
+                    raise ValueError(f"unknown station {sid!r}")
+                factor, _ = factor_for(str(d["unit"]), kind)
+                value = float(d["value"]) * factor
+            except (ValueError, TypeError, UnitError) as exc:
+                deadletter(self.r, k, "inject", d, str(exc), at=to_iso(inj.at))
+                return
+            self.writer.reading(sid, kind, inj.at, value)
+        elif inj.type == "resource_status":
+            # resources change what the engine recommends: let it catch up to this instant first
+            self.writer.flush()
+            if self.before_inject:
+                self.before_inject()
+            rid = str(inj.data["resource_id"])
+            raw = self.r.hget(k.resources, rid)
+            try:
+                if raw is None:
+                    raise ValueError(f"unknown resource {rid!r}")
+                res = Resource.model_validate_json(raw)
+                res.status = ResourceStatus(str(inj.data["status"]))
+            except ValueError as exc:
+                deadletter(self.r, k, "inject", inj.data, str(exc), at=to_iso(inj.at))
+                return
+            self.r.hset(k.resources, rid, res.model_dump_json())
+
+    def run(self, clock: ReplayClock, on_progress: Callable[[ReplayFeed], None] | None = None,
+            after_publish: Callable[[], None] | None = None, chunk: int = 5000,
+            stop: Callable[[], bool] | None = None) -> None:
+        """Publish the whole timeline paced by `clock`; `after_publish` runs after each chunk."""
+        while not self.done and not (stop and stop()):
+            now = clock.now()
+            n = self.publish_until(now, max_entries=chunk)
+            if after_publish:
+                after_publish()
+            if on_progress:
+                on_progress(self)
+            if n == 0 and now is not None:
+                nxt = self.next_time()
+                if nxt is not None and clock.speed:
+                    wait = (nxt - now) / 1000 / clock.speed
+                    time.sleep(min(max(wait, 0.001), 0.2))

@@ -1,0 +1,664 @@
+"""Generate the Jiangcheng (江城) sample data set for the flood command dashboard.
+
+Jiangcheng is a fictional river city on a bend of the Qingjiang River (清江), where
+the Shahe (沙河) tributary joins it.  This script (re)writes, under ``sample_data/``:
+
+* ``stations.geojson``  - 20 water-level gauges (5 of them report in feet) and
+  12 rain gauges (3 of them report in inches), with thresholds and zone ids;
+* ``zones.geojson``     - 6 flood-risk zones (one MultiPolygon of two islands);
+* ``rivers.geojson``    - the river and its tributary, for a base map without tiles;
+* ``resources.csv``     - 34 resources of the field departments;
+* ``departments.yaml``  - the departments, including the command centre;
+* ``rules.yaml``        - the alert rules (one of each rule kind);
+* ``scenarios/jiangcheng_flood/``: ``scenario.yaml``, ``readings.csv`` (48 h at
+  15-minute steps, with deliberate faults) and ``incidents.csv``.
+
+The scenario and its deliberate faults are described in ``docs/scenarios.md``.
+The output is deterministic: a fixed random seed, fixed formatting, and no
+dependency beyond the standard library and numpy.  Run it from the project root::
+
+    .venv/bin/python sample_data/generate.py
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+SEED = 20260714
+HERE = Path(__file__).resolve().parent
+SCENARIO_DIR = HERE / "scenarios" / "jiangcheng_flood"
+
+TZ = timezone(timedelta(hours=8))
+START = datetime(2026, 7, 14, 0, 0, tzinfo=TZ)
+STEP_MINUTES = 15
+STEPS = 48 * 60 // STEP_MINUTES  # 192 readings per station
+FEET_PER_METRE = 1 / 0.3048
+MM_PER_INCH = 25.4
+METRES_PER_FURLONG = 201.168
+
+# --------------------------------------------------------------------------
+# Geography
+# --------------------------------------------------------------------------
+
+QINGJIANG = [  # main river, flowing west to north-east around the bend
+    (114.200, 30.520), (114.230, 30.514), (114.258, 30.517), (114.282, 30.528),
+    (114.300, 30.546), (114.309, 30.570), (114.307, 30.596), (114.316, 30.621),
+    (114.338, 30.640), (114.368, 30.652), (114.400, 30.662), (114.428, 30.676),
+    (114.450, 30.690),
+]
+SHAHE = [  # tributary from the south-east, joining at the bend
+    (114.445, 30.455), (114.420, 30.472), (114.392, 30.488), (114.366, 30.505),
+    (114.342, 30.521), (114.320, 30.534), (114.300, 30.546),
+]
+
+
+@dataclass(frozen=True)
+class Zone:
+    id: str
+    name: str
+    name_zh: str
+    risk: str
+    parts: tuple  # one or more exterior rings, each a tuple of (lon, lat)
+
+
+ZONES = (
+    Zone("Z-RIVERSIDE", "Riverside Old Quay", "滨江老码头区", "high", (
+        ((114.245, 30.512), (114.285, 30.518), (114.308, 30.540), (114.318, 30.566),
+         (114.316, 30.598), (114.292, 30.600), (114.280, 30.575), (114.262, 30.548),
+         (114.245, 30.535)),
+    )),
+    Zone("Z-SHAHE", "Shahe Confluence Lowland", "沙河口低洼区", "high", (
+        ((114.312, 30.520), (114.340, 30.505), (114.372, 30.492), (114.385, 30.505),
+         (114.360, 30.530), (114.335, 30.545), (114.318, 30.548)),
+    )),
+    Zone("Z-ISLANDS", "Jiangxin Islands", "江心洲", "high", (
+        ((114.346, 30.6445), (114.352, 30.6425), (114.362, 30.6440), (114.367, 30.6490),
+         (114.360, 30.6515), (114.350, 30.6505)),
+        ((114.383, 30.6565), (114.390, 30.6550), (114.400, 30.6570), (114.403, 30.6615),
+         (114.396, 30.6635), (114.386, 30.6615)),
+    )),
+    Zone("Z-OLDTOWN", "Old Town North Bank", "老城北岸", "medium", (
+        ((114.255, 30.605), (114.300, 30.605), (114.310, 30.625), (114.330, 30.648),
+         (114.300, 30.668), (114.262, 30.660), (114.248, 30.630)),
+    )),
+    Zone("Z-NANHU", "Nanhu Industrial Park", "南湖工业园", "medium", (
+        ((114.205, 30.470), (114.260, 30.470), (114.262, 30.505), (114.210, 30.505)),
+    )),
+    Zone("Z-EASTHILLS", "East Hills Residential", "东山住宅区", "low", (
+        ((114.390, 30.560), (114.440, 30.560), (114.445, 30.610), (114.420, 30.625),
+         (114.385, 30.600)),
+    )),
+)
+
+# --------------------------------------------------------------------------
+# Stations
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaterGauge:
+    """A water-level gauge whose stage follows a gamma-shaped flood wave.
+
+    ``base`` is the pre-storm stage and ``peak`` the crest, both in ``unit``;
+    the wave starts at hour ``onset`` and crests ``rise_hours`` later.  ``shape``
+    is the gamma exponent: 4 for the slow main river, 3 for the flashy Shahe.
+    """
+
+    id: str
+    name: str
+    name_zh: str
+    lon: float
+    lat: float
+    unit: str
+    base: float
+    peak: float
+    yellow: float
+    orange: float
+    red: float
+    onset: float
+    rise_hours: float
+    shape: int
+
+
+@dataclass(frozen=True)
+class RainGauge:
+    """A rain gauge; ``peak_1h_mm`` is the wettest hour before noise is added."""
+
+    id: str
+    name: str
+    name_zh: str
+    lon: float
+    lat: float
+    unit: str
+    peak_1h_mm: float
+
+
+W = WaterGauge
+WATER_GAUGES = (
+    # Qingjiang main river, upstream (west) to downstream (north-east)
+    W("WL-001", "Xishan Upstream", "西山上游站", 114.203, 30.523, "m", 24.60, 26.10, 25.80, 26.50, 27.20, 8.0, 12, 4),
+    W("WL-002", "Baishi Bridge", "白石桥站", 114.232, 30.5165, "m", 24.30, 25.40, 25.80, 26.40, 27.00, 8.5, 12, 4),
+    W("WL-003", "Riverside Park", "滨江公园站", 114.258, 30.5195, "m", 22.80, 25.90, 24.40, 25.00, 25.60, 9.0, 12, 4),
+    W("WL-004", "Old Ferry Pier", "老码头站", 114.281, 30.531, "ft", 74.0, 82.2, 79.0, 81.2, 83.5, 9.5, 12, 4),
+    W("WL-005", "Bend Pumping Station", "弯道泵站", 114.303, 30.552, "m", 22.40, 25.60, 24.00, 24.70, 25.30, 10.0, 12, 4),
+    W("WL-006", "Bend North", "弯道北站", 114.311, 30.578, "m", 22.10, 24.60, 23.70, 24.30, 25.00, 10.5, 12, 4),
+    W("WL-007", "Jiangcheng Hydrological Station", "江城水文站", 114.309, 30.600, "m", 21.90, 24.50, 23.50, 24.20, 24.90, 11.0, 12, 4),
+    W("WL-008", "North Bank Embankment", "北岸堤防站", 114.303, 30.618, "ft", 71.5, 76.4, 75.5, 77.8, 79.5, 11.5, 12, 4),
+    W("WL-009", "Old Town Wharf", "老城码头站", 114.318, 30.638, "m", 21.50, 22.50, 22.90, 23.50, 24.10, 12.0, 12, 4),
+    W("WL-010", "Jiangxin Island West", "江心洲西站", 114.356, 30.647, "m", 21.20, 23.70, 22.80, 23.40, 24.10, 12.5, 12, 4),
+    W("WL-011", "Jiangxin Island East", "江心洲东站", 114.392, 30.659, "ft", 68.5, 78.3, 73.0, 75.5, 77.3, 13.0, 12, 4),
+    W("WL-012", "Beigang Lock", "北港船闸站", 114.415, 30.668, "m", 20.80, 21.90, 22.40, 23.00, 23.60, 13.5, 12, 4),
+    W("WL-013", "Dongkou Outflow", "东口出城站", 114.447, 30.687, "m", 20.50, 22.10, 21.80, 22.50, 23.20, 14.0, 12, 4),
+    W("WL-014", "Eastern Levee", "东堤站", 114.345, 30.636, "m", 21.40, 22.40, 22.90, 23.50, 24.10, 12.0, 12, 4),
+    # Shahe tributary, upstream (south-east) to the confluence, and an urban drain
+    W("WL-015", "Shahe Upper", "沙河上游站", 114.440, 30.459, "ft", 88.0, 90.6, 92.0, 94.0, 96.0, 9.0, 6, 3),
+    W("WL-016", "Hongqiao", "虹桥站", 114.405, 30.481, "m", 25.60, 27.10, 26.80, 27.50, 28.20, 9.5, 6, 3),
+    W("WL-017", "Shahe Middle", "沙河中游站", 114.370, 30.503, "m", 24.20, 27.20, 25.60, 26.30, 26.90, 10.0, 6, 3),
+    W("WL-018", "Shahe Mouth", "沙河口站", 114.335, 30.527, "m", 23.00, 25.40, 24.40, 25.10, 25.80, 10.5, 8, 3),
+    W("WL-019", "Shahe Pumping Station", "沙河泵站", 114.350, 30.520, "ft", 75.0, 79.3, 78.5, 80.5, 82.5, 10.5, 10, 3),
+    W("WL-020", "Nanhu Drainage Channel", "南湖排涝渠站", 114.240, 30.500, "m", 19.80, 20.50, 21.00, 21.50, 22.00, 10.0, 5, 3),
+)
+
+R = RainGauge
+RAIN_GAUGES = (
+    R("RF-001", "Xishan Rain Gauge", "西山雨量站", 114.215, 30.545, "mm", 28),
+    R("RF-002", "Nanhu Rain Gauge", "南湖雨量站", 114.230, 30.485, "mm", 42),
+    R("RF-003", "Riverside Rain Gauge", "滨江雨量站", 114.275, 30.560, "mm", 58),
+    R("RF-004", "Jiangcheng Weather Observatory", "江城气象台", 114.290, 30.625, "mm", 44),
+    R("RF-005", "Old Town Rain Gauge", "老城雨量站", 114.270, 30.645, "mm", 27),
+    R("RF-006", "Shahe Rain Gauge", "沙河雨量站", 114.355, 30.510, "mm", 63),
+    R("RF-007", "Hongqiao Rain Gauge", "虹桥雨量站", 114.420, 30.495, "mm", 27),
+    R("RF-008", "East Hills Rain Gauge", "东山雨量站", 114.415, 30.590, "in", 15),
+    R("RF-009", "Beigang Rain Gauge", "北港雨量站", 114.430, 30.650, "mm", 43),
+    R("RF-010", "Airport Rain Gauge", "机场雨量站", 114.440, 30.530, "in", 14),
+    R("RF-011", "North Hills Rain Gauge", "北山雨量站", 114.360, 30.690, "in", 11),
+    R("RF-012", "Xinzhou Rain Gauge", "新洲雨量站", 114.330, 30.580, "mm", 58),
+)
+
+SILENT_STATION = "WL-012"
+SILENT_HOURS = (22, 26)  # no rows with start+22h <= time < start+26h
+
+# --------------------------------------------------------------------------
+# Resources, departments, incidents, rules
+# --------------------------------------------------------------------------
+
+RESOURCES = (
+    # id, department, type, name, lat, lon, status, capacity
+    ("WA-PUMP-01", "water_authority", "pump", "Mobile Pump 1 (Riverside Depot)", 30.552, 114.272, "available", 1000),
+    ("WA-PUMP-02", "water_authority", "pump", "Mobile Pump 2 (Riverside Depot)", 30.552, 114.272, "available", 1000),
+    ("WA-PUMP-03", "water_authority", "pump", "Large Drainage Pump Truck 3", 30.612, 114.284, "available", 3000),
+    ("WA-PUMP-04", "water_authority", "pump", "Mobile Pump 4 (Water Authority HQ)", 30.612, 114.284, "out_of_service", 800),
+    ("WA-PUMP-05", "water_authority", "pump", "Mobile Pump 5 (Shahe Station)", 30.522, 114.352, "available", 1200),
+    ("FR-BOAT-01", "fire_rescue", "rescue_boat", "Rescue Boat 1 (Binjiang Fire Station)", 30.565, 114.296, "available", 8),
+    ("FR-BOAT-02", "fire_rescue", "rescue_boat", "Rescue Boat 2 (Binjiang Fire Station)", 30.565, 114.296, "available", 8),
+    ("FR-BOAT-03", "fire_rescue", "rescue_boat", "Rescue Boat 3 (Old Town Fire Station)", 30.632, 114.281, "available", 12),
+    ("FR-BOAT-04", "fire_rescue", "rescue_boat", "Rescue Boat 4 (Shahe Fire Station)", 30.515, 114.362, "available", 6),
+    ("FR-BOAT-05", "fire_rescue", "rescue_boat", "Rescue Boat 5 (Beigang Fire Station)", 30.660, 114.420, "out_of_service", 10),
+    ("FR-CREW-01", "fire_rescue", "rescue_crew", "Rescue Crew 1 (Binjiang)", 30.565, 114.296, "available", 6),
+    ("FR-CREW-02", "fire_rescue", "rescue_crew", "Rescue Crew 2 (Old Town)", 30.632, 114.281, "available", 8),
+    ("FR-CREW-03", "fire_rescue", "rescue_crew", "Rescue Crew 3 (Shahe)", 30.515, 114.362, "available", 6),
+    ("FR-CREW-04", "fire_rescue", "rescue_crew", "Rescue Crew 4 (Beigang)", 30.660, 114.420, "available", 8),
+    ("POL-01", "police", "police_unit", "Police Unit Binjiang 1", 30.545, 114.268, "available", 4),
+    ("POL-02", "police", "police_unit", "Police Unit Binjiang 2", 30.545, 114.268, "available", 4),
+    ("POL-03", "police", "police_unit", "Police Unit Old Town", 30.640, 114.292, "available", 4),
+    ("POL-04", "police", "police_unit", "Police Unit Shahe", 30.508, 114.380, "available", 4),
+    ("POL-05", "police", "police_unit", "Traffic Police Unit East", 30.600, 114.410, "available", 2),
+    ("MED-AMB-01", "medical", "ambulance", "Ambulance 1 (City Central Hospital)", 30.622, 114.268, "available", 2),
+    ("MED-AMB-02", "medical", "ambulance", "Ambulance 2 (City Central Hospital)", 30.622, 114.268, "available", 2),
+    ("MED-AMB-03", "medical", "ambulance", "Ambulance 3 (Shahe Clinic)", 30.500, 114.392, "available", 2),
+    ("MED-AMB-04", "medical", "ambulance", "Ambulance 4 (East Hills Hospital)", 30.585, 114.425, "dispatched", 2),
+    ("MED-AMB-05", "medical", "ambulance", "Ambulance 5 (Nanhu Clinic)", 30.488, 114.225, "available", 2),
+    ("PW-PUMP-01", "public_works", "pump", "Municipal Drain Pump 1 (Nanhu)", 30.495, 114.245, "available", 500),
+    ("PW-PUMP-02", "public_works", "pump", "Municipal Drain Pump 2 (Nanhu)", 30.495, 114.245, "available", 500),
+    ("PW-PUMP-03", "public_works", "pump", "Municipal Drain Pump 3 (Old Town)", 30.640, 114.275, "available", 800),
+    ("PW-SAND-01", "public_works", "sandbag_truck", "Sandbag Truck 1 (Materials Yard)", 30.580, 114.262, "available", 1500),
+    ("PW-SAND-02", "public_works", "sandbag_truck", "Sandbag Truck 2 (Materials Yard)", 30.580, 114.262, "available", 1500),
+    ("PW-SAND-03", "public_works", "sandbag_truck", "Sandbag Truck 3 (Materials Yard)", 30.580, 114.262, "dispatched", 1500),
+    ("PW-SAND-04", "public_works", "sandbag_truck", "Sandbag Truck 4 (East Depot)", 30.575, 114.400, "available", 1000),
+    ("PW-EXC-01", "public_works", "excavator", "Excavator 1 (Materials Yard)", 30.580, 114.262, "available", None),
+    ("PW-EXC-02", "public_works", "excavator", "Excavator 2 (East Depot)", 30.575, 114.400, "available", None),
+    ("MET-RADAR-01", "meteorology", "radar_van", "Mobile X-band Radar Van", 30.625, 114.290, "available", None),
+)
+
+DEPARTMENTS = (
+    ("emergency_management", "Emergency Management Bureau (command centre)", "应急管理局"),
+    ("water_authority", "Water Authority", "水务局"),
+    ("fire_rescue", "Fire and Rescue", "消防救援支队"),
+    ("police", "Police", "公安局"),
+    ("medical", "Medical Emergency Services", "医疗急救中心"),
+    ("public_works", "Public Works", "市政局"),
+    ("meteorology", "Meteorological Bureau", "气象局"),
+)
+
+INCIDENTS = (
+    # hours after start, id, category, lat, lon, severity, description, status
+    (9.67, "INC-001", "road_closed", 30.488, 114.236, "yellow",
+     "Nanhu Road underpass flooded to 0.4 m, closed to traffic", ""),
+    (11.33, "INC-002", "flooding", 30.515, 114.355, "orange",
+     "Street flooding in Shahe Lane, water 0.5 m deep, ground-floor shops affected", ""),
+    (12.08, "INC-003", "landslide", 30.605, 114.425, "orange",
+     "Slope failure above Dongshan Road, one lane blocked by mud", ""),
+    (13.5, "INC-004", "power_outage", 30.650, 114.280, "yellow",
+     "Old Town substation tripped, about 2,000 households without power; restored after 40 minutes", "closed"),
+    (14.17, "INC-005", "trapped_people", 30.525, 114.340, "red",
+     'Family of four trapped on a roof near the Shahe mouth, caller says "water is up to the second floor"', "open"),
+    (15.75, "INC-006", "flooding", 30.630, 114.265, "orange",
+     "Basement car park flooding at Old Town market", ""),
+    (17.33, "INC-007", "road_closed", 30.585, 114.305, "yellow",
+     "Riverside Avenue closed between Bend Park and the ferry terminal", ""),
+    (19.0, "INC-008", "trapped_people", 30.520, 114.430, "orange",
+     "Car stalled in floodwater on the airport expressway, two occupants waiting on the roof", ""),
+    (21.5, "INC-009", "flooding", 30.535, 114.284, "orange",
+     "River water overtopping the quay wall at Old Ferry Pier", ""),
+    (23.25, "INC-010", "levee_breach", 30.6600, 114.395, "red",
+     "Seepage and partial breach of the ring levee on Jiangxin Island East", "open"),
+    (25.67, "INC-011", "trapped_people", 30.6475, 114.356, "red",
+     "About 30 residents stranded in the Jiangxin Island West village, access road under water", ""),
+    (27.17, "INC-012", "power_outage", 30.560, 114.300, "orange",
+     "Bend pumping station lost mains power, running on backup generator", ""),
+    (33.0, "INC-013", "landslide", 30.685, 114.340, "yellow",
+     "Small landslide on the North Hills forest road, no one hurt", ""),
+    (38.5, "INC-014", "road_closed", 30.672, 114.445, "yellow",
+     "Dongkou bridge approach closed for inspection after the flood crest", ""),
+)
+
+INJECTS = (
+    {"at": "20h", "type": "resource_status", "resource_id": "FR-BOAT-02",
+     "status": "out_of_service", "note": "engine failure"},
+    {"at": "28h", "type": "incident", "incident_id": "INJ-1", "category": "levee_breach",
+     "lat": 30.528, "lon": 114.270, "severity": "red",
+     "description": "Levee breach behind Riverside Park, water entering the Binjiang residential blocks"},
+    {"at": "36h", "type": "resource_status", "resource_id": "FR-BOAT-02",
+     "status": "available", "note": "engine repaired"},
+)
+
+RULES_YAML = """\
+levels: [yellow, orange, red]
+rules:
+  - id: river-stage
+    kind: threshold
+    match: {kind: water_level}
+    above: thresholds          # each station's own thresholds
+    for: 30m
+    clear_margin: 0.05
+    recommend: [{type: pump, count: 2}, {type: sandbag_truck, count: 1}]
+  - {id: rapid-rise, kind: rate_of_rise, match: {kind: water_level}, window: 1h, above: {orange: 0.3, red: 0.6}, for: 15m, recommend: [{type: rescue_crew, count: 1}]}
+  - {id: heavy-rain, kind: accumulation, match: {kind: rainfall}, window: 1h, above: {yellow: 20, orange: 35, red: 50}}
+  - {id: sensor-silent, kind: stale, match: {kind: water_level}, after: 1h, level: yellow}
+  - {id: incident-in-risk-zone, kind: zone_incident, zones: {risk: high}, categories: [trapped_people, levee_breach, flooding], level: red, recommend: [{type: rescue_boat, count: 1}, {type: ambulance, count: 1}]}
+"""
+
+SCENARIO_DESCRIPTION = (
+    "A slow-moving rainstorm crosses Jiangcheng from the south-west between hours 8 and 20, "
+    "with more than 50 mm in an hour over the riverside, the Shahe valley and Xinzhou. "
+    "The Shahe tributary crests first (around hours 15-18), then the Qingjiang flood wave "
+    "travels through the city and crests between hours 20 and 26, overtopping the quay "
+    "and breaching a levee, before the water falls back below every threshold by hour 40."
+)
+SCENARIO_DESCRIPTION_ZH = (
+    "一场移动缓慢的暴雨于第8至20小时自西南向东北横扫江城，滨江、沙河流域和新洲一带小时雨量超过50毫米。"
+    "沙河首先在第15至18小时前后出现洪峰，随后清江洪水穿城而过，于第20至26小时达到洪峰，"
+    "江水漫过老码头并造成堤防决口；至第40小时，各站水位均回落至警戒线以下。"
+)
+
+# Deliberate faults in readings.csv, keyed by (station id, step); see docs/scenarios.md.
+EMPTY_VALUES = (("WL-002", 13), ("RF-005", 22), ("WL-014", 163))
+NON_NUMERIC_VALUES = (("WL-009", 28, "n/a"), ("RF-001", 177, "ERR"))
+UNKNOWN_UNIT = ("WL-016", 24, "furlong")
+UNKNOWN_STATION_ROWS = (("WL-999", 48, "3.210"), ("WL-999", 49, "3.250"))
+DUPLICATED = (("RF-012", 54), ("RF-003", 56), ("WL-017", 64), ("WL-005", 80), ("WL-011", 92))
+OUT_OF_ORDER_COUNT = 20
+QUIET_STEP_RANGES = ((4, 28), (164, 188))  # hours 1-7 and 41-47: no threshold is near
+
+# --------------------------------------------------------------------------
+# Geometry helpers
+# --------------------------------------------------------------------------
+
+
+def signed_area(ring):
+    """Shoelace area of an open ring; positive when counter-clockwise."""
+    total = 0.0
+    for (x1, y1), (x2, y2) in zip(ring, ring[1:] + ring[:1], strict=True):
+        total += x1 * y2 - x2 * y1
+    return total / 2
+
+
+def closed_ccw(ring):
+    """Return the ring as a closed, counter-clockwise list of [lon, lat]."""
+    points = list(ring)
+    if signed_area(points) < 0:
+        points.reverse()
+    points.append(points[0])
+    return [[round(x, 6), round(y, 6)] for x, y in points]
+
+
+def ring_contains(ring, lon, lat):
+    """Even-odd ray casting test for a point in an open ring."""
+    inside = False
+    for (x1, y1), (x2, y2) in zip(ring, ring[1:] + ring[:1], strict=True):
+        if (y1 > lat) != (y2 > lat):
+            x_cross = x1 + (lat - y1) * (x2 - x1) / (y2 - y1)
+            if lon < x_cross:
+                inside = not inside
+    return inside
+
+
+def zone_of(lon, lat):
+    """Id of the zone containing the point, or None."""
+    for zone in ZONES:
+        if any(ring_contains(list(part), lon, lat) for part in zone.parts):
+            return zone.id
+    return None
+
+
+# --------------------------------------------------------------------------
+# Time series models
+# --------------------------------------------------------------------------
+
+
+def hours_axis():
+    """Hours since start of every reading: 0, 0.25, ..., 47.75."""
+    return np.arange(STEPS) * STEP_MINUTES / 60.0
+
+
+def flood_wave(hours, onset, rise_hours, shape):
+    """Gamma-shaped flood wave, 0 before ``onset`` and 1 at the crest."""
+    x = np.clip((hours - onset) / rise_hours, 0.0, None)  # time in units of the rise time
+    return x**shape * np.exp(shape * (1.0 - x))
+
+
+def ar1_noise(rng, n, sigma, phi=0.7):
+    """Autocorrelated measurement noise with standard deviation ``sigma``."""
+    shocks = rng.normal(0.0, sigma * math.sqrt(1 - phi * phi), n)
+    noise = np.empty(n)
+    noise[0] = rng.normal(0.0, sigma)
+    for i in range(1, n):
+        noise[i] = phi * noise[i - 1] + shocks[i]
+    return noise
+
+
+def water_levels(gauge, rng):
+    """Stage of a water-level gauge at every step, in the gauge's unit."""
+    sigma = 0.006 * (FEET_PER_METRE if gauge.unit == "ft" else 1.0)
+    wave = flood_wave(hours_axis(), gauge.onset, gauge.rise_hours, gauge.shape)
+    return gauge.base + (gauge.peak - gauge.base) * wave + ar1_noise(rng, STEPS, sigma)
+
+
+def storm_centre_hour(lon, lat):
+    """Hour at which the storm's core passes a point (it moves SW to NE)."""
+    return 11.5 + 2.5 * ((lon - 114.20) + (lat - 30.45)) / 0.5
+
+
+def storm_intensity(hours, centre):
+    """Relative rain rate: leading band, convective core, trailing rain."""
+    def bump(mu, sigma):
+        return np.exp(-0.5 * ((hours - mu) / sigma) ** 2)
+    return 0.35 * bump(centre - 3.0, 1.2) + bump(centre, 1.3) + 0.3 * bump(centre + 3.5, 2.0)
+
+
+def rainfall_mm(gauge, rng):
+    """Rain depth in mm in the 15 minutes ending at every step."""
+    sub = np.linspace(-STEP_MINUTES / 60.0, 0.0, 7)[1:]  # sample points inside each interval
+    hours = hours_axis()
+    rate = storm_intensity(hours[:, None] + sub[None, :], storm_centre_hour(gauge.lon, gauge.lat))
+    depth = rate.mean(axis=1) * STEP_MINUTES / 60.0
+    wettest_hour = np.convolve(depth, np.ones(4), mode="valid").max()
+    depth *= gauge.peak_1h_mm / wettest_hour
+    depth *= np.exp(rng.normal(0.0, 0.08, STEPS))
+    return np.where(depth < 0.05, 0.0, depth)
+
+
+# --------------------------------------------------------------------------
+# Formatting and writing
+# --------------------------------------------------------------------------
+
+
+def iso(step):
+    """ISO 8601 time of a step, with the +08:00 offset."""
+    return (START + timedelta(minutes=STEP_MINUTES * step)).isoformat()
+
+
+def iso_hours(hours):
+    """ISO 8601 time ``hours`` after the start, rounded to the minute."""
+    return (START + timedelta(minutes=round(hours * 60))).isoformat()
+
+
+def fmt(value, unit):
+    """Format a reading with the resolution its instrument reports."""
+    decimals = {"m": 3, "ft": 2, "mm": 2, "in": 3}[unit]
+    return f"{value:.{decimals}f}"
+
+
+def write_text(path, text):
+    """Write UTF-8 text with Unix newlines, creating folders as needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+
+
+def write_csv(path, header, rows):
+    """Write a CSV file with minimal quoting and Unix newlines."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def write_geojson(path, features):
+    """Write a GeoJSON FeatureCollection."""
+    collection = {"type": "FeatureCollection", "features": features}
+    write_text(path, json.dumps(collection, ensure_ascii=False, indent=2) + "\n")
+
+
+PLAIN_YAML = re.compile(r"[A-Za-z][A-Za-z0-9_ -]*|[0-9]+[smhd]")  # words, durations
+YAML_KEYWORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}
+
+
+def yaml_str(value):
+    """A YAML scalar: simple words plain, other strings JSON-quoted (valid YAML)."""
+    if not isinstance(value, str):
+        return repr(value)
+    if PLAIN_YAML.fullmatch(value) and value.lower() not in YAML_KEYWORDS:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------
+# The files
+# --------------------------------------------------------------------------
+
+
+def point_feature(properties, lon, lat):
+    """A GeoJSON Point feature."""
+    return {"type": "Feature", "properties": properties,
+            "geometry": {"type": "Point", "coordinates": [lon, lat]}}
+
+
+def station_features():
+    """GeoJSON features of every station, with zone and thresholds."""
+    features = []
+    for gauge in WATER_GAUGES + RAIN_GAUGES:
+        kind = "water_level" if isinstance(gauge, WaterGauge) else "rainfall"
+        props = {"id": gauge.id, "name": gauge.name, "name_zh": gauge.name_zh, "kind": kind}
+        zone = zone_of(gauge.lon, gauge.lat)
+        if zone:
+            props["zone"] = zone
+        if kind == "water_level":
+            props["thresholds"] = {"yellow": gauge.yellow, "orange": gauge.orange,
+                                   "red": gauge.red, "unit": gauge.unit}
+        features.append(point_feature(props, gauge.lon, gauge.lat))
+    return features
+
+
+def zone_features():
+    """GeoJSON features of the zones; zones with several parts are MultiPolygons."""
+    features = []
+    for zone in ZONES:
+        polygons = [[closed_ccw(part)] for part in zone.parts]
+        if len(polygons) == 1:
+            geometry = {"type": "Polygon", "coordinates": polygons[0]}
+        else:
+            geometry = {"type": "MultiPolygon", "coordinates": polygons}
+        props = {"id": zone.id, "name": zone.name, "name_zh": zone.name_zh, "risk": zone.risk}
+        features.append({"type": "Feature", "properties": props, "geometry": geometry})
+    return features
+
+
+def river_features():
+    """GeoJSON LineStrings of the river and its tributary."""
+    rivers = (("R-QINGJIANG", "Qingjiang River", "清江", "river", QINGJIANG),
+              ("R-SHAHE", "Shahe River", "沙河", "tributary", SHAHE))
+    return [{"type": "Feature",
+             "properties": {"id": rid, "name": name, "name_zh": name_zh, "kind": kind},
+             "geometry": {"type": "LineString", "coordinates": [[x, y] for x, y in line]}}
+            for rid, name, name_zh, kind, line in rivers]
+
+
+def resource_rows():
+    """Rows of resources.csv."""
+    return [[rid, dept, rtype, name, f"{lat:.4f}", f"{lon:.4f}", status,
+             "" if capacity is None else capacity]
+            for rid, dept, rtype, name, lat, lon, status, capacity in RESOURCES]
+
+
+def departments_yaml():
+    """Text of departments.yaml."""
+    lines = ["departments:"]
+    for did, name, name_zh in DEPARTMENTS:
+        lines += [f"  - id: {did}", f"    name: {yaml_str(name)}", f"    name_zh: {name_zh}"]
+    return "\n".join(lines) + "\n"
+
+
+def scenario_yaml():
+    """Text of the scenario's scenario.yaml."""
+    lines = [
+        "name: jiangcheng_flood",
+        f"description: {yaml_str(SCENARIO_DESCRIPTION)}",
+        f"description_zh: {yaml_str(SCENARIO_DESCRIPTION_ZH)}",
+        f"start: {START.isoformat()}",
+        "timezone: Asia/Shanghai",
+        "stations: ../../stations.geojson",
+        "zones: ../../zones.geojson",
+        "resources: ../../resources.csv",
+        "rules: ../../rules.yaml",
+        "injects:",
+    ]
+    for inject in INJECTS:
+        first = True
+        for key, value in inject.items():
+            prefix = "  - " if first else "    "
+            lines.append(f"{prefix}{key}: {yaml_str(value)}")
+            first = False
+    return "\n".join(lines) + "\n"
+
+
+def incident_rows():
+    """Rows of the scenario's incidents.csv."""
+    return [[iso_hours(hours), iid, category, f"{lat:.4f}", f"{lon:.4f}", severity, text, status]
+            for hours, iid, category, lat, lon, severity, text, status in INCIDENTS]
+
+
+def clean_readings(rng):
+    """Every station's readings as blocks[step] = [[time, id, kind, value, unit], ...]."""
+    series = []
+    for gauge in WATER_GAUGES:
+        series.append((gauge, "water_level", gauge.unit, water_levels(gauge, rng)))
+    for gauge in RAIN_GAUGES:
+        depth = rainfall_mm(gauge, rng)
+        values = depth / MM_PER_INCH if gauge.unit == "in" else depth
+        series.append((gauge, "rainfall", gauge.unit, values))
+    blocks = []
+    for step in range(STEPS):
+        blocks.append([[iso(step), gauge.id, kind, fmt(values[step], unit), unit]
+                       for gauge, kind, unit, values in series])
+    return blocks
+
+
+def find_row(blocks, station_id, step):
+    """The row of a station at a step, looked up in that step's block."""
+    return next(row for row in blocks[step] if row[1] == station_id and row[0] == iso(step))
+
+
+def drop_silent_rows(blocks):
+    """The silent station sends nothing between the SILENT_HOURS."""
+    first, last = (h * 60 // STEP_MINUTES for h in SILENT_HOURS)
+    for step in range(first, last):
+        blocks[step] = [row for row in blocks[step] if row[1] != SILENT_STATION]
+
+
+def add_value_faults(blocks):
+    """Empty and non-numeric values, an unknown unit and an unknown station."""
+    for station_id, step in EMPTY_VALUES:
+        find_row(blocks, station_id, step)[3] = ""
+    for station_id, step, text in NON_NUMERIC_VALUES:
+        find_row(blocks, station_id, step)[3] = text
+    station_id, step, unit = UNKNOWN_UNIT
+    row = find_row(blocks, station_id, step)
+    row[3], row[4] = f"{float(row[3]) / METRES_PER_FURLONG:.4f}", unit
+    for station_id, step, value in UNKNOWN_STATION_ROWS:
+        blocks[step].append([iso(step), station_id, "water_level", value, "m"])
+
+
+def add_duplicates(blocks):
+    """Exact copies of a few rows, right after the original."""
+    for station_id, step in DUPLICATED:
+        row = find_row(blocks, station_id, step)
+        blocks[step].insert(blocks[step].index(row) + 1, list(row))
+
+
+def shuffle_out_of_order(blocks, rng):
+    """Move some quiet-period rows to after the rows 15 or 30 minutes later."""
+    faulty = {(s, t) for s, t in EMPTY_VALUES + DUPLICATED}
+    faulty |= {(s, t) for s, t, _ in NON_NUMERIC_VALUES}
+    faulty.add(UNKNOWN_UNIT[:2])
+    candidates = [(step, row[1]) for lo, hi in QUIET_STEP_RANGES for step in range(lo, hi)
+                  for row in blocks[step] if (row[1], step) not in faulty]
+    picks = rng.choice(len(candidates), OUT_OF_ORDER_COUNT, replace=False)
+    for index in sorted(int(i) for i in picks):
+        step, station_id = candidates[index]
+        row = find_row(blocks, station_id, step)
+        blocks[step].remove(row)
+        blocks[step + int(rng.integers(1, 3))].append(row)
+
+
+def reading_rows(rng):
+    """Rows of the scenario's readings.csv, deliberate faults included."""
+    blocks = clean_readings(rng)
+    drop_silent_rows(blocks)
+    add_value_faults(blocks)
+    add_duplicates(blocks)
+    shuffle_out_of_order(blocks, rng)
+    return [row for block in blocks for row in block]
+
+
+def main():
+    """Write every file."""
+    rng = np.random.default_rng(SEED)
+    write_geojson(HERE / "stations.geojson", station_features())
+    write_geojson(HERE / "zones.geojson", zone_features())
+    write_geojson(HERE / "rivers.geojson", river_features())
+    write_csv(HERE / "resources.csv",
+              ["id", "department", "type", "name", "lat", "lon", "status", "capacity"],
+              resource_rows())
+    write_text(HERE / "departments.yaml", departments_yaml())
+    write_text(HERE / "rules.yaml", RULES_YAML)
+    write_text(SCENARIO_DIR / "scenario.yaml", scenario_yaml())
+    write_csv(SCENARIO_DIR / "readings.csv", ["time", "station_id", "kind", "value", "unit"],
+              reading_rows(rng))
+    write_csv(SCENARIO_DIR / "incidents.csv",
+              ["time", "incident_id", "category", "lat", "lon", "severity", "description", "status"],
+              incident_rows())
+
+
+if __name__ == "__main__":
+    main()
