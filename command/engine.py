@@ -33,7 +33,7 @@ from .keys import ENGINE_GROUP, Keys, shard_of
 from .models import Incident, Reading, Resource, Station, Zone
 from .recommend import recommend
 from .rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
-from .streams import shard_count, tick_entry
+from .streams import ensure_group, shard_count, tick_entry
 from .timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -109,16 +109,14 @@ class Engine:
             if self.max_shards is not None and len(self.shards) >= self.max_shards:
                 break
             lease = self.keys.shard_lease(s)
-            if self.r.set(lease, self.consumer, nx=True, px=self.lease_ms):
+            # a restarted engine with the same consumer name resumes its own shards at once
+            if self.r.set(lease, self.consumer, nx=True, px=self.lease_ms) or \
+                    self.r.get(lease) == self.consumer.encode():
                 self._take(s)
 
     def _take(self, s: int) -> None:
         stream = self.keys.shard_stream(s)
-        try:
-            self.r.xgroup_create(stream, ENGINE_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self.r, stream)
         reg = self.registry
         assert reg is not None
         mine = {sid for sid in reg.stations if shard_of(sid, self.nshards) == s}

@@ -22,6 +22,7 @@ from .engine import Engine
 from .keys import Keys
 from .report import write_outputs
 from .scenario import load_scenario
+from .streams import shard_count
 from .timeutil import to_iso
 
 
@@ -90,6 +91,7 @@ def run_replay(r: redis.Redis, scenario_dir: str | Path, *, speed: float | None 
     sc = load_scenario(scenario_dir)
     keys = Keys(namespace or new_namespace(sc.name))
     load_namespace(r, keys, sc, shards=shards, mode="exercise")
+    shards = shard_count(r, keys, shards)  # an existing namespace keeps the shard count it was made with
     engine = Engine(r, keys, batch=batch, consumer=f"replay-{keys.ns}") if run_engine else None
     if engine is not None:
         engine.start()

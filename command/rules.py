@@ -540,6 +540,8 @@ class ShardEvaluator:
                        t: int) -> None:
         trend = _trend(ls.vh, t)
         a["trend_per_h"] = None if trend is None else round(trend, 6)
+        if trend is not None and a["trend_per_h"] <= 0:
+            trend = None  # float noise (e.g. 45.400000000000006 - 45.4) is no rise: no ETA ~1e21 ms away
         nxt = None
         rank = self.rs.level_rank(a["level"])
         for lv in self.rs.levels[rank + 1:]:

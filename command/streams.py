@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import redis
 
-from .keys import Keys, shard_of
+from .keys import ENGINE_GROUP, Keys, shard_of
 from .models import Incident, Reading
 
 READING, INCIDENT, TICK = b"r", b"i", b"t"
@@ -50,6 +50,15 @@ def shard_count(r: redis.Redis, keys: Keys, default: int = 1) -> int:
     """The namespace's shard count: fixed when the namespace is first used, so feeds and engines agree."""
     r.hsetnx(keys.meta, "shards", default)
     return int(r.hget(keys.meta, "shards"))
+
+
+def ensure_group(r: redis.Redis, stream: str) -> None:
+    """The engine consumer group, reading from the stream's very start (idempotent)."""
+    try:
+        r.xgroup_create(stream, ENGINE_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
 
 
 class StreamWriter:

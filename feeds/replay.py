@@ -18,7 +18,7 @@ import redis
 from command.keys import Keys
 from command.models import Resource, ResourceStatus
 from command.scenario import Inject, Scenario, inject_incident
-from command.streams import StreamWriter
+from command.streams import StreamWriter, ensure_group, shard_count
 from command.timeutil import to_iso
 from command.units import UnitError, factor_for
 
@@ -54,6 +54,8 @@ def load_namespace(r: redis.Redis, keys: Keys, sc: Scenario, shards: int = 1, mo
     for q in sc.quarantine:
         deadletter(pipe, keys, q["source"], q["row"], q["reason"], line=q["line"])
     pipe.execute()
+    for s in range(shard_count(r, keys, shards)):
+        ensure_group(r, keys.shard_stream(s))
 
 
 class ReplayClock:
@@ -92,9 +94,10 @@ class ReplayClock:
 
 def parse_speed(text: str) -> float | None:
     """'max' -> None; '60', '60x' -> 60.0."""
-    t = str(text).strip().lower().rstrip("x")
+    t = str(text).strip().lower()
     if t in ("max", "maximum", ""):
         return None
+    t = t.removesuffix("x")
     speed = float(t)
     if speed <= 0:
         raise ValueError("speed must be positive, or 'max'")

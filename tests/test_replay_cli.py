@@ -1,0 +1,193 @@
+"""`python -m command replay` end to end on a real Redis: every rule kind, quarantine, reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from command.keys import Keys
+from command.pipeline import run_replay
+
+from .conftest import ROOT, SCENARIOS
+
+
+def replay(cli_env, scenario, out, *extra):
+    return subprocess.run([sys.executable, "-m", "command", "replay", str(scenario), "--speed", "max",
+                           "--out", str(out), *extra], cwd=ROOT, env=cli_env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def summary(alerts):
+    """(rule, subject, highest level, opened hh:mm, resolved hh:mm or None, first breach hh:mm)."""
+    def hm(s):
+        return None if s is None else s[11:16]
+    return [(a["rule"], a["subject"], a["level"], hm(a["opened_at"]), hm(a["resolved_at"]), hm(a["first_breach_at"]))
+            for a in alerts]
+
+
+def test_threshold_scenario(cli_env, tmp_path):
+    proc = replay(cli_env, SCENARIOS / "rule_threshold", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    assert summary(alerts) == [
+        ("river-stage", "WL-A", "orange", "01:00", "03:00", "00:30"),
+        ("river-stage", "WL-F", "yellow", "01:00", "02:00", "00:30"),
+    ]
+    wla, wlf = alerts
+    assert wla["opened_at"] == "2026-07-01T01:00:00+08:00"  # ISO 8601 with the scenario's offset
+    assert wla["peak_value"] == 2.95
+    assert wlf["peak_value"] == pytest.approx(7.2 * 0.3048)  # feet converted to metres
+    assert len({a["fingerprint"] for a in alerts}) == 2
+
+    recs = read_jsonl(tmp_path / "recommendations.jsonl")
+    # on opening, and again when WL-A rises to orange; P3 is out of service and P4 dispatched though nearer
+    assert [(r["subject"], r["level"], r["resource_ids"]) for r in recs] == [
+        ("WL-A", "yellow", ["P1", "P2"]), ("WL-F", "yellow", ["P1", "P2"]), ("WL-A", "orange", ["P1", "P2"])]
+    first = recs[0]["items"][0]
+    assert first["distance_km"] == pytest.approx(0.96, abs=0.01)
+    assert first["department"] == "water_authority" and "nearest available pump" in first["reason"]
+    assert recs[0]["fingerprint"] == wla["fingerprint"]
+
+    quarantine = read_jsonl(tmp_path / "quarantine.jsonl")
+    assert [(q["line"], q["reason"]) for q in quarantine] == [
+        (35, "empty value"), (36, "non-numeric value 'n/a'"), (37, "unknown station 'WL-Z'"),
+        (38, "unknown unit 'furlong'")]
+    assert quarantine[2]["row"]["station_id"] == "WL-Z"
+
+    report = json.loads((tmp_path / "after_action.json").read_text())
+    assert report["alerts_by_level"] == {"yellow": 1, "orange": 1, "red": 0}
+    assert report["breach_to_alert"]["river-stage"]["median_s"] == 1800
+    assert report["totals"]["quarantined"] == 4
+    events = [(e["event"], e["subject"], e["level"]) for e in report["timeline"]]
+    assert events == [("open", "WL-A", "yellow"), ("open", "WL-F", "yellow"), ("raise", "WL-A", "orange"),
+                      ("resolve", "WL-F", "yellow"), ("lower", "WL-A", "yellow"), ("resolve", "WL-A", "yellow")]
+    html = (tmp_path / "after_action.html").read_text()
+    assert "After-action report" in html and "unknown unit &#39;furlong&#39;" in html and "EXERCISE" in html
+
+
+def test_rate_of_rise_scenario(cli_env, tmp_path):
+    assert replay(cli_env, SCENARIOS / "rule_rate_of_rise", tmp_path).returncode == 0
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    assert summary(alerts) == [("rapid-rise", "WL-A", "red", "01:45", "03:00", "01:30")]
+    assert alerts[0]["peak_value"] == pytest.approx(0.8) and alerts[0]["unit"] == "m/h"
+    recs = read_jsonl(tmp_path / "recommendations.jsonl")
+    assert [(r["level"], r["resource_ids"]) for r in recs] == [("orange", ["C1"]), ("red", ["C1"])]
+
+
+def test_accumulation_scenario(cli_env, tmp_path):
+    assert replay(cli_env, SCENARIOS / "rule_accumulation", tmp_path).returncode == 0
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    assert summary(alerts) == [("heavy-rain", "RF-A", "red", "01:00", "02:30", "01:00")]
+    assert alerts[0]["peak_value"] == pytest.approx(45.0)
+
+
+def test_stale_scenario(cli_env, tmp_path):
+    assert replay(cli_env, SCENARIOS / "rule_stale", tmp_path).returncode == 0
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    assert summary(alerts) == [
+        ("sensor-silent", "WL-F", "yellow", "01:00", None, "01:00"),  # never reported: open at the end
+        ("sensor-silent", "WL-A", "yellow", "01:45", "03:00", "01:45"),
+    ]
+    assert alerts[0]["status"] == "open" and alerts[0]["resolved_at"] is None
+
+
+def test_zone_incident_scenario(cli_env, tmp_path):
+    assert replay(cli_env, SCENARIOS / "rule_zone_incident", tmp_path).returncode == 0
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    assert summary(alerts) == [
+        ("incident-in-risk-zone", "I1", "red", "01:00", "03:00", "01:00"),
+        ("incident-in-risk-zone", "I4", "red", "02:00", None, "02:00"),
+        ("incident-in-risk-zone", "INJ-1", "red", "02:30", None, "02:30"),  # arrived as an inject
+    ]
+    recs = read_jsonl(tmp_path / "recommendations.jsonl")
+    assert [(r["subject"], r["resource_ids"]) for r in recs] == [
+        ("I1", ["B1", "A1"]), ("I4", ["B1", "A1"]), ("INJ-1", ["B2", "A1"])]
+    report = json.loads((tmp_path / "after_action.json").read_text())
+    assert any(e["event"] == "inject:incident" for e in report["timeline"])
+    assert [q["reason"] for q in read_jsonl(tmp_path / "quarantine.jsonl")] == [
+        "invalid position lat='abc' lon='114.05'"]
+
+
+def test_bad_scenario_exits_non_zero_with_a_clear_message(cli_env, tmp_path):
+    proc = replay(cli_env, tmp_path / "no-such-scenario", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "error: bad scenario:" in proc.stderr and "not a scenario folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "scenario.yaml").write_text("name: x\nstart: [2026\n")
+    proc = replay(cli_env, bad, tmp_path / "out")
+    assert proc.returncode == 2 and "scenario.yaml:" in proc.stderr and "invalid YAML" in proc.stderr
+
+
+def test_progress_is_shown(cli_env, tmp_path):
+    proc = replay(cli_env, SCENARIOS / "jiangcheng_flood", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("replay")]
+    assert len(lines) >= 2 and lines[-1].startswith("replay 100.0%")
+    assert "scenario time 2026-07-15T" in lines[-1]
+
+
+def test_default_scenario_produces_every_rule_kind(cli_env, tmp_path):
+    proc = replay(cli_env, SCENARIOS / "jiangcheng_flood", tmp_path, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    alerts = read_jsonl(tmp_path / "alerts.jsonl")
+    kinds = {a["rule_kind"] for a in alerts}
+    assert kinds == {"threshold", "rate_of_rise", "accumulation", "stale", "zone_incident"}
+    # the deliberate faults: 3 empty, 2 non-numeric, 2 unknown station, 1 unknown unit
+    reasons = [q["reason"] for q in read_jsonl(tmp_path / "quarantine.jsonl")]
+    assert sum(r == "empty value" for r in reasons) == 3
+    assert sum(r.startswith("non-numeric") for r in reasons) == 2
+    assert sum(r.startswith("unknown station") for r in reasons) == 2
+    assert sum(r.startswith("unknown unit") for r in reasons) == 1
+    silent = [a for a in alerts if a["rule"] == "sensor-silent"]
+    assert [(a["subject"], a["opened_at"][11:16], a["resolved_at"][11:16]) for a in silent] == [
+        ("WL-012", "22:45", "02:00")]
+
+
+def test_each_replay_has_its_own_namespace(r, redis_url):
+    a = run_replay(r, SCENARIOS / "rule_threshold")
+    b = run_replay(r, SCENARIOS / "rule_accumulation")
+    assert a.namespace != b.namespace
+    assert r.zcard(Keys(a.namespace).alerts_index) == 2
+    assert r.zcard(Keys(b.namespace).alerts_index) == 1
+    assert r.zcard(Keys("live").alerts_index) == 0
+    assert not any(k.startswith(b"ecd:live") for k in r.scan_iter())
+
+
+def test_replay_at_a_speed_paces_on_the_scenario_clock(r):
+    """At 36,000x, 4 scenario hours take about 0.4 s of wall time, and give the same alerts as max."""
+    import time
+
+    t0 = time.monotonic()
+    paced = run_replay(r, SCENARIOS / "rule_accumulation", speed=36_000)
+    elapsed = time.monotonic() - t0
+    fast = run_replay(r, SCENARIOS / "rule_accumulation", speed=None)
+    assert elapsed >= 0.25
+    ka, kb = Keys(paced.namespace), Keys(fast.namespace)
+    ea = [f[b"alert"] for _, f in r.xrange(ka.alerts_stream)]
+    eb = [f[b"alert"] for _, f in r.xrange(kb.alerts_stream)]
+    assert ea == eb and len(ea) == 4
+
+
+def test_discard_removes_the_namespace(r, tmp_path):
+    res = run_replay(r, SCENARIOS / "rule_threshold", out=tmp_path, keep=False)
+    assert (tmp_path / "alerts.jsonl").exists()
+    assert not [k for k in r.scan_iter(match=f"*{res.namespace}*")]
+
+
+def test_redis_url_is_used(cli_env, tmp_path, redis_url):
+    """The CLI writes to the server REDIS_URL names (not an embedded one)."""
+    proc = replay(cli_env, SCENARIOS / "rule_accumulation", tmp_path)
+    assert proc.returncode == 0
+    ns = proc.stdout.split("namespace ")[1].split()[0]
+    assert redis.Redis.from_url(redis_url).zcard(Keys(ns).alerts_index) == 1
+    assert not (tmp_path / "var" / "redis").exists()
