@@ -111,6 +111,107 @@ class Keys:
         """Stream of applied injects and other scenario events (for the after-action timeline)."""
         return f"{self._p}:events"
 
+    # --- current state for the dashboard (written by the recorder and the feeds) -----------------
+    @property
+    def latest(self) -> str:
+        """Hash: station id -> JSON {kind: [t_ms, value_si]} of its newest readings."""
+        return f"{self._p}:latest"
+
+    @property
+    def latest_seq(self) -> str:
+        """String counter, bumped once per recorder batch; `latest_changed` scores use it."""
+        return f"{self._p}:latest:seq"
+
+    @property
+    def latest_changed(self) -> str:
+        """Sorted set: station id scored by the `latest_seq` of its last change (deltas for the map)."""
+        return f"{self._p}:latest:changed"
+
+    def series(self, station_id: str) -> str:
+        """Stream of a station's recent readings (capped), for its trend plot."""
+        return f"{self._p}:series:{station_id}"
+
+    @property
+    def incidents(self) -> str:
+        """Hash: incident id -> Incident JSON (latest version)."""
+        return f"{self._p}:incidents"
+
+    # --- external warnings (NWS, CAP feeds) -------------------------------------------------------
+    @property
+    def warnings(self) -> str:
+        """Hash: warning id -> JSON of the imported warning (area, severity, onset, expires)."""
+        return f"{self._p}:warnings"
+
+    @property
+    def warnings_stream(self) -> str:
+        return f"{self._p}:warnings:events"
+
+    # --- live feeds -------------------------------------------------------------------------------
+    @property
+    def feeds(self) -> str:
+        """Set of the feed source names that have reported health."""
+        return f"{self._p}:feeds"
+
+    def feed_health(self, source: str) -> str:
+        """Hash: last_poll, last_success, last_error, consecutive_failures, readings, rejected, newest."""
+        return f"{self._p}:feed:{source}:health"
+
+    def feed_hwm(self, source: str) -> str:
+        """Hash: series key (station|kind) -> newest time taken (ms): a restart neither loses nor repeats."""
+        return f"{self._p}:feed:{source}:hwm"
+
+    def feed_http(self, source: str) -> str:
+        """Hash: url -> JSON {etag, last_modified} for conditional requests."""
+        return f"{self._p}:feed:{source}:http"
+
+    # --- dispatch, department tasks, audit ---------------------------------------------------------
+    @property
+    def dispatches_stream(self) -> str:
+        return f"{self._p}:dispatches"
+
+    def dispatch(self, dispatch_id: str) -> str:
+        return f"{self._p}:dispatch:{dispatch_id}"
+
+    @property
+    def dispatches_index(self) -> str:
+        """Sorted set of dispatch ids by creation time."""
+        return f"{self._p}:dispatches:index"
+
+    def dispatch_claim(self, fingerprint: str, level: str) -> str:
+        """String: who dispatched this alert's recommendation at this level (SET NX: one winner)."""
+        return f"{self._p}:dispatch-claim:{fingerprint}:{level}"
+
+    def task(self, task_id: str) -> str:
+        return f"{self._p}:task:{task_id}"
+
+    def department_tasks(self, department: str) -> str:
+        """Sorted set of a department's task ids by creation time."""
+        return f"{self._p}:tasks:{department}"
+
+    @property
+    def status_stream(self) -> str:
+        """Stream of department status updates on tasks."""
+        return f"{self._p}:status"
+
+    def alert_notes(self, fingerprint: str) -> str:
+        """Hash: operator state of an alert: acknowledged_by/at, comment, escalated, resolution note."""
+        return f"{self._p}:alert-notes:{fingerprint}"
+
+    @property
+    def audit(self) -> str:
+        """Append-only, hash-chained stream of every command: who, what, when."""
+        return f"{self._p}:audit"
+
+    @property
+    def audit_head(self) -> str:
+        """String: the hash of the newest audit entry (the chain's head)."""
+        return f"{self._p}:audit:head"
+
+    @property
+    def replay_control(self) -> str:
+        """Hash: a drill's replay state: speed, paused, scenario time (the exercise page drives it)."""
+        return f"{self._p}:replay"
+
     def pattern(self) -> list[str]:
         """Glob patterns matching every key of this namespace (for cleanup)."""
         return [f"{self._p}:*", f"{PREFIX}:{{{self.ns}:s*}}:*"]
