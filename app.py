@@ -15,7 +15,6 @@ from command.config import Settings
 from command.pipeline import Progress, run_replay
 from command.redis_server import RedisStartError, redis_for
 from command.scenario import ScenarioError
-from command.timeutil import to_iso
 
 
 def main(argv: list[str] | None = None) -> int:

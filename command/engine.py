@@ -298,8 +298,7 @@ class Engine:
                     a = c.alert
                     fp = a["fingerprint"]
                     blob = dumps(a)
-                    touched.pop(fp, None)
-                    pipe.set(k.alert(fp), blob)
+                    pipe.set(k.alert(fp), blob)  # an open alert's live copy below supersedes this
                     if c.event == "open":
                         pipe.zadd(k.alerts_index, {fp: a["opened_at"]})
                         pipe.zadd(k.alerts_open, {fp: a["opened_at"]})
@@ -307,7 +306,7 @@ class Engine:
                         pipe.zrem(k.alerts_open, fp)
                     pipe.xadd(k.alerts_stream, {"event": c.event, "fingerprint": fp, "alert": blob},
                               maxlen=ALERTS_MAXLEN, approximate=True)
-                for fp, a in touched.items():
+                for fp, a in touched.items():  # after the events: the newest state wins
                     pipe.set(k.alert(fp), dumps(a))
                 for rec in recs:
                     blob = rec.model_dump_json()

@@ -164,10 +164,29 @@ def _level(raw: dict, levels: tuple[str, ...], where: str) -> str:
     return lv
 
 
+_COMMON_KEYS = {"id", "kind", "match", "recommend", "description"}
+_KIND_KEYS = {
+    "threshold": {"above", "for", "clear_margin"},
+    "rate_of_rise": {"above", "for", "clear_margin", "window"},
+    "accumulation": {"above", "for", "clear_margin", "window"},
+    "stale": {"after", "level"},
+    "zone_incident": {"zones", "categories", "level"},
+}
+_MATCH_KEYS = {"kind", "stations", "zone"}
+
+
 def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str) -> Rule:
     kind = raw.get("kind")
     if kind not in RULE_KINDS:
         raise RuleError(f"{where}: unknown kind {kind!r} (expected one of {', '.join(RULE_KINDS)})")
+    # a misspelt key would silently change what a rule does: refuse it
+    unknown = sorted(set(raw) - _COMMON_KEYS - _KIND_KEYS[kind])
+    if unknown:
+        raise RuleError(f"{where}: unknown key(s) {', '.join(unknown)} for a {kind} rule "
+                        f"(allowed: {', '.join(sorted(_COMMON_KEYS | _KIND_KEYS[kind]))})")
+    if isinstance(raw.get("match"), dict) and set(raw["match"]) - _MATCH_KEYS:
+        raise RuleError(f"{where}: unknown `match` key(s) {', '.join(sorted(set(raw['match']) - _MATCH_KEYS))} "
+                        f"(allowed: {', '.join(sorted(_MATCH_KEYS))})")
     rule = Rule(id=rid, kind=kind, levels=levels, description=str(raw.get("description", "")))
     match = raw.get("match") or {}
     if not isinstance(match, dict):

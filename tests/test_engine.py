@@ -64,31 +64,41 @@ def reference(r):
     return res.namespace
 
 
-def test_sigkill_mid_replay_neither_loses_nor_doubles(r, cli_env, reference):
-    res = run_replay(r, SCENARIO, run_engine=False)
-    keys = Keys(res.namespace)
-    stream = keys.shard_stream(0)
-    kills_with_pending = 0
-    for _ in range(3):
-        proc = start_engine(cli_env, res.namespace, "--batch", "10")
+def _kill_while_pending(r, cli_env, ns) -> bool:
+    """Start an engine, freeze it (SIGSTOP) at a moment it holds an uncommitted batch well into the
+    stream, then SIGKILL it. False if it finished before such a moment was caught."""
+    keys = Keys(ns)
+    proc = start_engine(cli_env, ns, "--batch", "5")
+    try:
         deadline = time.monotonic() + 60
-        # wait until it is well into the stream and holds a batch it has not committed yet
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and proc.poll() is None:
             _, pending, _ = acked(r, keys)
             if pending and r.zcard(keys.alerts_index) >= 5:
-                break
-            if proc.poll() is not None:
-                break
-            time.sleep(0.002)
-        if proc.poll() is not None:
-            pytest.fail(f"engine exited early: {proc.stderr.read()}")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        _, pending, _ = acked(r, keys)
-        kills_with_pending += bool(pending)
-        if kills_with_pending:
+                proc.send_signal(signal.SIGSTOP)
+                if acked(r, keys)[1]:  # still pending now that it cannot move: a real mid-batch kill
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(10)
+                    return True
+                proc.send_signal(signal.SIGCONT)
+            time.sleep(0.001)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_sigkill_mid_replay_neither_loses_nor_doubles(r, cli_env, reference):
+    for _ in range(5):
+        res = run_replay(r, SCENARIO, run_engine=False)
+        if _kill_while_pending(r, cli_env, res.namespace):
             break
-    assert kills_with_pending, "no kill landed while a batch was pending"
+    else:
+        pytest.fail("no kill landed while a batch was pending")
+    keys = Keys(res.namespace)
+    stream = keys.shard_stream(0)
+    assert r.xpending(stream, ENGINE_GROUP)["pending"] > 0
+    assert r.zcard(keys.alerts_index) < 40  # mid-replay: not all alerts were out yet
     assert r.get(keys.shard_lease(0)) is not None  # the dead engine's lease is still there...
     r.delete(keys.shard_lease(0))  # ...until it expires; expire it now rather than wait 10 s
     proc = start_engine(cli_env, res.namespace)
@@ -196,3 +206,12 @@ def test_reclaim_happens_before_new_entries(r):
     eng.drain()
     assert r.xpending(stream, ENGINE_GROUP)["pending"] == 0
     assert r.zcard(keys.alerts_index) == 2
+
+
+def test_results_do_not_depend_on_the_batch_size(r):
+    """An alert that changes after a lifecycle event in the same batch is stored in its newest state."""
+    one = run_replay(r, SCENARIOS / "rule_stale", batch=1)
+    big = run_replay(r, SCENARIOS / "rule_stale", batch=1000)
+    assert alerts_of(r, one.namespace) == alerts_of(r, big.namespace)
+    wlf = [a for a in alerts_of(r, big.namespace) if a["subject"] == "WL-F"][0]
+    assert wlf["peak_value"] == 240.0  # silent from 00:00 to the end at 04:00

@@ -75,6 +75,8 @@ def test_parse_accepts_the_contract_example():
     ({"id": "x", "kind": "stale", "after": "1h", "level": "blue"}, "`level` must be one of"),
     ({"id": "x", "kind": "threshold", "above": {"red": 2}, "recommend": [{"type": "pump", "count": 0}]}, "`count`"),
     ({"kind": "threshold"}, "missing `id`"),
+    ({"id": "x", "kind": "threshold", "above": {"red": 2}, "fro": "30m"}, "unknown key(s) fro for a threshold rule"),
+    ({"id": "x", "kind": "threshold", "above": {"red": 2}, "match": {"knd": "rainfall"}}, "unknown `match` key(s) knd"),
 ])
 def test_parse_errors_name_the_rule(rule, message):
     with pytest.raises(RuleError) as exc:
