@@ -1,62 +1,416 @@
-"""`python app.py`: the flood command pipeline on the sample data.
+"""Flood command: the Dash app factory, and `python app.py`, which starts everything on one machine.
 
-Starts a real Redis (embedded unless REDIS_URL is set), replays the default scenario through the
-feeds, the rule engine and the recommendations, prints progress and the alerts, and writes the
-after-action report. (The map dashboard joins here next.)
+`python app.py` starts a real Redis (embedded unless REDIS_URL is set), the live rule engine, the
+drill runner (which replays the sample scenario as an exercise), an RQ worker and the web server
+(gunicorn, several workers) on http://127.0.0.1:8050 unless --port/PORT says otherwise; it stops
+them all on Ctrl-C or SIGTERM and leaves no process behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
+import os
+import secrets
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-from command.config import Settings
-from command.pipeline import Progress, run_replay
-from command.redis_server import RedisStartError, redis_for
-from command.scenario import ScenarioError
+import dash_bootstrap_components as dbc
+import flask
+from dash import Dash, Input, Output, State, callback, dcc, html, no_update
+from markupsafe import escape
+
+from command import i18n
+from command.auth import authenticate, ensure_users_file, load_users
+from command.config import PROJECT_ROOT, Settings
+from command.i18n import t
+
+i18n.add({
+    "login.title": {"en": "Sign in", "zh": "登录"},
+    "login.username": {"en": "User name", "zh": "用户名"},
+    "login.password": {"en": "Password", "zh": "密码"},
+    "login.submit": {"en": "Sign in", "zh": "登录"},
+    "login.failed": {"en": "Wrong user name or password.", "zh": "用户名或密码错误。"},
+})
+
+PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds"}
+ROLE_HOME = {"operator": "/", "department": "/department", "planner": "/exercise"}
+PAGE_ROLES = {"map": ("operator", "planner"), "department": ("department", "operator"),
+              "exercise": ("planner", "operator"), "feeds": ("operator", "planner")}
+
+
+# ---- the web app ---------------------------------------------------------------------------------------
+def _secret_key(settings: Settings) -> str:
+    """One key for every web worker: from the environment, else a file made once in the data folder."""
+    env = os.environ.get("ECD_SECRET_KEY")
+    if env:
+        return env
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _login_page(lang: str, error: str = "", next_url: str = "/") -> str:
+    other = "zh" if lang == "en" else "en"
+    err = f'<p class="err" role="alert">{escape(error)}</p>' if error else ""
+    return f"""<!doctype html><html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{t('app.title', lang)}</title>
+<link rel="stylesheet" href="/assets/2-app.css"></head><body class="login-body">
+<form method="post" class="login" action="/login?lang={lang}">
+<h1>{t('app.title', lang)}</h1><h2>{t('login.title', lang)}</h2>{err}
+<input type="hidden" name="next" value="{escape(next_url)}">
+<label>{t('login.username', lang)}<input name="username" id="login-username" autocomplete="username" required autofocus></label>
+<label>{t('login.password', lang)}<input name="password" id="login-password" type="password" autocomplete="current-password" required></label>
+<button type="submit" id="login-submit">{t('login.submit', lang)}</button>
+<a class="lang" href="/login?lang={other}&next={escape(next_url)}">{t('shell.language', lang)}</a>
+</form></body></html>"""
+
+
+def _register_routes(server: flask.Flask, settings: Settings) -> None:
+    users_file = ensure_users_file(settings.data_dir / "users.yaml")
+
+    @server.route("/login", methods=["GET", "POST"])
+    def login():
+        lang = flask.request.args.get("lang") or ("zh" if "zh" in (flask.request.accept_languages.best or "") else "en")
+        next_url = flask.request.values.get("next") or ""
+        if not next_url.startswith("/") or next_url.startswith("//"):
+            next_url = ""  # never redirect off the site
+        if flask.request.method == "POST":
+            user = authenticate(load_users(users_file), flask.request.form.get("username", ""),
+                                flask.request.form.get("password", ""))
+            if user is None:
+                return _login_page(lang, t("login.failed", lang), next_url), 401
+            flask.session.clear()
+            flask.session["user"] = user.public()
+            flask.session.permanent = True
+            return flask.redirect(next_url or ROLE_HOME[user.role])
+        return _login_page(lang, next_url=next_url or "/")
+
+    @server.route("/logout")
+    def logout():
+        flask.session.clear()
+        return flask.redirect("/login")
+
+    @server.route("/health")
+    def health():
+        from layouts.common import rds
+
+        try:
+            rds().ping()
+        except Exception as exc:  # noqa: BLE001 - health says what is wrong, whatever it is
+            return {"status": "redis unavailable", "error": str(exc)}, 503
+        return {"status": "ok"}
+
+    @server.before_request
+    def _require_sign_in():
+        path = flask.request.path
+        open_paths = ("/login", "/logout", "/health", "/assets/", "/_dash-component-suites/", "/_favicon")
+        if path.startswith(open_paths) or flask.session.get("user"):
+            return None
+        if path.startswith("/_dash") or path.startswith("/api/"):
+            return flask.jsonify({"error": "not signed in"}), 401
+        return flask.redirect(f"/login?next={path}")
+
+
+def _shell() -> html.Div:
+    return html.Div([
+        dcc.Location(id="url"),
+        dcc.Store(id="lang", storage_type="local"),
+        dcc.Store(id="ns", storage_type="session"),
+        dcc.Interval(id="shell-tick", interval=2000),
+        html.Div(id="shell-banner"),
+        html.Header([
+            html.A(id="shell-brand", href="/", className="brand"),
+            html.Nav(id="shell-nav", className="nav-links"),
+            html.Div(id="shell-clock", className="clock"),
+            dcc.Dropdown(id="shell-ns", clearable=False, persistence=True, persistence_type="session",
+                         className="ns-select", style={"minWidth": "260px"}),
+            html.Button(id="shell-lang", className="lang-btn", n_clicks=0),
+            html.Span(id="shell-user", className="user"),
+            html.A(id="shell-logout", href="/logout", className="logout"),
+        ], className="topbar"),
+        html.Main(id="page", className="page"),
+    ])
+
+
+def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Dash:
+    settings = settings or Settings()
+    app = Dash(__name__, assets_folder=str(PROJECT_ROOT / "assets"), title="Flood command · 防汛指挥",
+               suppress_callback_exceptions=True,
+               update_title=None, meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}])
+    server = app.server
+    server.secret_key = _secret_key(settings)
+    server.config.update(ECD_REDIS_URL=redis_url or settings.redis_url or os.environ.get("REDIS_URL"),
+                         ECD_MAP_STYLE=settings.map_style, ECD_MAP_TILES=settings.map_tiles,
+                         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    if not server.config["ECD_REDIS_URL"]:
+        raise RuntimeError("the web app needs REDIS_URL (python app.py sets it)")
+    server.config["ECD_ACK_MS"] = int(settings.ack_minutes * 60_000)
+    _register_routes(server, settings)
+    import layouts.department  # noqa: F401 - registers the page's callbacks
+    import layouts.exercise  # noqa: F401
+    import layouts.feeds  # noqa: F401
+    import layouts.map  # noqa: F401
+
+    layouts.exercise.register_routes(server)
+    app.layout = _shell
+    return app
+
+
+def create_server() -> flask.Flask:
+    """For gunicorn: `gunicorn 'app:create_server()'` (REDIS_URL in the environment)."""
+    return create_app().server
+
+
+# ---- shell callbacks ----------------------------------------------------------------------------------
+@callback(Output("lang", "data"), Input("shell-lang", "n_clicks"), State("lang", "data"))
+def _lang(n, lang):
+    if not n:
+        if lang in i18n.LANGS:
+            return no_update
+        best = flask.request.accept_languages.best or ""
+        return "zh" if best.startswith("zh") else "en"
+    return "en" if lang == "zh" else "zh"
+
+
+@callback(Output("shell-ns", "options"), Output("shell-ns", "value"),
+          Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"))
+def _ns_options(_n, lang, current):
+    from command.drills import list_drills
+    from command.keys import LIVE
+    from layouts.common import current_user, rds
+
+    if current_user() is None:
+        return no_update, no_update
+    lang = lang or "en"
+    drills = [d for d in list_drills(rds()) if d.get("status") not in ("failed",)]
+    options = [{"label": "● " + t("shell.live", lang), "value": LIVE}]
+    for d in drills:
+        label = t("shell.drill", lang, name=d.get("scenario", d["namespace"]))
+        options.append({"label": f"{label} · {d['namespace'][-8:]} · {d.get('status', '')}", "value": d["namespace"]})
+    values = {o["value"] for o in options}
+    if current in values:
+        return options, no_update
+    running = [d["namespace"] for d in drills if d.get("status") in ("running", "starting")]
+    return options, (running[0] if running else LIVE)
+
+
+@callback(Output("ns", "data"), Input("shell-ns", "value"))
+def _ns(value):
+    return value
+
+
+@callback(Output("page", "children"), Output("shell-nav", "children"), Output("shell-brand", "children"),
+          Output("shell-user", "children"), Output("shell-logout", "children"), Output("shell-lang", "children"),
+          Input("url", "pathname"), Input("lang", "data"), Input("ns", "data"))
+def _render(pathname, lang, ns):
+    from layouts import department, exercise, feeds
+    from layouts import map as map_page
+    from layouts.common import current_user, dept_names
+
+    lang = lang or "en"
+    user = current_user()
+    if user is None:
+        return html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", ""
+    page = PAGES.get(pathname or "/")
+    links = [dcc.Link(t(f"nav.{'map' if p == 'map' else p}", lang), href=path, className="nav-link",
+                      id=f"shell-nav-{p}")
+             for path, p in PAGES.items() if user["role"] in PAGE_ROLES[p]]
+    who = t("shell.signed_in", lang, name=user["name"], department=dept_names(lang).get(user["department"], user["department"]))
+    head = (links, t("app.title", lang), who, t("shell.sign_out", lang), t("shell.language", lang))
+    if page is None:
+        return (html.Div(t("shell.not_found", lang), className="muted p-4"), *head)
+    if user["role"] not in PAGE_ROLES[page]:
+        return (html.Div([t("shell.forbidden", lang), " ", dcc.Link("→", href=ROLE_HOME[user["role"]])],
+                         className="p-4", id="shell-forbidden"), *head)
+    module = {"map": map_page, "department": department, "exercise": exercise, "feeds": feeds}[page]
+    return (module.layout(lang, ns), *head)
+
+
+@callback(Output("shell-banner", "children"), Output("shell-clock", "children"),
+          Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"))
+def _clock(_n, ns, lang):
+    from command.drills import drill_state
+    from layouts.common import current_user, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
+
+    if current_user() is None:
+        return no_update, no_update
+    lang = lang or "en"
+    r, keys = rds(), namespace(ns)
+    raw = r.get(keys.clock)
+    tz = ns_tz(r, keys)
+    exercise = is_exercise(r, keys)
+    label = t("shell.scenario_clock" if exercise else "shell.clock", lang)
+    clock = fmt_time(int(raw), tz, with_date=True) if raw else "—"
+    extra = ""
+    if exercise:
+        st = drill_state(r, keys.ns)
+        if st:
+            extra = f" · {st.get('speed', '')}x" + (" · ⏸" if st.get("paused") == "1" else "")
+    banner = exercise_banner(lang, (r.hget(keys.meta, "scenario") or b"").decode()) if exercise else None
+    return banner, html.Span([html.Span(label + " ", className="muted"), html.B(clock, id="shell-clock-time"),
+                              html.Span(f" {tz or 'UTC'}{extra}", className="muted")])
+
+
+# ---- python app.py --------------------------------------------------------------------------------------
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def _lock(data_dir: Path):
+    """One `python app.py` per data folder: a second one says so instead of corrupting the first."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(data_dir / "app.lock", "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        info = (data_dir / "app.json")
+        detail = info.read_text() if info.exists() else "{}"
+        raise AlreadyRunning(f"flood command is already running on this data folder ({data_dir}): {detail}") from None
+    return fh
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    fh = open(log, "ab")  # noqa: SIM115 - the child keeps it
+    # own session: Ctrl-C reaches only us, and we stop the children in order
+    return subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=PROJECT_ROOT, start_new_session=True)
+
+
+def _stop_all(procs: list[tuple[str, subprocess.Popen]], timeout: float = 10.0) -> None:
+    for _, p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for _, p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = Settings()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", type=Path, default=settings.default_scenario)
-    p.add_argument("--speed", default="max", help="replay speed: 1, 10, 60 ... or max")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default var/reports/<namespace>)")
+    p = argparse.ArgumentParser(description="Flood command: everything on one machine")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8050")))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--workers", type=int, default=2, help="web workers (gunicorn)")
+    p.add_argument("--scenario", type=Path, default=settings.default_scenario,
+                   help="the sample scenario replayed as an exercise at start")
+    p.add_argument("--speed", default="60", help="its replay speed: 1, 10, 60 ... or max")
+    p.add_argument("--no-drill", action="store_true", help="do not start the sample exercise")
     args = p.parse_args(argv)
-    from feeds.replay import parse_speed
+
+    from command.drills import list_drills, start_drill
+    from command.redis_server import EmbeddedRedis, RedisStartError
 
     try:
-        speed = parse_speed(args.speed)
-        with redis_for(settings) as r:
-            print(f"Redis: {r.connection_pool.connection_kwargs.get('host')}:"
-                  f"{r.connection_pool.connection_kwargs.get('port')} "
-                  f"({'REDIS_URL' if settings.redis_url else 'embedded, data in ' + str(settings.redis_dir)})")
-            print(f"Replaying {args.scenario} at {'max speed' if speed is None else f'{speed:g}x'} ...")
-            res = run_replay(r, args.scenario, speed=speed, shards=settings.shards, progress=Progress(sys.stdout))
-            out = args.out or settings.data_dir / "reports" / res.namespace
-            from command.keys import Keys
-            from command.report import write_outputs
-
-            report = write_outputs(r, Keys(res.namespace), out)
-    except (ScenarioError, ValueError) as exc:
+        lock = _lock(settings.data_dir)
+    except AlreadyRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
+    stop = {"now": False}
+
+    def on_signal(*_):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server = None
+    procs: list[tuple[str, subprocess.Popen]] = []
+    try:
+        url = settings.redis_url
+        if not url:
+            server = EmbeddedRedis(settings.redis_dir)
+            url = server.start()
+        import redis
+
+        r = redis.Redis.from_url(url)
+        r.ping()
+        logs = settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, REDIS_URL=url, ECD_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1")
+        py = sys.executable
+        _bootstrap_live(r)
+        procs.append(("engine", _spawn([py, "-m", "command", "engine", "--namespace", "live", "--live-ticks"], env,
+                                       logs / "engine.log")))
+        procs.append(("drills", _spawn([py, "-m", "command", "drills"], env, logs / "drills.log")))
+        procs.append(("worker", _spawn([py, "-m", "command", "worker"], env, logs / "worker.log")))
+        if (PROJECT_ROOT / "feeds" / "runner.py").exists():
+            procs.append(("feeds", _spawn([py, "-m", "command", "feeds", "run"], env, logs / "feeds.log")))
+        procs.append(("web", _spawn([py, "-m", "gunicorn", "--workers", str(args.workers), "--threads", "4",
+                                     "--bind", f"{args.host}:{args.port}", "--graceful-timeout", "5",
+                                     "--access-logfile", "-", "app:create_server()"], env, logs / "web.log")))
+        address = f"http://{args.host}:{args.port}"
+        (settings.data_dir / "app.json").write_text(json.dumps({"pid": os.getpid(), "address": address, "redis": url}))
+        if not args.no_drill and not any(d.get("status") in ("running", "starting") for d in list_drills(r)):
+            ns = start_drill(r, args.scenario, args.speed, by="system")
+            print(f"exercise: replaying {args.scenario.name} at {args.speed}x in namespace {ns}")
+        if not _wait_http(address + "/health", procs, 30):
+            print(f"error: the web server did not start; see {logs / 'web.log'}", file=sys.stderr)
+            return 1
+        print(f"Flood command is running: {address}  (sign in as 'operator', password 'flood-demo')")
+        print(f"Redis: {url}  ({'embedded, data in ' + str(settings.redis_dir) if server else 'REDIS_URL'})")
+        print(f"logs: {logs}/  ·  Ctrl-C stops everything", flush=True)
+        while not stop["now"]:
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    print(f"error: {name} stopped (status {proc.returncode}); see {logs / (name + '.log')}",
+                          file=sys.stderr)
+                    stop["now"] = True
+            time.sleep(0.3)
+        return 0
     except RedisStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
-    tz = report["timezone"]
-    print(f"\n{res.readings} readings in {res.seconds:.1f} s -> {report['totals']['alerts']} alerts, "
-          f"{report['totals']['recommendations']} recommendations, {report['totals']['quarantined']} rows quarantined")
-    print("alerts by level:", ", ".join(f"{k} {v}" for k, v in report["alerts_by_level"].items()))
-    for a in report["alerts"][:60]:
-        end = a["resolved_at"][11:16] if a["resolved_at"] else "open"
-        print(f"  {a['level']:<7} {a['rule']:<22} {a['subject']:<8} {a['opened_at'][:16]} -> {end}")
-    print(f"\nreport: {out / 'after_action.html'}  (namespace {res.namespace}, times in {tz})")
-    return 0
+    finally:
+        print("stopping ...", flush=True)
+        _stop_all(procs)
+        if server is not None:
+            server.stop()
+        (settings.data_dir / "app.json").unlink(missing_ok=True)
+        lock.close()
+        print("stopped", flush=True)
+
+
+def _bootstrap_live(r) -> None:
+    """Live needs a rule set and the reference data before an engine can start: the sample's, at first."""
+    from command.keys import Keys
+    from command.scenario import load_scenario
+    from feeds.replay import load_namespace
+
+    keys = Keys("live")
+    if r.exists(keys.rules):
+        return
+    sc = load_scenario(Settings().default_scenario)
+    sc.quarantine = []  # the sample's deliberate faults belong to the exercise, not to live
+    load_namespace(r, keys, sc, mode="live")
+    r.delete(keys.clock)
+
+
+def _wait_http(url: str, procs, timeout: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for _, p in procs):
+            return False
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 if __name__ == "__main__":

@@ -51,9 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
                     help="stop after this long with nothing to do (for batch use)")
 
+    sub.add_parser("drills", help="run the drill runner (the exercise page's replays) until stopped")
+    wp = sub.add_parser("worker", help="run an RQ worker for background jobs (acknowledgement timers)")
+    wp.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+
+    up = sub.add_parser("users", help="manage dashboard users")
+    usub = up.add_subparsers(dest="users_cmd", required=True)
+    ua = usub.add_parser("add", help="add or replace a user (the password is read from standard input)")
+    ua.add_argument("username")
+    ua.add_argument("--department", required=True)
+    ua.add_argument("--role", default="department", choices=["operator", "department", "planner"])
+    ua.add_argument("--name", default="")
+    ua.add_argument("--file", type=Path, default=None, help="users file (default DATA_DIR/users.yaml)")
+
     xp = sub.add_parser("export", help="write a namespace's alerts and after-action report")
     xp.add_argument("--namespace", required=True)
     xp.add_argument("--out", type=Path, required=True)
+    from feeds.cli import register as register_feeds
+
+    register_feeds(sub)  # `feeds parse|run` and `record` (feeds/cli.py)
     return p
 
 
@@ -112,12 +128,53 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
+    from .drills import DrillRunner
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with redis_for(settings) as r:
+        print("drill runner started", flush=True)
+        DrillRunner(r).run(stop)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from rq import Queue, Worker
+
+    from .jobs import QUEUE
+
+    with redis_for(settings) as r:
+        worker = Worker([Queue(QUEUE, connection=r)], connection=r)
+        worker.work(with_scheduler=True, burst=args.burst)
+    return 0
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from .auth import UsersError, add_user, ensure_users_file
+
+    path = args.file or ensure_users_file(settings.data_dir / "users.yaml")
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    try:
+        user = add_user(path, username=args.username, password=password, department=args.department,
+                        role=args.role, name=args.name)
+    except UsersError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"user {user.username} ({user.role}, {user.department}) saved in {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
-    handler = {"replay": cmd_replay, "engine": cmd_engine, "export": cmd_export}[args.cmd]
+    handler = {"replay": cmd_replay, "engine": cmd_engine, "export": cmd_export, "drills": cmd_drills,
+               "worker": cmd_worker, "users": cmd_users}.get(args.cmd) or args.handler
     try:
         return handler(args, settings)
     except ScenarioError as exc:

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     lease_ms: int = Field(default=10_000, ge=500)
     # Live clock: how often the engine emits a clock tick so staleness is evaluated with no readings.
     tick_seconds: float = Field(default=30.0, gt=0)
+    # Map base: "white-bg" needs no tile server (offline); set a style name or a raster tile URL for online use,
+    # e.g. ECD_MAP_TILES=https://tile.example.org/{z}/{x}/{y}.png
+    map_style: str = "white-bg"
+    map_tiles: str | None = None
+    # A dispatched task not acknowledged within this many minutes (on the namespace's clock) is flagged.
+    ack_minutes: float = Field(default=10.0, gt=0)
     sample_data: Path = SAMPLE_DATA
     default_scenario: Path = DEFAULT_SCENARIO
 

@@ -30,7 +30,7 @@ import orjson
 import redis
 
 from .keys import ENGINE_GROUP, Keys, shard_of
-from .models import Incident, Reading, Resource, Station, Zone
+from .models import ExternalWarning, Incident, Reading, Resource, Station, Zone
 from .recommend import recommend
 from .rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
 from .streams import ensure_group, shard_count, tick_entry
@@ -120,7 +120,8 @@ class Engine:
         reg = self.registry
         assert reg is not None
         mine = {sid for sid in reg.stations if shard_of(sid, self.nshards) == s}
-        ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine)
+        zones = {zid for zid in reg.zones if shard_of(zid, self.nshards) == s}
+        ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine, shard_zones=zones)
         raw = self.r.hgetall(self.keys.shard_state(s))
         clock = raw.pop(CLOCK_FIELD.encode(), None)
         ev.load({k.decode(): orjson.loads(v) for k, v in raw.items()}, orjson.loads(clock) if clock else None)
@@ -173,7 +174,8 @@ class Engine:
             reg = self.registry
             for s, sh in self.shards.items():
                 mine = {sid for sid in reg.stations if shard_of(sid, self.nshards) == s}
-                ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine)
+                zones = {zid for zid in reg.zones if shard_of(zid, self.nshards) == s}
+                ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine, shard_zones=zones)
                 ev.state, ev.clock_start, ev.now, ev.late = (sh.evaluator.state, sh.evaluator.clock_start,
                                                              sh.evaluator.now, sh.evaluator.late)
                 sh.evaluator = ev
@@ -247,10 +249,16 @@ class Engine:
                     out = on_tick(int(raw))
                 else:
                     raw = fields.get(b"i")
-                    if raw is None:
+                    if raw is not None:
+                        out = ev.on_incident(Incident.model_validate_json(raw))
+                    elif (raw := fields.get(b"w")) is not None:
+                        out = ev.on_warning(ExternalWarning.model_validate_json(raw))
+                    elif (raw := fields.get(b"f")) is not None:
+                        sid, kind, issued, series = loads(raw)
+                        out = ev.on_forecast(sid, kind, issued, series)
+                    else:
                         log.warning("shard %d: entry %s has no known field, skipped", sh.index, eid)
                         continue
-                    out = ev.on_incident(Incident.model_validate_json(raw))
             if out:
                 changes.extend(out)
         try:

@@ -19,6 +19,13 @@ ENGINE_GROUP = "engine"
 _NS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+LIVE = "live"
+# Global (not per namespace): the drills that exist, and the commands the exercise page sends them.
+DRILLS = f"{PREFIX}:drills"
+DRILL_COMMANDS = f"{PREFIX}:drills:commands"
+DRILL_CURSOR = f"{PREFIX}:drills:cursor"  # the last command the drill runner handled
+
+
 def shard_of(subject_id: str, shards: int) -> int:
     """The shard of a station or incident: stable across processes and machines (crc32, not hash())."""
     if shards == 1:
@@ -70,6 +77,11 @@ class Keys:
     @property
     def resources(self) -> str:
         return f"{self._p}:resources"
+
+    @property
+    def basemap(self) -> str:
+        """String: GeoJSON of the scenario's base layers (rivers) for a map with no tile server."""
+        return f"{self._p}:basemap"
 
     @property
     def rules(self) -> str:
@@ -163,6 +175,16 @@ class Keys:
     def feed_http(self, source: str) -> str:
         """Hash: url -> JSON {etag, last_modified} for conditional requests."""
         return f"{self._p}:feed:{source}:http"
+
+    def feed_stations(self, source: str) -> str:
+        """Set: the station ids the source's last good payload delivered (to notice one that disappears)."""
+        return f"{self._p}:feed:{source}:stations"
+
+    # --- forecasts (kept apart from observations) ---------------------------------------------------
+    @property
+    def forecasts(self) -> str:
+        """Hash: station/point id -> JSON {kind: {issued, series: [[t_ms, value_si], ...]}}, the newest run."""
+        return f"{self._p}:forecasts"
 
     # --- dispatch, department tasks, audit ---------------------------------------------------------
     @property

@@ -46,6 +46,9 @@ class Zone(Model):
     name_zh: str = ""
     risk: str | None = None
     geometry: dict[str, Any]  # GeoJSON Polygon or MultiPolygon
+    # Area codes naming this zone in other agencies' warnings (e.g. {"UGC": ["ORZ004"]}), so a
+    # warning that gives only a geocode (no polygon) can still be matched to the zone.
+    geocodes: dict[str, list[str]] = Field(default_factory=dict)
 
     def centroid(self) -> tuple[float, float]:
         from shapely.geometry import shape
@@ -75,6 +78,48 @@ class Incident(Model):
     description: str = ""
     status: Literal["open", "closed"] = "open"
     zone: str | None = None  # the zone containing it, filled in on ingest
+
+
+class ExternalWarning(Model):
+    """A warning imported from another agency (NWS, UK EA, any CAP 1.2 feed). Times are epoch ms.
+
+    `severity`, `urgency` and `certainty` use the CAP 1.2 words (severity: Extreme, Severe, Moderate,
+    Minor, Unknown). `geometry` is GeoJSON (Polygon, MultiPolygon, Point or GeometryCollection) or
+    None when the area is given only by `geocodes`. `references` are the ids of earlier messages
+    this one updates or cancels.
+    """
+
+    id: str
+    source: str
+    sender: str = ""
+    sender_name: str = ""
+    event: str = ""
+    headline: str = ""
+    description: str = ""
+    instruction: str = ""
+    msg_type: Literal["Alert", "Update", "Cancel", "Ack", "Error"] = "Alert"
+    status: str = "Actual"
+    category: str = ""
+    severity: str = "Unknown"
+    urgency: str = "Unknown"
+    certainty: str = "Unknown"
+    sent: int
+    onset: int | None = None
+    expires: int | None = None
+    ends: int | None = None
+    area_desc: str = ""
+    geometry: dict[str, Any] | None = None
+    geocodes: dict[str, list[str]] = Field(default_factory=dict)
+    references: list[str] = Field(default_factory=list)
+    language: str = ""
+    web: str = ""
+
+    @property
+    def until(self) -> int | None:
+        """When the warning stops applying: the end of the event if given, else the message's expiry."""
+        if self.ends is not None and self.expires is not None:
+            return max(self.ends, self.expires)
+        return self.ends if self.ends is not None else self.expires
 
 
 @dataclass(slots=True)
@@ -132,3 +177,62 @@ class Recommendation(Model):
     @property
     def resource_ids(self) -> list[str]:
         return [i.resource_id for i in self.items]
+
+
+# ---- dispatch and department tasks ----------------------------------------------------------------
+TASK_STATUSES = ("assigned", "acknowledged", "en_route", "on_scene", "need_support", "completed")
+# Which status may follow which: an update implies acknowledgement; `completed` is final.
+TASK_NEXT: dict[str, frozenset[str]] = {
+    "assigned": frozenset({"acknowledged", "en_route", "on_scene", "need_support", "completed"}),
+    "acknowledged": frozenset({"acknowledged", "en_route", "on_scene", "need_support", "completed"}),
+    "en_route": frozenset({"en_route", "on_scene", "need_support", "completed"}),
+    "on_scene": frozenset({"on_scene", "need_support", "completed"}),
+    "need_support": frozenset({"need_support", "en_route", "on_scene", "completed"}),
+    "completed": frozenset(),
+}
+# What a task's status means for the resources it carries.
+TASK_RESOURCE_STATUS = {"en_route": ResourceStatus.dispatched, "on_scene": ResourceStatus.on_scene,
+                        "need_support": ResourceStatus.on_scene, "completed": ResourceStatus.available}
+
+
+class StatusUpdate(Model):
+    status: str
+    note: str = ""
+    people_assisted: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+    by: str
+    at: int  # namespace clock, epoch ms
+
+
+class Task(Model):
+    id: str
+    department: str
+    dispatch_id: str
+    fingerprint: str
+    subject: str
+    rule: str
+    level: str
+    lat: float | None = None
+    lon: float | None = None
+    resource_ids: list[str]
+    status: str = "assigned"
+    created_at: int
+    updated_at: int
+    ack_deadline: int | None = None
+    flagged: str | None = None  # why the task needs the command centre's attention (e.g. no acknowledgement)
+    history: list[StatusUpdate] = Field(default_factory=list)
+
+
+class Dispatch(Model):
+    id: str
+    fingerprint: str
+    level: str
+    subject: str
+    rule: str
+    resource_ids: list[str]
+    departments: list[str]
+    task_ids: list[str]
+    operator: str
+    created_at: int
+    note: str = ""

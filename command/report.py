@@ -126,6 +126,10 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
 _env = Environment(loader=PackageLoader("command", "templates"), autoescape=select_autoescape(["html"]))
 
 
+def render_html(report: dict[str, Any]) -> str:
+    return _env.get_template("after_action.html").render(report=report)
+
+
 def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
     """Write alerts.jsonl, recommendations.jsonl, quarantine.jsonl and the after-action report."""
     out.mkdir(parents=True, exist_ok=True)
@@ -147,6 +151,5 @@ def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
             fh.write(json.dumps(q, ensure_ascii=False) + "\n")
     report = after_action(r, keys, alerts, recs, quarantine)
     (out / "after_action.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    (out / "after_action.html").write_text(_env.get_template("after_action.html").render(report=report),
-                                           encoding="utf-8")
+    (out / "after_action.html").write_text(render_html(report), encoding="utf-8")
     return report

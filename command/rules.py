@@ -19,10 +19,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import Incident, Reading, Station, Zone
+from .models import ExternalWarning, Incident, Reading, Station, Zone
 from .timeutil import humanize_ms, parse_duration
 
-RULE_KINDS = ("threshold", "rate_of_rise", "accumulation", "stale", "zone_incident")
+RULE_KINDS = ("threshold", "rate_of_rise", "accumulation", "stale", "zone_incident",
+              "forecast_accumulation", "zone_warning")
+# CAP 1.2 severities, lowest first; `zone_warning` maps the top three onto the top three levels.
+CAP_SEVERITIES = ("Unknown", "Minor", "Moderate", "Severe", "Extreme")
+_SEVERITY_FROM_TOP = {"Extreme": 1, "Severe": 2, "Moderate": 3}
+# a warning in one of these CAP statuses can open an alert; Test, System and Draft never do
+WARNING_STATUSES = frozenset({"Actual", "Exercise"})
+FORECAST_PREFIX = "fc:"  # SubjectState.last/hist key of a forecast kind (apart from observed kinds)
 HOUR_MS = 3_600_000
 TREND_MIN_SPAN_MS = 15 * 60_000  # a trend over less than this is noise, not a trend
 
@@ -59,12 +66,14 @@ class Rule:
     zone_risk: frozenset[str] | None = None
     zone_ids: frozenset[str] | None = None
     categories: frozenset[str] | None = None
+    events: frozenset[str] | None = None  # zone_warning: warning event names, lower case
+    min_severity: str | None = None  # zone_warning: the lowest CAP severity that counts
     recommend: tuple[Recommend, ...] = ()
     description: str = ""
 
     def matches_station(self, st: Station, kind: str | None = None) -> bool:
         """Does this rule watch `st`'s readings of `kind` (the station's own kind by default)?"""
-        if self.kind == "zone_incident":
+        if self.kind in ("zone_incident", "zone_warning"):
             return False
         if self.match_kind and (kind or st.kind) != self.match_kind:
             return False
@@ -171,6 +180,8 @@ _KIND_KEYS = {
     "accumulation": {"above", "for", "clear_margin", "window"},
     "stale": {"after", "level"},
     "zone_incident": {"zones", "categories", "level"},
+    "forecast_accumulation": {"above", "for", "clear_margin", "window"},
+    "zone_warning": {"zones", "events", "min_severity", "level"},
 }
 _MATCH_KEYS = {"kind", "stations", "zone"}
 
@@ -192,10 +203,12 @@ def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str) -> Rul
     if not isinstance(match, dict):
         raise RuleError(f"{where}: `match` must be a mapping like {{kind: water_level}}")
     rule.match_kind = match.get("kind")
+    if kind == "forecast_accumulation" and rule.match_kind is None:
+        rule.match_kind = "rainfall"  # summing a wind forecast means nothing: rainfall unless told
     rule.match_stations = _as_set(match.get("stations"), "match.stations", where)
     rule.match_zone = match.get("zone")
 
-    if kind in ("threshold", "rate_of_rise", "accumulation"):
+    if kind in ("threshold", "rate_of_rise", "accumulation", "forecast_accumulation"):
         above = raw.get("above")
         if above == "thresholds":
             if kind != "threshold":
@@ -238,6 +251,25 @@ def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str) -> Rul
             rule.zone_ids = _as_set(zones, "zones", where)
         rule.categories = _as_set(raw.get("categories"), "categories", where)
         rule.level = _level(raw, levels, where)
+    elif kind == "zone_warning":
+        zones = raw.get("zones")
+        if isinstance(zones, dict):
+            if set(zones) - {"risk", "ids"}:
+                raise RuleError(f"{where}: `zones` takes `risk` and/or `ids`, got {sorted(zones)}")
+            rule.zone_risk = _as_set(zones.get("risk"), "zones.risk", where)
+            rule.zone_ids = _as_set(zones.get("ids"), "zones.ids", where)
+        elif zones is not None:
+            rule.zone_ids = _as_set(zones, "zones", where)
+        events = _as_set(raw.get("events"), "events", where)
+        rule.events = None if events is None else frozenset(e.strip().lower() for e in events)
+        sev = raw.get("min_severity")
+        if sev is not None:
+            if sev not in CAP_SEVERITIES[1:]:
+                raise RuleError(f"{where}: `min_severity` must be one of {', '.join(CAP_SEVERITIES[1:])}, got {sev!r}")
+            rule.min_severity = sev
+        lv = raw.get("level", "severity")
+        if lv != "severity":
+            rule.level = _level(raw, levels, where)
 
     recs = raw.get("recommend") or []
     if not isinstance(recs, list):
@@ -270,14 +302,19 @@ class LevelState:
     held: list[str] = field(default_factory=list)  # levels taken (for elapsed, not yet cleared)
     alert: dict[str, Any] | None = None  # the open alert, as Alert fields
     vh: deque = field(default_factory=deque)  # (t, value) over the last hour, for the trend
+    # zone_warning: the warnings in force, id -> [level, until_ms or None, event, headline]
+    ext: dict[str, list] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"s": self.since, "h": self.held, "a": self.alert, "v": list(self.vh)}
+        d = {"s": self.since, "h": self.held, "a": self.alert, "v": list(self.vh)}
+        if self.ext:
+            d["x"] = self.ext
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LevelState:
         return cls(since=dict(d.get("s") or {}), held=list(d.get("h") or []), alert=d.get("a"),
-                   vh=deque(tuple(x) for x in d.get("v") or ()))
+                   vh=deque(tuple(x) for x in d.get("v") or ()), ext=dict(d.get("x") or {}))
 
 
 @dataclass(slots=True)
@@ -353,12 +390,14 @@ class ShardEvaluator:
     """Evaluates one shard's inputs in order. Deterministic; no I/O; time comes from the inputs."""
 
     def __init__(self, ruleset: RuleSet, stations: dict[str, Station], zones: dict[str, Zone],
-                 shard_stations: set[str] | None = None) -> None:
+                 shard_stations: set[str] | None = None, shard_zones: set[str] | None = None) -> None:
         self.rs = ruleset
         self.stations = stations
         self.zones = zones
         # The stations this shard answers for (staleness is checked only for them).
         self.shard_stations = set(stations) if shard_stations is None else shard_stations
+        # The zones this shard answers for (external warnings reach every shard; each takes its own zones).
+        self.shard_zones = set(zones) if shard_zones is None else shard_zones
         self.state: dict[str, SubjectState] = {}
         self.dirty: set[str] = set()  # subjects whose state changed since the last export
         self.clock_start: int | None = None  # first time this shard saw; silence is counted from it
@@ -368,6 +407,9 @@ class ShardEvaluator:
         self._keep: dict[tuple[str, str], int] = {}
         self._stale_rules = [r for r in ruleset.rules if r.kind == "stale"]
         self._incident_rules = [r for r in ruleset.rules if r.kind == "zone_incident"]
+        self._forecast_rules = [r for r in ruleset.rules if r.kind == "forecast_accumulation"]
+        self._warning_rules = [r for r in ruleset.rules if r.kind == "zone_warning"]
+        self._zone_shapes: dict[str, Any] | None = None
 
     # ---- state persistence --------------------------------------------------------------------
     def export_dirty(self) -> dict[str, dict[str, Any]]:
@@ -465,9 +507,11 @@ class ShardEvaluator:
     def on_tick(self, t: int) -> list[AlertChange]:
         """The clock moved to `t`: evaluate silence. Opens alerts with no reading at all."""
         self._tick_clock(t)
-        if not self._stale_rules:
-            return []
         changes: list[AlertChange] = []
+        if self._forecast_rules or self._warning_rules:
+            changes = self._tick_external(t)
+        if not self._stale_rules:
+            return changes
         for rule in self._stale_rules:
             for sid in self.shard_stations:
                 st = self.stations.get(sid)
@@ -515,6 +559,198 @@ class ShardEvaluator:
                                 subject_type="incident", lon=inc.lon, lat=inc.lat, zone=inc.zone,
                                 message=f"{inc.category} in {zone.name or zone.id}: {inc.description}".strip())
                 changes.append(ch)
+        return changes
+
+    # ---- forecasts: kept apart from the observations -----------------------------------------
+    def on_forecast(self, station_id: str, kind: str, issued: int,
+                    series: list[tuple[int, float]]) -> list[AlertChange]:
+        """A forecast run for one station/point and kind: [(valid time, value)], issued at `issued`.
+
+        Only the newest run counts (an older or repeated run is ignored). `forecast_accumulation`
+        sums the forecast values valid in (ref, ref + window], ref being the run's issue time, and
+        again at every clock tick (the window slides as time passes).
+        """
+        self._tick_clock(issued)
+        key = FORECAST_PREFIX + kind
+        s = self.state.get(station_id)
+        if s is None:
+            s = self.state[station_id] = SubjectState()
+        prev = s.last.get(key)
+        if prev is not None and issued <= prev:
+            return []
+        s.last[key] = issued
+        s.hist[key] = deque(sorted((int(t), float(v)) for t, v in series))
+        self.dirty.add(station_id)
+        return self._eval_forecast(s, station_id, kind, self.now if self.now is not None else issued)
+
+    def _eval_forecast(self, s: SubjectState, station_id: str, kind: str, ref: int) -> list[AlertChange]:
+        st = self.stations.get(station_id)
+        if st is None:
+            return []
+        h = s.hist.get(FORECAST_PREFIX + kind) or ()
+        changes = []
+        for rule in self._forecast_rules:
+            if not rule.matches_station(st, kind):
+                continue
+            hi = ref + rule.window_ms
+            value = sum(v for tt, v in h if ref < tt <= hi)
+            ch = self._apply(s, rule, dict(rule.bounds or {}), station_id, value, ref)
+            if ch:
+                changes.append(ch)
+        return changes
+
+    # ---- external warnings --------------------------------------------------------------------
+    def _shapes(self) -> dict[str, Any]:
+        if self._zone_shapes is None:
+            from shapely.geometry import shape
+            from shapely.prepared import prep
+
+            self._zone_shapes = {zid: prep(shape(self.zones[zid].geometry))
+                                 for zid in self.shard_zones if zid in self.zones}
+        return self._zone_shapes
+
+    def _warning_zones(self, w: ExternalWarning) -> set[str]:
+        """The zones of this shard that the warning's area covers or touches (polygon or geocode)."""
+        out: set[str] = set()
+        if w.geometry:
+            try:
+                from shapely.geometry import shape
+
+                area = shape(w.geometry)
+                if not area.is_valid:
+                    area = area.buffer(0)
+            except Exception:  # a malformed area matches by geocode only
+                area = None
+            if area is not None and not area.is_empty:
+                out = {zid for zid, pg in self._shapes().items() if pg.intersects(area)}
+        if w.geocodes:
+            for zid in self.shard_zones:
+                z = self.zones.get(zid)
+                if z is None or not z.geocodes:
+                    continue
+                for scheme, codes in z.geocodes.items():
+                    if set(codes) & set(w.geocodes.get(scheme, ())):
+                        out.add(zid)
+                        break
+        return out
+
+    def _warning_level(self, rule: Rule, w: ExternalWarning) -> str | None:
+        if rule.events is not None and w.event.strip().lower() not in rule.events:
+            return None
+        sev = w.severity if w.severity in CAP_SEVERITIES else "Unknown"
+        if rule.min_severity is not None and CAP_SEVERITIES.index(sev) < CAP_SEVERITIES.index(rule.min_severity):
+            return None
+        if rule.level is not None:
+            return rule.level
+        k = _SEVERITY_FROM_TOP.get(sev)
+        if k is None or k > len(self.rs.levels):
+            return None
+        return self.rs.levels[-k]
+
+    def on_warning(self, w: ExternalWarning) -> list[AlertChange]:
+        """An imported warning (or its update or cancellation) against the zones of this shard.
+
+        A zone's `zone_warning` alert holds the highest level of the warnings in force over it; an
+        Update replaces the messages it references, a Cancel removes them, and a warning past its
+        end (`ends`, else `expires`) drops out at the next clock tick.
+        """
+        self._tick_clock(w.sent)
+        if not self._warning_rules:
+            return []
+        t = self.now if self.now is not None else w.sent
+        gone = set(w.references)
+        until = w.until
+        live = (w.msg_type in ("Alert", "Update") and w.status in WARNING_STATUSES
+                and (until is None or until > t))
+        if not live:
+            gone.add(w.id)
+        covered = self._warning_zones(w) if live else set()
+        changes: list[AlertChange] = []
+        for zid in self.shard_zones:
+            zone = self.zones.get(zid)
+            for rule in self._warning_rules:
+                level = self._warning_level(rule, w) if zid in covered and rule.matches_zone(zone) else None
+                s = self.state.get(zid)
+                ls = s.rules.get(rule.id) if s is not None else None
+                active = ls.ext if ls is not None else {}
+                if level is None and not (gone & active.keys()) and w.id not in active:
+                    continue
+                if s is None:
+                    s = self.state[zid] = SubjectState()
+                if ls is None:
+                    ls = s.rules[rule.id] = LevelState()
+                for wid in gone:
+                    ls.ext.pop(wid, None)
+                if level is None:
+                    ls.ext.pop(w.id, None)
+                else:
+                    ls.ext[w.id] = [level, until, w.event, w.headline or w.event]
+                self.dirty.add(zid)
+                ch = self._warning_transition(ls, rule, zid, t)
+                if ch:
+                    changes.append(ch)
+        return changes
+
+    def _warning_transition(self, ls: LevelState, rule: Rule, zid: str, t: int) -> AlertChange | None:
+        top = None
+        for wid, (lv, _until, event, headline) in sorted(ls.ext.items()):
+            if top is None or self.rs.level_rank(lv) > self.rs.level_rank(top[0]):
+                top = (lv, event, headline, wid)
+        a = ls.alert
+        if top is None:
+            return self._resolve(ls, rule, t) if a is not None else None
+        level, _event, headline, _wid = top
+        n = len(ls.ext)
+        message = headline if n == 1 else f"{headline} (+{n - 1} more)"
+        if a is None:
+            zone = self.zones.get(zid)
+            lon = lat = None
+            if zone is not None:
+                lon, lat = zone.centroid()
+            return self._open(ls, rule, zid, level, float(n), t, t, subject_type="zone", lon=lon, lat=lat,
+                              zone=zid, unit="warnings", message=message)
+        a["value"] = float(n)
+        a["peak_value"] = max(a["peak_value"] or 0.0, float(n))
+        a["updated_at"] = t
+        a["message"] = message
+        rank, old = self.rs.level_rank(level), self.rs.level_rank(a["level"])
+        if rank == old:
+            return None
+        a["level"] = level
+        if rank > self.rs.level_rank(a["peak_level"]):
+            a["peak_level"] = level
+        return AlertChange("raise" if rank > old else "lower", dict(a), rule)
+
+    def _tick_external(self, t: int) -> list[AlertChange]:
+        """Slide forecast windows to `t`; drop warnings whose time is over."""
+        changes: list[AlertChange] = []
+        if self._forecast_rules:
+            for sid in self.shard_stations:
+                s = self.state.get(sid)
+                if s is None:
+                    continue
+                for key, issued in list(s.last.items()):
+                    if key.startswith(FORECAST_PREFIX) and t > issued:
+                        out = self._eval_forecast(s, sid, key[len(FORECAST_PREFIX):], t)
+                        self.dirty.add(sid)
+                        changes.extend(out)
+        if self._warning_rules:
+            for zid in self.shard_zones:
+                s = self.state.get(zid)
+                if s is None:
+                    continue
+                for rule in self._warning_rules:
+                    ls = s.rules.get(rule.id)
+                    if ls is None or not ls.ext:
+                        continue
+                    over = [wid for wid, (_lv, until, *_rest) in ls.ext.items() if until is not None and until <= t]
+                    if over:
+                        for wid in over:
+                            del ls.ext[wid]
+                        self.dirty.add(zid)
+                        ch = self._warning_transition(ls, rule, zid, t)
+                        if ch:
+                            changes.append(ch)
         return changes
 
     # ---- lifecycle ------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ class Scenario:
     duplicates: int = 0
     tick_ms: int = 5 * 60_000
     description_zh: str = ""
+    basemap: dict[str, Any] | None = None  # GeoJSON of rivers etc., drawn under everything
 
     @property
     def end(self) -> int:
@@ -154,8 +155,18 @@ def load_zones(path: Path) -> dict[str, Zone]:
         if props["id"] in zones:
             raise ScenarioError(f"{where}: duplicate zone id")
         zones[props["id"]] = Zone(id=str(props["id"]), name=str(props.get("name") or ""),
-                                  name_zh=str(props.get("name_zh") or ""), risk=props.get("risk"), geometry=geom)
+                                  name_zh=str(props.get("name_zh") or ""), risk=props.get("risk"), geometry=geom,
+                                  geocodes=_geocodes(props.get("geocodes"), where))
     return zones
+
+
+def _geocodes(raw: Any, where: str) -> dict[str, list[str]]:
+    """Optional zone property `geocodes`: {scheme: code or [codes]} (e.g. {UGC: [ORZ004]})."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: `geocodes` must be an object of scheme to code(s)")
+    return {str(k): [str(c) for c in (v if isinstance(v, list) else [v])] for k, v in raw.items()}
 
 
 class ZoneLocator:
@@ -431,11 +442,15 @@ def load_scenario(folder: str | Path) -> Scenario:
         incidents, q2 = load_incidents(inc_path, locator)
         quarantine += q2
     injects = _parse_injects(doc.get("injects"), sy, start)
+    basemap = None
+    rivers = (folder / str(doc["rivers"])).resolve() if doc.get("rivers") else folder / "rivers.geojson"
+    if doc.get("rivers") or rivers.exists():
+        basemap = {"type": "FeatureCollection", "features": _features(rivers)}
     return Scenario(folder=folder, name=str(doc.get("name") or folder.name), description=str(doc.get("description") or ""),
                     description_zh=str(doc.get("description_zh") or ""), start=start, timezone=tz,
                     stations=stations, zones=zones, resources=resources, ruleset=ruleset, rules_doc=rules_doc,
                     readings=readings, incidents=incidents, injects=injects, quarantine=quarantine,
-                    duplicates=dups, tick_ms=tick_ms)
+                    duplicates=dups, tick_ms=tick_ms, basemap=basemap)
 
 
 def inject_incident(data: dict[str, Any], at: int, zones: dict[str, Zone]) -> Incident:

@@ -3,7 +3,11 @@
 One field per entry, named by its type, so an entry is cheap to write and to read:
 - ``r``: a reading, JSON ``[station_id, kind, t_ms, value_si]``;
 - ``i``: an incident, the Incident model as JSON;
-- ``t``: a clock tick, ``t_ms`` (the engine evaluates silence on it).
+- ``t``: a clock tick, ``t_ms`` (the engine evaluates silence on it);
+- ``w``: an external warning (NWS, EA, CAP), the ExternalWarning model as JSON, written to every
+  shard (each shard evaluates it against the zones it owns);
+- ``f``: a forecast run for one station/point and kind, JSON ``[station_id, kind, issued_ms,
+  [[t_ms, value_si], ...]]`` (kept apart from the observed readings ``r``).
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ import orjson
 import redis
 
 from .keys import ENGINE_GROUP, Keys, shard_of
-from .models import Incident, Reading
+from .models import ExternalWarning, Incident, Reading
 
 READING, INCIDENT, TICK = b"r", b"i", b"t"
+WARNING, FORECAST = b"w", b"f"
 
 
 def reading_entry(station_id: str, kind: str, t: int, value: float) -> dict[str, bytes]:
@@ -31,8 +36,17 @@ def tick_entry(t: int) -> dict[str, bytes]:
     return {"t": str(t).encode()}
 
 
-def decode(fields: dict[bytes, bytes]) -> Reading | Incident | int | None:
-    """An input entry as a Reading, an Incident or a tick time; None for an unknown entry type."""
+def warning_entry(w: ExternalWarning) -> dict[str, bytes]:
+    return {"w": w.model_dump_json().encode()}
+
+
+def forecast_entry(station_id: str, kind: str, issued: int, series: list[tuple[int, float]]) -> dict[str, bytes]:
+    return {"f": orjson.dumps((station_id, kind, issued, series))}
+
+
+def decode(fields: dict[bytes, bytes]) -> Reading | Incident | ExternalWarning | tuple | int | None:
+    """An input entry as a Reading, an Incident, an ExternalWarning, a forecast tuple
+    (station_id, kind, issued, series) or a tick time; None for an unknown entry type."""
     raw = fields.get(READING)
     if raw is not None:
         sid, kind, t, value = orjson.loads(raw)
@@ -43,6 +57,13 @@ def decode(fields: dict[bytes, bytes]) -> Reading | Incident | int | None:
     raw = fields.get(INCIDENT)
     if raw is not None:
         return Incident.model_validate_json(raw)
+    raw = fields.get(WARNING)
+    if raw is not None:
+        return ExternalWarning.model_validate_json(raw)
+    raw = fields.get(FORECAST)
+    if raw is not None:
+        sid, kind, issued, series = orjson.loads(raw)
+        return sid, kind, issued, [tuple(x) for x in series]
     return None
 
 
@@ -61,23 +82,55 @@ def ensure_group(r: redis.Redis, stream: str) -> None:
             raise
 
 
-class StreamWriter:
-    """Buffers input entries per shard and writes them with one pipelined round trip per flush."""
+SERIES_MAXLEN = 400  # a station's recent readings kept for its trend plot (4 days at 15 min)
 
-    def __init__(self, r: redis.Redis, keys: Keys, shards: int, maxlen: int | None = None) -> None:
-        self.r, self.keys, self.shards, self.maxlen = r, keys, shards, maxlen
-        self._pipe = r.pipeline(transaction=False)
+
+class StreamWriter:
+    """Buffers input entries per shard and writes them with one pipelined round trip per flush.
+
+    With `record=True` (a namespace the dashboard shows) it also keeps what the map needs: each
+    station's newest values (`latest`, with a change sequence so the map receives only deltas), its
+    recent series for the trend plot, and the current version of each incident.
+    """
+
+    def __init__(self, r: redis.Redis, keys: Keys, shards: int, maxlen: int | None = None,
+                 record: bool = False, transaction: bool = False) -> None:
+        self.r, self.keys, self.shards, self.maxlen, self.record = r, keys, shards, maxlen, record
+        # transaction=True: a flush is one MULTI/EXEC, so what a caller adds to `pipe` (e.g. a
+        # feed's high-water mark) lands together with the entries, or not at all
+        self._pipe = r.pipeline(transaction=transaction)
         self.pending = 0
+        self._latest: dict[str, dict[str, tuple[int, float]]] = {}
 
     def reading(self, station_id: str, kind: str, t: int, value: float) -> None:
         self._add(shard_of(station_id, self.shards), reading_entry(station_id, kind, t, value))
+        if self.record:
+            self._pipe.xadd(self.keys.series(station_id), {"k": kind, "t": t, "v": repr(value)},
+                            maxlen=SERIES_MAXLEN, approximate=True)
+            self._latest.setdefault(station_id, {})[kind] = (t, value)
 
     def incident(self, inc: Incident) -> None:
         self._add(shard_of(inc.id, self.shards), incident_entry(inc))
+        if self.record:
+            self._pipe.hset(self.keys.incidents, inc.id, inc.model_dump_json())
 
     def tick(self, t: int) -> None:
         for s in range(self.shards):
             self._add(s, tick_entry(t))
+
+    def warning(self, w: ExternalWarning) -> None:
+        """An external warning goes to every shard: each evaluates it for the zones it owns."""
+        entry = warning_entry(w)
+        for s in range(self.shards):
+            self._add(s, entry)
+
+    def forecast(self, station_id: str, kind: str, issued: int, series: list[tuple[int, float]]) -> None:
+        self._add(shard_of(station_id, self.shards), forecast_entry(station_id, kind, issued, series))
+
+    @property
+    def pipe(self) -> redis.client.Pipeline:
+        """The pipeline the next flush executes (add your own commands to land with the entries)."""
+        return self._pipe
 
     def _add(self, shard: int, fields: dict[str, Any]) -> None:
         kw = {"maxlen": self.maxlen, "approximate": True} if self.maxlen else {}
@@ -86,7 +139,24 @@ class StreamWriter:
 
     def flush(self) -> int:
         n = self.pending
+        if self._latest:
+            self._flush_latest()
         if n:
             self._pipe.execute()
             self.pending = 0
         return n
+
+    def _flush_latest(self) -> None:
+        k = self.keys
+        seq = self.r.incr(k.latest_seq)
+        olds = self.r.hmget(k.latest, list(self._latest))
+        mapping = {}
+        for (sid, kinds), old in zip(self._latest.items(), olds, strict=True):
+            cur = orjson.loads(old) if old else {}
+            for kind, (t, v) in kinds.items():
+                if kind not in cur or cur[kind][0] <= t:  # a late reading never replaces a newer one
+                    cur[kind] = [t, v]
+            mapping[sid] = orjson.dumps(cur)
+        self._pipe.hset(k.latest, mapping=mapping)
+        self._pipe.zadd(k.latest_changed, dict.fromkeys(self._latest, seq))
+        self._latest = {}

@@ -49,6 +49,8 @@ def load_namespace(r: redis.Redis, keys: Keys, sc: Scenario, shards: int = 1, mo
     if sc.resources:
         pipe.hset(keys.resources, mapping={x.id: x.model_dump_json() for x in sc.resources})
     pipe.set(keys.rules, orjson.dumps(sc.rules_doc))
+    if sc.basemap is not None:
+        pipe.set(keys.basemap, orjson.dumps(sc.basemap))
     pipe.hincrby(keys.meta, "registry_version", 1)
     pipe.set(keys.clock, sc.start)
     for q in sc.quarantine:
@@ -116,9 +118,9 @@ class ReplayFeed:
     """Publishes a scenario's timeline to the namespace's streams, in time order."""
 
     def __init__(self, r: redis.Redis, keys: Keys, sc: Scenario, shards: int,
-                 before_inject: Callable[[], None] | None = None) -> None:
+                 before_inject: Callable[[], None] | None = None, record: bool = False) -> None:
         self.r, self.keys, self.sc = r, keys, sc
-        self.writer = StreamWriter(r, keys, shards)
+        self.writer = StreamWriter(r, keys, shards, record=record)
         self.before_inject = before_inject
         rd = sc.readings
         self._rt: list[int] = rd["t"].tolist()

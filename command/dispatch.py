@@ -1,0 +1,285 @@
+"""Dispatch commands, department tasks and operator actions on alerts. Idempotent, audited.
+
+Every command is one WATCH/MULTI/EXEC transaction that also appends its audit entry, so a command
+and its record land together. A dispatch claims its (alert, level) with the transaction: a double
+click or two operators at the same instant dispatch once, and the loser learns who won and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from . import audit
+from .keys import Keys
+from .models import (
+    TASK_NEXT,
+    TASK_RESOURCE_STATUS,
+    TASK_STATUSES,
+    Dispatch,
+    Resource,
+    ResourceStatus,
+    StatusUpdate,
+    Task,
+)
+
+DEFAULT_ACK_MS = 10 * 60_000
+
+
+class CommandError(ValueError):
+    """A command refused for a reason the user can act on. `field` names the form field, if any."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Forbidden(PermissionError):
+    """The user may not read or change this (another department's task)."""
+
+
+@dataclass
+class AlreadyDispatched:
+    by: str
+    at: int
+    dispatch_id: str
+
+
+def clock_of(r: redis.Redis, keys: Keys, fallback: int) -> int:
+    """The namespace's clock (scenario time in a drill); `fallback` (wall time) when unset."""
+    raw = r.get(keys.clock)
+    return int(raw) if raw else fallback
+
+
+def _load_alert(r: redis.Redis, keys: Keys, fingerprint: str) -> dict[str, Any]:
+    raw = r.get(keys.alert(fingerprint))
+    if raw is None:
+        raise CommandError(f"unknown alert {fingerprint}")
+    return orjson.loads(raw)
+
+
+def _retrying(r: redis.Redis, fn):
+    """Run fn(pipe) under WATCH until no watched key changed underneath it."""
+    with r.pipeline() as pipe:
+        while True:
+            try:
+                return fn(pipe)
+            except redis.WatchError:
+                continue
+
+
+def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resource_ids: list[str],
+             operator: str, now: int, note: str = "", ack_ms: int = DEFAULT_ACK_MS) -> Dispatch | AlreadyDispatched:
+    """Send `resource_ids` to the alert; one task per department involved."""
+    if not resource_ids:
+        raise CommandError("choose at least one resource", field="resources")
+    if len(set(resource_ids)) != len(resource_ids):
+        raise CommandError("a resource is listed twice", field="resources")
+    alert = _load_alert(r, keys, fingerprint)
+    claim_key = keys.dispatch_claim(fingerprint, level)
+    dispatch_id = f"{fingerprint}-{level}"
+
+    def attempt(pipe) -> Dispatch | AlreadyDispatched:
+        pipe.watch(claim_key, keys.resources, keys.audit_head)
+        claim = pipe.get(claim_key)
+        if claim is not None:
+            c = orjson.loads(claim)
+            pipe.unwatch()
+            return AlreadyDispatched(by=c["by"], at=c["at"], dispatch_id=c["dispatch_id"])
+        raws = pipe.hmget(keys.resources, resource_ids)
+        resources: list[Resource] = []
+        for rid, raw in zip(resource_ids, raws, strict=True):
+            if raw is None:
+                raise CommandError(f"unknown resource {rid}", field="resources")
+            res = Resource.model_validate_json(raw)
+            if res.status != ResourceStatus.available:
+                raise CommandError(f"{res.name or rid} is {res.status.value.replace('_', ' ')}, not available",
+                                   field="resources")
+            resources.append(res)
+        by_dept: dict[str, list[str]] = {}
+        for res in resources:
+            by_dept.setdefault(res.department, []).append(res.id)
+        tasks = [Task(id=f"{dispatch_id}-{dept}", department=dept, dispatch_id=dispatch_id, fingerprint=fingerprint,
+                      subject=alert["subject"], rule=alert["rule"], level=level, lat=alert.get("lat"),
+                      lon=alert.get("lon"), resource_ids=ids, created_at=now, updated_at=now,
+                      ack_deadline=now + ack_ms)
+                 for dept, ids in sorted(by_dept.items())]
+        d = Dispatch(id=dispatch_id, fingerprint=fingerprint, level=level, subject=alert["subject"], rule=alert["rule"],
+                     resource_ids=list(resource_ids), departments=sorted(by_dept), task_ids=[t.id for t in tasks],
+                     operator=operator, created_at=now, note=note)
+        head = pipe.get(keys.audit_head)
+        pipe.multi()
+        pipe.set(claim_key, orjson.dumps({"by": operator, "at": now, "dispatch_id": dispatch_id}))
+        for res in resources:
+            res.status = ResourceStatus.dispatched
+        pipe.hset(keys.resources, mapping={res.id: res.model_dump_json() for res in resources})
+        pipe.set(keys.dispatch(d.id), d.model_dump_json())
+        pipe.zadd(keys.dispatches_index, {d.id: now})
+        for t in tasks:
+            pipe.set(keys.task(t.id), t.model_dump_json())
+            pipe.zadd(keys.department_tasks(t.department), {t.id: now})
+        pipe.xadd(keys.dispatches_stream, {"event": "dispatch", "dispatch_id": d.id, "fingerprint": fingerprint})
+        audit.append(pipe, keys, head.decode() if head else None, who=operator, action="dispatch", at=now,
+                     details={"dispatch_id": d.id, "alert": fingerprint, "level": level, "resources": resource_ids,
+                              "note": note})
+        pipe.execute()
+        return d
+
+    return _retrying(r, attempt)
+
+
+def get_task(r: redis.Redis, keys: Keys, task_id: str, department: str | None) -> Task:
+    """A task, for `department` only (None: the command centre, which sees every task)."""
+    raw = r.get(keys.task(task_id))
+    if raw is None:
+        raise CommandError(f"unknown task {task_id}")
+    task = Task.model_validate_json(raw)
+    if department is not None and task.department != department:
+        raise Forbidden(f"task {task_id} belongs to another department")
+    return task
+
+
+def department_tasks(r: redis.Redis, keys: Keys, department: str) -> list[Task]:
+    ids = [i.decode() for i in r.zrevrange(keys.department_tasks(department), 0, 199)]
+    raws = r.mget([keys.task(i) for i in ids]) if ids else []
+    return [Task.model_validate_json(x) for x in raws if x is not None]
+
+
+def dispatch_tasks(r: redis.Redis, keys: Keys, d: Dispatch) -> list[Task]:
+    raws = r.mget([keys.task(t) for t in d.task_ids]) if d.task_ids else []
+    return [Task.model_validate_json(x) for x in raws if x is not None]
+
+
+def recent_dispatches(r: redis.Redis, keys: Keys, count: int = 100) -> list[Dispatch]:
+    ids = [i.decode() for i in r.zrevrange(keys.dispatches_index, 0, count - 1)]
+    raws = r.mget([keys.dispatch(i) for i in ids]) if ids else []
+    return [Dispatch.model_validate_json(x) for x in raws if x is not None]
+
+
+def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, user: str, status: str,
+                now: int, note: str = "", people_assisted: int | None = None, lat: float | None = None,
+                lon: float | None = None) -> Task:
+    """A department's status report on its own task. Validated field by field; never another's task."""
+    if status not in TASK_STATUSES or status == "assigned":
+        raise CommandError(f"unknown status {status!r}", field="status")
+    if people_assisted is not None and (people_assisted < 0 or people_assisted > 100_000):
+        raise CommandError("people assisted must be a whole number from 0", field="people_assisted")
+    if (lat is None) != (lon is None):
+        raise CommandError("give both latitude and longitude, or neither", field="position")
+    if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise CommandError("position out of range (latitude -90..90, longitude -180..180)", field="position")
+    if len(note) > 2000:
+        raise CommandError("note is too long (2,000 characters at most)", field="note")
+
+    def attempt(pipe) -> Task:
+        pipe.watch(keys.task(task_id), keys.resources, keys.audit_head)
+        task = get_task(pipe, keys, task_id, department)
+        if status not in TASK_NEXT[task.status]:
+            raise CommandError(f"a task that is {task.status.replace('_', ' ')} cannot become "
+                               f"{status.replace('_', ' ')}", field="status")
+        upd = StatusUpdate(status=status, note=note, people_assisted=people_assisted, lat=lat, lon=lon, by=user, at=now)
+        task.status = status
+        task.updated_at = now
+        task.history.append(upd)
+        if task.flagged and status != "need_support":
+            task.flagged = None  # the department answered
+        if status == "need_support":
+            task.flagged = "needs support"
+        res_status = TASK_RESOURCE_STATUS.get(status)
+        updated: dict[str, str] = {}
+        if res_status is not None:
+            for rid, raw in zip(task.resource_ids, pipe.hmget(keys.resources, task.resource_ids), strict=True):
+                if raw is not None:
+                    res = Resource.model_validate_json(raw)
+                    res.status = res_status
+                    if lat is not None and status in ("on_scene", "need_support"):
+                        res.lat, res.lon = lat, lon
+                    updated[rid] = res.model_dump_json()
+        head = pipe.get(keys.audit_head)
+        pipe.multi()
+        pipe.set(keys.task(task.id), task.model_dump_json())
+        if updated:
+            pipe.hset(keys.resources, mapping=updated)
+        pipe.xadd(keys.status_stream, {"task_id": task.id, "department": department, "status": status,
+                                       "dispatch_id": task.dispatch_id})
+        audit.append(pipe, keys, head.decode() if head else None, who=user, action="task_status", at=now,
+                     details={"task": task.id, "department": department, "status": status, "note": note,
+                              "people_assisted": people_assisted, "lat": lat, "lon": lon})
+        pipe.execute()
+        return task
+
+    return _retrying(r, attempt)
+
+
+def flag_unacknowledged(r: redis.Redis, keys: Keys, task_id: str, now: int) -> bool:
+    """Flag a task still `assigned` past its acknowledgement deadline. True if it was flagged now."""
+    def attempt(pipe) -> bool:
+        pipe.watch(keys.task(task_id), keys.audit_head)
+        task = get_task(pipe, keys, task_id, None)
+        if task.status != "assigned" or task.flagged or task.ack_deadline is None or now < task.ack_deadline:
+            pipe.unwatch()
+            return False
+        minutes = round((now - task.created_at) / 60_000)
+        task.flagged = f"no acknowledgement after {minutes} min"
+        head = pipe.get(keys.audit_head)
+        pipe.multi()
+        pipe.set(keys.task(task.id), task.model_dump_json())
+        pipe.xadd(keys.status_stream, {"task_id": task.id, "department": task.department, "status": "flagged",
+                                       "dispatch_id": task.dispatch_id})
+        audit.append(pipe, keys, head.decode() if head else None, who="system", action="escalate_unacknowledged",
+                     at=now, details={"task": task.id, "department": task.department, "reason": task.flagged})
+        pipe.execute()
+        return True
+
+    return _retrying(r, attempt)
+
+
+# ---- operator actions on alerts -------------------------------------------------------------------
+ALERT_ACTIONS = ("acknowledge", "escalate", "resolve")
+
+
+def alert_action(r: redis.Redis, keys: Keys, *, fingerprint: str, action: str, user: str, now: int,
+                 comment: str = "") -> dict[str, Any]:
+    """Acknowledge (never silences: the alert keeps rising and showing), escalate, or resolve with a note."""
+    if action not in ALERT_ACTIONS:
+        raise CommandError(f"unknown action {action!r}")
+    if action == "resolve" and not comment.strip():
+        raise CommandError("say why the alert is resolved", field="comment")
+    if len(comment) > 2000:
+        raise CommandError("comment is too long (2,000 characters at most)", field="comment")
+    alert = _load_alert(r, keys, fingerprint)
+    notes_key = keys.alert_notes(fingerprint)
+
+    def attempt(pipe) -> dict[str, Any]:
+        pipe.watch(notes_key, keys.audit_head)
+        notes = {k.decode(): v.decode() for k, v in pipe.hgetall(notes_key).items()}
+        if action == "acknowledge":
+            notes.update(acknowledged_by=user, acknowledged_at=str(now), ack_comment=comment)
+        elif action == "escalate":
+            notes.update(escalated_by=user, escalated_at=str(now), escalate_note=comment,
+                         escalations=str(int(notes.get("escalations", "0")) + 1))
+        else:
+            # resolved at this level: if the data take it higher, it comes back to the queue
+            notes.update(resolved_by=user, resolved_at=str(now), resolve_note=comment, resolved_level=alert["level"])
+        head = pipe.get(keys.audit_head)
+        pipe.multi()
+        pipe.hset(notes_key, mapping=notes)
+        pipe.xadd(keys.alerts_stream, {"event": f"operator:{action}", "fingerprint": fingerprint,
+                                       "alert": orjson.dumps(alert)}, maxlen=200_000, approximate=True)
+        audit.append(pipe, keys, head.decode() if head else None, who=user, action=f"alert_{action}", at=now,
+                     details={"alert": fingerprint, "level": alert["level"], "comment": comment})
+        pipe.execute()
+        return notes
+
+    return _retrying(r, attempt)
+
+
+def alert_notes(r: redis.Redis, keys: Keys, fingerprints: list[str]) -> dict[str, dict[str, str]]:
+    with r.pipeline(transaction=False) as pipe:
+        for fp in fingerprints:
+            pipe.hgetall(keys.alert_notes(fp))
+        res = pipe.execute()
+    return {fp: {k.decode(): v.decode() for k, v in n.items()} for fp, n in zip(fingerprints, res, strict=True)}

@@ -1,0 +1,77 @@
+"""Incidents reported by people: a department's form on its phone. Validated field by field."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import redis
+
+from . import audit
+from .keys import Keys
+from .models import Incident
+from .streams import StreamWriter, shard_count
+from .views import zones as load_zones
+
+CATEGORIES = ("flooding", "trapped_people", "levee_breach", "road_closed", "power_outage", "landslide",
+              "medical", "other")
+SEVERITIES = ("yellow", "orange", "red")
+
+
+class FieldErrors(ValueError):
+    """Every field that is wrong, with what is wrong with it: {field: message}."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _number(raw: Any, field: str, lo: float, hi: float, errors: dict[str, str]) -> float | None:
+    if raw is None or str(raw).strip() == "":
+        errors[field] = "required"
+        return None
+    try:
+        v = float(raw)
+    except (TypeError, ValueError):
+        errors[field] = f"not a number: {raw!r}"
+        return None
+    if not (lo <= v <= hi):
+        errors[field] = f"must be between {lo:g} and {hi:g}"
+        return None
+    return v
+
+
+def validate_report(form: dict[str, Any], *, now: int) -> Incident:
+    """A new incident from a form; raises FieldErrors naming each bad field."""
+    errors: dict[str, str] = {}
+    category = str(form.get("category") or "").strip()
+    if category not in CATEGORIES:
+        errors["category"] = f"choose one of: {', '.join(CATEGORIES)}"
+    severity = str(form.get("severity") or "").strip()
+    if severity not in SEVERITIES:
+        errors["severity"] = f"choose one of: {', '.join(SEVERITIES)}"
+    lat = _number(form.get("lat"), "lat", -90, 90, errors)
+    lon = _number(form.get("lon"), "lon", -180, 180, errors)
+    description = str(form.get("description") or "").strip()
+    if not description:
+        errors["description"] = "say what is happening"
+    elif len(description) > 1000:
+        errors["description"] = "at most 1,000 characters"
+    if errors:
+        raise FieldErrors(errors)
+    return Incident(id=f"R-{uuid.uuid4().hex[:8].upper()}", time=now, category=category, lat=lat, lon=lon,
+                    severity=severity, description=description)
+
+
+def submit(r: redis.Redis, keys: Keys, inc: Incident, *, who: str, source: str = "department") -> Incident:
+    """Locate it in a zone, put it on the namespace's input stream (the engine evaluates it), audit it."""
+    from .scenario import ZoneLocator
+
+    inc.zone = ZoneLocator(load_zones(r, keys)).zone_of(inc.lon, inc.lat)
+    writer = StreamWriter(r, keys, shard_count(r, keys), record=True)
+    writer.incident(inc)
+    writer.flush()
+    audit.record(r, keys, who=who, action="incident_report", at=inc.time,
+                 details={"incident": inc.id, "category": inc.category, "lat": inc.lat, "lon": inc.lon,
+                          "severity": inc.severity, "source": source})
+    return inc

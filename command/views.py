@@ -1,0 +1,254 @@
+"""What the dashboard shows, computed from Redis: plain data, no Dash, so it is testable alone.
+
+The page callbacks in `layouts/` are thin: they call these functions and turn the results into
+components. Nothing is kept between calls except a per-process cache of the station registry keyed by
+its version in Redis (derived data, checked on every call, so several web workers never disagree).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from .dispatch import alert_notes, dispatch_tasks, recent_dispatches
+from .keys import Keys
+from .models import Incident, Resource, Station, Zone
+from .rules import describe_eta
+
+LEVEL_COLORS = {"yellow": "#f2c400", "orange": "#ff7f0e", "red": "#d62728"}
+NORMAL_COLOR = "#2c7fb8"
+NO_DATA_COLOR = "#9e9e9e"
+RESOURCE_COLORS = {"available": "#2ca02c", "dispatched": "#1f77b4", "on_scene": "#9467bd", "out_of_service": "#7f7f7f"}
+RISK_COLORS = {"high": "rgba(214,39,40,0.16)", "medium": "rgba(255,127,14,0.13)", "low": "rgba(44,160,44,0.10)"}
+
+
+@dataclass
+class StationIndex:
+    version: bytes | None
+    ids: list[str]
+    stations: dict[str, Station]
+    pos: dict[str, int]  # station id -> index in the map trace (stable for one registry version)
+
+
+_STATIONS: dict[str, StationIndex] = {}
+
+
+def station_index(r: redis.Redis, keys: Keys) -> StationIndex:
+    version = r.hget(keys.meta, "registry_version")
+    cached = _STATIONS.get(keys.ns)
+    if cached is not None and cached.version == version:
+        return cached
+    stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
+    ids = sorted(stations)
+    idx = StationIndex(version, ids, stations, {sid: i for i, sid in enumerate(ids)})
+    _STATIONS[keys.ns] = idx
+    return idx
+
+
+def zones(r: redis.Redis, keys: Keys) -> dict[str, Zone]:
+    return {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
+
+
+def resources(r: redis.Redis, keys: Keys) -> list[Resource]:
+    return sorted((Resource.model_validate_json(v) for v in r.hvals(keys.resources)), key=lambda x: x.id)
+
+
+def incidents(r: redis.Redis, keys: Keys) -> list[Incident]:
+    return sorted((Incident.model_validate_json(v) for v in r.hvals(keys.incidents)), key=lambda i: i.time)
+
+
+def open_alerts(r: redis.Redis, keys: Keys, rank: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Open alerts, most severe first, then oldest first."""
+    fps = [fp.decode() for fp in r.zrange(keys.alerts_open, 0, -1)]
+    raws = r.mget([keys.alert(fp) for fp in fps]) if fps else []
+    alerts = [orjson.loads(x) for x in raws if x is not None]
+    rank = rank or level_rank(r, keys)
+    alerts.sort(key=lambda a: (-rank.get(a["level"], -1), a["opened_at"], a["fingerprint"]))
+    return alerts
+
+
+def level_rank(r: redis.Redis, keys: Keys) -> dict[str, int]:
+    raw = r.get(keys.rules)
+    levels = orjson.loads(raw).get("levels", ["yellow", "orange", "red"]) if raw else ["yellow", "orange", "red"]
+    return {lv: i for i, lv in enumerate(levels)}
+
+
+def station_levels(alerts: list[dict[str, Any]], rank: dict[str, int]) -> dict[str, str]:
+    """The highest open level per station (any rule)."""
+    out: dict[str, str] = {}
+    for a in alerts:
+        if a.get("subject_type") != "station":
+            continue
+        cur = out.get(a["subject"])
+        if cur is None or rank.get(a["level"], -1) > rank.get(cur, -1):
+            out[a["subject"]] = a["level"]
+    return out
+
+
+def latest_values(r: redis.Redis, keys: Keys, ids: list[str] | None = None) -> dict[str, dict[str, list]]:
+    if ids is None:
+        return {k.decode(): orjson.loads(v) for k, v in r.hgetall(keys.latest).items()}
+    if not ids:
+        return {}
+    return {sid: orjson.loads(v) for sid, v in zip(ids, r.hmget(keys.latest, ids), strict=True) if v}
+
+
+# ---- versions: what changed since the client's last update -----------------------------------------
+def _last_id(r: redis.Redis, stream: str) -> str:
+    last = r.xrevrange(stream, count=1)
+    return last[0][0].decode() if last else "0-0"
+
+
+def _digest(values: list[bytes]) -> int:
+    h = 0
+    for v in values:
+        h = zlib.crc32(v, h)
+    return h
+
+
+def versions(r: redis.Redis, keys: Keys) -> dict[str, Any]:
+    """A small vector that changes when anything the operator map shows changes."""
+    with r.pipeline(transaction=False) as p:
+        p.xrevrange(keys.alerts_stream, count=1)
+        p.xrevrange(keys.dispatches_stream, count=1)
+        p.xrevrange(keys.status_stream, count=1)
+        p.get(keys.latest_seq)
+        p.hvals(keys.resources)
+        p.hlen(keys.incidents)
+        p.hget(keys.meta, "registry_version")
+        p.get(keys.clock)
+        a, d, s, seq, res, ninc, reg, clock = p.execute()
+
+    def sid(x):
+        return x[0][0].decode() if x else "0-0"
+
+    return {"ns": keys.ns, "alerts": sid(a), "dispatches": sid(d), "status": sid(s), "seq": int(seq or 0),
+            "resources": _digest(res), "incidents": int(ninc), "registry": (reg or b"").decode(),
+            "clock": int(clock) if clock else None}
+
+
+def changed_stations(r: redis.Redis, keys: Keys, since_seq: int) -> list[str]:
+    return [x.decode() for x in r.zrangebyscore(keys.latest_changed, f"({since_seq}", "+inf")]
+
+
+# ---- map data --------------------------------------------------------------------------------------
+def station_hover(st: Station, latest: dict[str, list] | None, level: str | None) -> list:
+    """customdata for one station: [id, name, zone, value text, level text]."""
+    value = ""
+    if latest and st.kind in latest:
+        value = f"{latest[st.kind][1]:.2f} {st.unit}"
+    return [st.id, st.name_zh and f"{st.name} · {st.name_zh}" or st.name, st.zone or "", value, level or ""]
+
+
+def station_color(level: str | None, has_data: bool) -> str:
+    if level:
+        return LEVEL_COLORS.get(level, "#000000")
+    return NORMAL_COLOR if has_data else NO_DATA_COLOR
+
+
+@dataclass
+class MapData:
+    lon: list[float] = field(default_factory=list)
+    lat: list[float] = field(default_factory=list)
+    color: list[str] = field(default_factory=list)
+    size: list[int] = field(default_factory=list)
+    custom: list[list] = field(default_factory=list)
+
+
+def station_layer(idx: StationIndex, latest: dict[str, dict[str, list]], levels: dict[str, str]) -> MapData:
+    m = MapData()
+    for sid in idx.ids:
+        st = idx.stations[sid]
+        lv = levels.get(sid)
+        m.lon.append(st.lon)
+        m.lat.append(st.lat)
+        m.color.append(station_color(lv, sid in latest))
+        m.size.append(14 if lv else 9)
+        m.custom.append(station_hover(st, latest.get(sid), lv))
+    return m
+
+
+def zone_layers(zs: dict[str, Zone], alerts: list[dict[str, Any]], rank: dict[str, int]) -> list[dict[str, Any]]:
+    """MapLibre layers: each zone filled by its risk, outlined by its most severe open alert."""
+    worst: dict[str, str] = {}
+    for a in alerts:
+        z = a.get("zone") or (a["subject"] if a.get("subject_type") == "zone" else None)
+        if z and (z not in worst or rank.get(a["level"], -1) > rank.get(worst[z], -1)):
+            worst[z] = a["level"]
+    layers = []
+    for z in zs.values():
+        feature = {"type": "Feature", "geometry": z.geometry, "properties": {"id": z.id}}
+        layers.append({"source": feature, "sourcetype": "geojson", "type": "fill", "below": "traces",
+                       "color": RISK_COLORS.get(z.risk or "", "rgba(120,120,120,0.08)")})
+        lv = worst.get(z.id)
+        layers.append({"source": feature, "sourcetype": "geojson", "type": "line", "below": "traces",
+                       "color": LEVEL_COLORS.get(lv, "#5c6b7a"), "line": {"width": 4 if lv else 1}})
+    return layers
+
+
+def station_series(r: redis.Redis, keys: Keys, station_id: str, count: int = 200) -> list[tuple[int, float]]:
+    st = station_index(r, keys).stations.get(station_id)
+    kind = st.kind if st else None
+    out = []
+    for _, f in r.xrevrange(keys.series(station_id), count=count):
+        if kind is None or f[b"k"].decode() == kind:
+            out.append((int(f[b"t"]), float(f[b"v"])))
+    out.reverse()
+    return out
+
+
+# ---- alert queue -----------------------------------------------------------------------------------
+def recommendations(r: redis.Redis, keys: Keys, fps: list[str]) -> dict[str, dict[str, Any]]:
+    if not fps:
+        return {}
+    raws = r.mget([keys.recommendation(fp) for fp in fps])
+    return {fp: orjson.loads(x) for fp, x in zip(fps, raws, strict=True) if x is not None}
+
+
+def claims(r: redis.Redis, keys: Keys, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    if not pairs:
+        return {}
+    raws = r.mget([keys.dispatch_claim(fp, lv) for fp, lv in pairs])
+    return {p: orjson.loads(x) for p, x in zip(pairs, raws, strict=True) if x is not None}
+
+
+def alert_queue(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+    """Open alerts for the queue, each with its recommendation, operator notes and dispatch state.
+
+    An alert an operator resolved stays out of the queue unless the data took it above the level
+    it had when it was resolved (acknowledging never hides anything).
+    """
+    rank = level_rank(r, keys)
+    alerts = open_alerts(r, keys, rank)
+    fps = [a["fingerprint"] for a in alerts]
+    notes = alert_notes(r, keys, fps)
+    recs = recommendations(r, keys, fps)
+    cl = claims(r, keys, [(a["fingerprint"], a["level"]) for a in alerts])
+    idx = station_index(r, keys)
+    out = []
+    for a in alerts:
+        n = notes.get(a["fingerprint"], {})
+        if n.get("resolved_at") and rank.get(a["level"], -1) <= rank.get(n.get("resolved_level", ""), -1):
+            continue
+        st = idx.stations.get(a["subject"]) if a.get("subject_type") == "station" else None
+        out.append({
+            **a, "notes": n, "recommendation": recs.get(a["fingerprint"]),
+            "claim": cl.get((a["fingerprint"], a["level"])),
+            "subject_name": (st.name if st else a.get("message", "")[:60]) or a["subject"],
+            "subject_name_zh": st.name_zh if st else "",
+            "outlook": describe_eta(a),
+        })
+    return out
+
+
+# ---- dispatch tracking -----------------------------------------------------------------------------
+def dispatch_board(r: redis.Redis, keys: Keys, count: int = 30) -> list[dict[str, Any]]:
+    out = []
+    for d in recent_dispatches(r, keys, count):
+        tasks = dispatch_tasks(r, keys, d)
+        out.append({"dispatch": d.model_dump(), "tasks": [t.model_dump() for t in tasks]})
+    return out

@@ -1,0 +1,118 @@
+"""Shared by every page: the signed-in user, the Redis client, the namespace, the shell and strings."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flask
+import redis
+from dash import html
+
+from command import i18n
+from command.i18n import t
+from command.keys import LIVE, Keys
+
+i18n.add({
+    "shell.live": {"en": "Live", "zh": "实时"},
+    "shell.drill": {"en": "Exercise: {name}", "zh": "演练：{name}"},
+    "shell.signed_in": {"en": "{name} · {department}", "zh": "{name} · {department}"},
+    "shell.sign_out": {"en": "Sign out", "zh": "退出"},
+    "shell.clock": {"en": "Clock", "zh": "时钟"},
+    "shell.scenario_clock": {"en": "Scenario time", "zh": "演练时间"},
+    "shell.view": {"en": "View", "zh": "视图"},
+    "shell.language": {"en": "中文", "zh": "English"},
+    "shell.forbidden": {"en": "This page is for the command centre.", "zh": "此页面仅供指挥中心使用。"},
+    "shell.not_found": {"en": "No such page.", "zh": "页面不存在。"},
+    "shell.signed_out": {"en": "Your session has ended: sign in again.", "zh": "会话已结束，请重新登录。"},
+    "common.never": {"en": "never", "zh": "从未"},
+    "common.ago": {"en": "{d} ago", "zh": "{d}前"},
+})
+
+
+@functools.cache
+def _pool(url: str) -> redis.ConnectionPool:
+    return redis.ConnectionPool.from_url(url)
+
+
+def rds() -> redis.Redis:
+    """A client on the app's Redis (one connection pool per process; no data is kept here)."""
+    return redis.Redis(connection_pool=_pool(flask.current_app.config["ECD_REDIS_URL"]))
+
+
+def current_user() -> dict[str, str] | None:
+    return flask.session.get("user")
+
+
+class NotSignedIn(PermissionError):
+    pass
+
+
+def require_user(*roles: str) -> dict[str, str]:
+    """The signed-in user, checked on the server for every callback (a crafted request gets nothing)."""
+    user = current_user()
+    if user is None:
+        raise NotSignedIn("not signed in")
+    if roles and user["role"] not in roles:
+        raise PermissionError(f"role {user['role']} may not do this")
+    return user
+
+
+def namespace(ns: str | None) -> Keys:
+    """The namespace the page shows: a validated drill namespace, or live."""
+    if ns and ns != LIVE:
+        try:
+            return Keys(ns)
+        except ValueError:
+            pass
+    return Keys(LIVE)
+
+
+def is_exercise(r: redis.Redis, keys: Keys) -> bool:
+    return keys.ns != LIVE and r.hget(keys.meta, "mode") == b"exercise"
+
+
+def exercise_banner(lang: str, scenario: str = "") -> html.Div:
+    """Every screen of a drill carries this: a drill must never be mistaken for reality."""
+    return html.Div([html.Span("⚠ "), t("app.exercise_banner", lang),
+                     html.Span(f" · {scenario}" if scenario else "")],
+                    className="exercise-banner", id="exercise-banner", role="alert")
+
+
+def level_badge(level: str, lang: str) -> html.Span:
+    return html.Span(t(f"level.{level}", lang), className=f"lvl lvl-{level}")
+
+
+def fmt_time(ms: int | None, tz: str | None, with_date: bool = False) -> str:
+    from command.timeutil import to_iso
+
+    if ms is None:
+        return ""
+    iso = to_iso(ms, tz or None) or ""
+    return f"{iso[5:10]} {iso[11:16]}" if with_date else iso[11:16]
+
+
+def ns_tz(r: redis.Redis, keys: Keys) -> str | None:
+    tz = r.hget(keys.meta, "timezone")
+    return tz.decode() if tz else None
+
+
+def dept_names(lang: str) -> dict[str, str]:
+
+    return {d.id: (d.name_zh if lang == "zh" and d.name_zh else d.name) for d in _departments().values()}
+
+
+@functools.cache
+def _departments():
+    from command.auth import load_departments
+
+    return load_departments()
+
+
+def error_text(exc: Exception) -> str:
+    return str(exc) or exc.__class__.__name__
+
+
+def pick(d: dict[str, Any], lang: str, key: str) -> str:
+    """A model's field in the user's language when it has one (name / name_zh)."""
+    return (d.get(f"{key}_zh") if lang == "zh" else None) or d.get(key) or ""

@@ -1,0 +1,246 @@
+"""`/department`: a field department's own tasks and a short status form, phone-friendly; new incidents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from command import i18n, views
+from command.dispatch import CommandError, Forbidden, clock_of, department_tasks, update_task
+from command.i18n import t
+from command.incidents import CATEGORIES, SEVERITIES, FieldErrors, submit, validate_report
+from command.models import TASK_NEXT
+from command.timeutil import humanize_ms, now_ms
+
+from .common import dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
+
+i18n.add({
+    "dept.title": {"en": "Tasks for {dept}", "zh": "{dept} 的任务"},
+    "dept.none": {"en": "No tasks for your department.", "zh": "本部门暂无任务。"},
+    "dept.status": {"en": "Status", "zh": "状态"},
+    "dept.note": {"en": "Note", "zh": "说明"},
+    "dept.people": {"en": "People assisted", "zh": "救助人数"},
+    "dept.lat": {"en": "Latitude (optional)", "zh": "纬度（可选）"},
+    "dept.lon": {"en": "Longitude (optional)", "zh": "经度（可选）"},
+    "dept.send": {"en": "Send update", "zh": "提交"},
+    "dept.saved": {"en": "Saved: {task} is now {status}.", "zh": "已提交：{task} 状态为 {status}。"},
+    "dept.resources": {"en": "Resources: {ids}", "zh": "资源：{ids}"},
+    "dept.where": {"en": "Where: {where}", "zh": "地点：{where}"},
+    "dept.closed": {"en": "This task is completed.", "zh": "该任务已完成。"},
+    "dept.report": {"en": "Report a new incident", "zh": "上报新事件"},
+    "dept.category": {"en": "Category", "zh": "类别"},
+    "dept.severity": {"en": "Severity", "zh": "严重程度"},
+    "dept.description": {"en": "What is happening", "zh": "情况描述"},
+    "dept.position_hint": {"en": "Click the map to set the position, or type it.", "zh": "点击地图选择位置，或直接输入坐标。"},
+    "dept.report_send": {"en": "Report incident", "zh": "上报"},
+    "dept.reported": {"en": "Reported {id} ({category}).", "zh": "已上报 {id}（{category}）。"},
+    "dept.fix": {"en": "Please correct the marked fields.", "zh": "请修改标出的字段。"},
+    "dept.forbidden": {"en": "That task belongs to another department.", "zh": "该任务属于其他部门。"},
+    "dept.since": {"en": "updated {age} ago", "zh": "{age}前更新"},
+    "cat.flooding": {"en": "flooding", "zh": "内涝"},
+    "cat.trapped_people": {"en": "people trapped", "zh": "人员被困"},
+    "cat.levee_breach": {"en": "levee breach", "zh": "堤防决口"},
+    "cat.road_closed": {"en": "road closed", "zh": "道路封闭"},
+    "cat.power_outage": {"en": "power outage", "zh": "停电"},
+    "cat.landslide": {"en": "landslide", "zh": "山体滑坡"},
+    "cat.medical": {"en": "medical", "zh": "医疗"},
+    "cat.other": {"en": "other", "zh": "其他"},
+})
+
+
+def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
+    tid = task.id
+    hist = [html.Li([t(f"status.{h.status}", lang), " · ", fmt_time(h.at, tz, with_date=True), " · ", h.by,
+                     f" · 👥{h.people_assisted}" if h.people_assisted is not None else "",
+                     f" · {h.note}" if h.note else ""]) for h in task.history]
+    where = f"{task.lat:.4f}, {task.lon:.4f}" if task.lat is not None else "—"
+    body: list[Any] = [
+        html.Div([level_badge(task.level, lang), html.B(f" {task.subject}"), html.Span(f" · {task.rule}", className="muted")]),
+        html.Div(t("dept.where", lang, where=where), className="small"),
+        html.Div(t("dept.resources", lang, ids=", ".join(task.resource_ids)), className="small"),
+        html.Div([html.B(t(f"status.{task.status}", lang), className=f"st st-{task.status}", id={"type": "dept-status-now", "task": tid}),
+                  html.Span(" · " + t("dept.since", lang, age=humanize_ms(max(0, now - task.updated_at))), className="muted small")]),
+    ]
+    if task.flagged:
+        body.append(html.Div(f"⚑ {task.flagged}", className="flag"))
+    if hist:
+        body.append(html.Ul(hist, className="history small"))
+    nxt = [s for s in ("acknowledged", "en_route", "on_scene", "need_support", "completed") if s in TASK_NEXT[task.status]]
+    if not nxt:
+        body.append(html.Div(t("dept.closed", lang), className="muted"))
+    else:
+        body.append(html.Div([
+            html.Label(t("dept.status", lang)),
+            dcc.Dropdown(id={"type": "dept-status", "task": tid}, options=[{"label": t(f"status.{s}", lang), "value": s} for s in nxt],
+                         value=nxt[0], clearable=False),
+            html.Label(t("dept.note", lang)),
+            dcc.Textarea(id={"type": "dept-note", "task": tid}, maxLength=2000, className="w-100"),
+            html.Div([
+                html.Div([html.Label(t("dept.people", lang)),
+                          dcc.Input(id={"type": "dept-people", "task": tid}, type="number", min=0, step=1, className="w-100")]),
+                html.Div([html.Label(t("dept.lat", lang)),
+                          dcc.Input(id={"type": "dept-lat", "task": tid}, type="number", className="w-100")]),
+                html.Div([html.Label(t("dept.lon", lang)),
+                          dcc.Input(id={"type": "dept-lon", "task": tid}, type="number", className="w-100")]),
+            ], className="form-row3"),
+            html.Div(id={"type": "dept-err", "task": tid}, className="field-error"),
+            dbc.Button(t("dept.send", lang), id={"type": "dept-submit", "task": tid}, color="primary", className="mt-2 w-100",
+                       n_clicks=0),
+        ], className="task-form"))
+    return dbc.Card(dbc.CardBody(body), className=f"task-card lvl-border-{task.level}", id={"type": "dept-card", "task": tid})
+
+
+def tasks_view(r, keys, department: str, lang: str) -> list:
+    tasks = department_tasks(r, keys, department)
+    if not tasks:
+        return [html.Div(t("dept.none", lang), className="muted empty", id="dept-empty")]
+    tz = ns_tz(r, keys)
+    now = clock_of(r, keys, now_ms())
+    order = {"need_support": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
+    tasks.sort(key=lambda x: (order.get(x.status, 5), -x.created_at))
+    return [task_card(x, lang, tz, now) for x in tasks]
+
+
+def _report_form(lang: str) -> html.Div:
+    def err(field):
+        return html.Div(id=f"dept-inc-err-{field}", className="field-error")
+
+    return html.Div([
+        html.H5(t("dept.report", lang)),
+        html.Label(t("dept.category", lang)),
+        dcc.Dropdown(id="dept-inc-category", options=[{"label": t(f"cat.{c}", lang), "value": c} for c in CATEGORIES]),
+        err("category"),
+        html.Label(t("dept.severity", lang)),
+        dcc.Dropdown(id="dept-inc-severity", options=[{"label": t(f"level.{s}", lang), "value": s} for s in SEVERITIES],
+                     value="orange", clearable=False),
+        err("severity"),
+        html.Div(t("dept.position_hint", lang), className="muted small mt-2"),
+        dcc.Graph(id="dept-inc-map", config={"displayModeBar": False, "scrollZoom": True}, style={"height": "220px"}),
+        html.Div([
+            html.Div([html.Label(t("dept.lat", lang).split(" (")[0]), dcc.Input(id="dept-inc-lat", type="number", className="w-100"), err("lat")]),
+            html.Div([html.Label(t("dept.lon", lang).split(" (")[0]), dcc.Input(id="dept-inc-lon", type="number", className="w-100"), err("lon")]),
+        ], className="form-row2"),
+        html.Label(t("dept.description", lang)),
+        dcc.Textarea(id="dept-inc-description", maxLength=1000, className="w-100"),
+        err("description"),
+        dbc.Button(t("dept.report_send", lang), id="dept-inc-submit", color="warning", className="mt-2 w-100", n_clicks=0),
+        html.Div(id="dept-inc-msg", role="status"),
+    ], className="report-form")
+
+
+def layout(lang: str, ns: str) -> html.Div:
+    user = require_user()
+    name = dept_names(lang).get(user["department"], user["department"])
+    return html.Div([
+        dcc.Interval(id="dept-tick", interval=1000),
+        dcc.Store(id="dept-version"),
+        html.H4(t("dept.title", lang, dept=name), id="dept-title"),
+        html.Div(id="dept-msg", role="status"),
+        html.Div(id="dept-tasks", className="tasks"),
+        _report_form(lang),
+    ], className="dept-page")
+
+
+# ---- callbacks ------------------------------------------------------------------------------------------
+@callback(Output("dept-tasks", "children"), Output("dept-version", "data"),
+          Input("dept-tick", "n_intervals"), State("ns", "data"), State("lang", "data"), State("dept-version", "data"))
+def _tasks(_n, ns, lang, client):
+    user = require_user()
+    r, keys = rds(), namespace(ns)
+    ids = r.zrange(keys.department_tasks(user["department"]), 0, -1)
+    status = views.versions(r, keys)["status"]
+    clock = clock_of(r, keys, now_ms())
+    sig = [keys.ns, lang, len(ids), status, clock // 60_000]
+    if sig == client:
+        return no_update, no_update
+    return tasks_view(r, keys, user["department"], lang or "en"), sig
+
+
+def _num(v):
+    return None if v in (None, "") else v
+
+
+@callback(Output("dept-msg", "children"), Output({"type": "dept-err", "task": ALL}, "children"),
+          Output("dept-version", "data", allow_duplicate=True),
+          Input({"type": "dept-submit", "task": ALL}, "n_clicks"),
+          State({"type": "dept-status", "task": ALL}, "value"), State({"type": "dept-note", "task": ALL}, "value"),
+          State({"type": "dept-people", "task": ALL}, "value"), State({"type": "dept-lat", "task": ALL}, "value"),
+          State({"type": "dept-lon", "task": ALL}, "value"), State("ns", "data"), State("lang", "data"),
+          prevent_initial_call=True)
+def _submit(clicks, statuses, notes, people, lats, lons, ns, lang):
+    trig = ctx.triggered_id
+    errs = [no_update] * len(clicks)
+    if not trig or not any(clicks):
+        return no_update, errs, no_update
+    user = require_user("department", "operator")
+    lang = lang or "en"
+    ids = [i["id"]["task"] for i in ctx.inputs_list[0]]
+    i = ids.index(trig["task"])
+    msg, err = submit_status(rds(), namespace(ns), user, trig["task"], statuses[i], notes[i], _num(people[i]),
+                             _num(lats[i]), _num(lons[i]), lang)
+    errs[i] = err
+    return msg, errs, None if msg is not None and err == "" else no_update
+
+
+def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, lon, lang: str):
+    """The form's logic: (message at the top, error under the form). The department is the session's."""
+    try:
+        if people is not None and (not float(people).is_integer()):
+            raise CommandError("people assisted must be a whole number", field="people_assisted")
+        task = update_task(r, keys, task_id=task_id, department=user["department"], user=user["username"],
+                           status=str(status or ""), now=clock_of(r, keys, now_ms()), note=str(note or "").strip(),
+                           people_assisted=None if people is None else int(people),
+                           lat=None if lat is None else float(lat), lon=None if lon is None else float(lon))
+    except Forbidden:
+        return dbc.Alert(t("dept.forbidden", lang), color="danger"), ""
+    except CommandError as exc:
+        return no_update, f"{exc.field or ''}: {exc}" if exc.field else str(exc)
+    return dbc.Alert(t("dept.saved", lang, task=task.subject, status=t(f"status.{task.status}", lang)), color="success",
+                     dismissable=True, id="dept-saved"), ""
+
+
+@callback(Output("dept-inc-map", "figure"), Input("dept-title", "children"), State("ns", "data"))
+def _inc_map(_title, ns):
+    require_user()
+    r, keys = rds(), namespace(ns)
+    zs = views.zones(r, keys)
+    idx = views.station_index(r, keys)
+    lons = [s.lon for s in idx.stations.values()] or [0]
+    lats = [s.lat for s in idx.stations.values()] or [0]
+    return {"data": [{"type": "scattermap", "lon": [], "lat": [], "mode": "markers"}],
+            "layout": {"map": {"style": "white-bg", "center": {"lon": sum(lons) / len(lons), "lat": sum(lats) / len(lats)},
+                               "zoom": 9.5, "layers": views.zone_layers(zs, [], {})},
+                       "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "showlegend": False, "clickmode": "event"}}
+
+
+@callback(Output("dept-inc-lat", "value"), Output("dept-inc-lon", "value"), Input("dept-inc-map", "clickData"),
+          prevent_initial_call=True)
+def _inc_click(click):
+    if not click or not click.get("points"):
+        return no_update, no_update
+    p = click["points"][0]
+    return round(p.get("lat"), 5), round(p.get("lon"), 5)
+
+
+@callback(Output("dept-inc-msg", "children"),
+          *[Output(f"dept-inc-err-{f}", "children") for f in ("category", "severity", "lat", "lon", "description")],
+          Input("dept-inc-submit", "n_clicks"),
+          State("dept-inc-category", "value"), State("dept-inc-severity", "value"), State("dept-inc-lat", "value"),
+          State("dept-inc-lon", "value"), State("dept-inc-description", "value"), State("ns", "data"),
+          State("lang", "data"), prevent_initial_call=True)
+def _report(_n, category, severity, lat, lon, description, ns, lang):
+    user = require_user("department", "operator")
+    lang = lang or "en"
+    r, keys = rds(), namespace(ns)
+    form = {"category": category, "severity": severity, "lat": lat, "lon": lon, "description": description}
+    try:
+        inc = validate_report(form, now=clock_of(r, keys, now_ms()))
+    except FieldErrors as exc:
+        e = exc.errors
+        return (dbc.Alert(t("dept.fix", lang), color="warning"),
+                *[e.get(f, "") for f in ("category", "severity", "lat", "lon", "description")])
+    submit(r, keys, inc, who=user["username"])
+    return (dbc.Alert(t("dept.reported", lang, id=inc.id, category=t(f"cat.{inc.category}", lang)), color="success",
+                      id="dept-inc-ok"), "", "", "", "", "")

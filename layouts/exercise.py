@@ -1,0 +1,220 @@
+"""`/exercise`: start a drill from a scenario at a chosen speed, pause/resume/stop it, inject events, and
+read its after-action report. The drills themselves run in the drill runner (command/drills.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash_bootstrap_components as dbc
+import flask
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from command import drills, i18n, views
+from command.config import SAMPLE_DATA
+from command.i18n import t
+from command.keys import Keys
+
+from .common import fmt_time, namespace, rds, require_user
+
+i18n.add({
+    "ex.title": {"en": "Exercises", "zh": "演练"},
+    "ex.start_title": {"en": "Start a drill", "zh": "开始演练"},
+    "ex.scenario": {"en": "Scenario", "zh": "场景"},
+    "ex.speed": {"en": "Speed", "zh": "速度"},
+    "ex.start": {"en": "Start drill", "zh": "开始"},
+    "ex.started": {"en": "Drill {ns} is starting: switch to it in the view menu.", "zh": "演练 {ns} 正在启动，可在视图菜单中切换。"},
+    "ex.drills": {"en": "Drills", "zh": "演练列表"},
+    "ex.none": {"en": "No drills yet.", "zh": "尚无演练。"},
+    "ex.pause": {"en": "Pause", "zh": "暂停"},
+    "ex.resume": {"en": "Resume", "zh": "继续"},
+    "ex.stop": {"en": "Stop", "zh": "结束"},
+    "ex.view": {"en": "Show", "zh": "查看"},
+    "ex.report": {"en": "After-action report", "zh": "复盘报告"},
+    "ex.inject_title": {"en": "Inject an event into the drill shown", "zh": "向当前演练注入事件"},
+    "ex.not_drill": {"en": "Choose a drill in the view menu to inject events.", "zh": "请先在视图菜单中选择一个演练。"},
+    "ex.levee": {"en": "Levee breach at", "zh": "堤防决口位置"},
+    "ex.inject_levee": {"en": "Inject levee breach", "zh": "注入堤防决口"},
+    "ex.breakdown": {"en": "A unit breaks down", "zh": "设备故障"},
+    "ex.inject_breakdown": {"en": "Inject breakdown", "zh": "注入故障"},
+    "ex.injected": {"en": "Injected: {what}.", "zh": "已注入：{what}。"},
+    "ex.bad_position": {"en": "Give a latitude and a longitude.", "zh": "请填写经纬度。"},
+    "ex.progress": {"en": "{pct}% · scenario time {clock}", "zh": "{pct}% · 演练时间 {clock}"},
+})
+
+SPEEDS = ["1", "10", "60", "300", "600", "3600", "max"]
+
+
+def scenario_options(root: Path = SAMPLE_DATA / "scenarios") -> list[dict]:
+    return [{"label": p.name, "value": str(p)} for p in sorted(root.iterdir()) if (p / "scenario.yaml").exists()]
+
+
+def drills_view(r, lang: str) -> list:
+    rows = drills.list_drills(r)
+    if not rows:
+        return [html.Div(t("ex.none", lang), className="muted")]
+    out = []
+    for d in rows[:20]:
+        ns = d["namespace"]
+        st = drills.drill_state(r, ns)
+        status = st.get("status") or d.get("status", "")
+        pct = 100 * int(st.get("published", 0)) / max(int(st.get("total", 1) or 1), 1)
+        clock = fmt_time(int(st["clock"]), st.get("timezone") or None, with_date=True) if st.get("clock") else "—"
+        active = status in ("running", "paused")
+        buttons = []
+        if active:
+            paused = st.get("paused") == "1"
+            buttons.append(dbc.Button(t("ex.resume" if paused else "ex.pause", lang),
+                                      id={"type": "ex-ctl", "ns": ns, "cmd": "resume" if paused else "pause"},
+                                      size="sm", color="secondary", className="me-1", n_clicks=0))
+            buttons.append(dcc.Dropdown(id={"type": "ex-speed", "ns": ns}, options=SPEEDS, value=st.get("speed", "60"),
+                                        clearable=False, style={"width": "90px", "display": "inline-block"}))
+            buttons.append(dbc.Button(t("ex.stop", lang), id={"type": "ex-ctl", "ns": ns, "cmd": "stop"}, size="sm",
+                                      color="danger", outline=True, className="ms-1", n_clicks=0))
+        buttons.append(dbc.Button(t("ex.view", lang), id={"type": "ex-view", "ns": ns}, size="sm", color="primary",
+                                  outline=True, className="ms-1", n_clicks=0))
+        buttons.append(html.A(t("ex.report", lang), href=f"/exercise/report/{ns}", target="_blank", className="ms-2"))
+        out.append(html.Div([
+            html.Div([html.B(d.get("scenario", "")), html.Span(f" · {ns} · {status}", className="muted")]),
+            html.Div(t("ex.progress", lang, pct=f"{pct:.0f}", clock=clock), className="small",
+                     id={"type": "ex-progress", "ns": ns}),
+            html.Div(d.get("error", ""), className="field-error"),
+            html.Div(buttons, className="controls"),
+        ], className="drill-row"))
+    return out
+
+
+def layout(lang: str, ns: str) -> html.Div:
+    require_user("planner", "operator")
+    r = rds()
+    keys = namespace(ns)
+    resources = views.resources(r, keys) if drills.is_drill(r, keys.ns) else []
+    return html.Div([
+        dcc.Interval(id="ex-tick", interval=1000),
+        html.H4(t("ex.title", lang)),
+        html.Div([
+            html.H5(t("ex.start_title", lang)),
+            html.Div([
+                html.Div([html.Label(t("ex.scenario", lang)),
+                          dcc.Dropdown(id="ex-scenario", options=scenario_options(),
+                                       value=str(SAMPLE_DATA / "scenarios" / "jiangcheng_flood"), clearable=False)]),
+                html.Div([html.Label(t("ex.speed", lang)),
+                          dcc.Dropdown(id="ex-speed-new", options=SPEEDS, value="60", clearable=False)]),
+            ], className="form-row2"),
+            dbc.Button(t("ex.start", lang), id="ex-start", color="primary", className="mt-2", n_clicks=0),
+            html.Div(id="ex-msg", role="status"),
+        ], className="panel"),
+        html.Div([html.H5(t("ex.drills", lang)), html.Div(id="ex-drills")], className="panel"),
+        html.Div([
+            html.H5(t("ex.inject_title", lang)),
+            html.Div(t("ex.not_drill", lang), className="muted") if not resources else html.Div([
+                html.Label(t("ex.levee", lang)),
+                html.Div([dcc.Input(id="ex-lat", type="number", placeholder="lat", className="w-100"),
+                          dcc.Input(id="ex-lon", type="number", placeholder="lon", className="w-100")],
+                         className="form-row2"),
+                dbc.Button(t("ex.inject_levee", lang), id="ex-inject-levee", color="warning", size="sm",
+                           className="mt-1", n_clicks=0),
+                html.Label(t("ex.breakdown", lang), className="mt-2"),
+                dcc.Dropdown(id="ex-resource", options=[{"label": f"{x.name} ({x.id})", "value": x.id}
+                                                        for x in resources if x.status.value != "out_of_service"]),
+                dbc.Button(t("ex.inject_breakdown", lang), id="ex-inject-breakdown", color="warning", size="sm",
+                           className="mt-1", n_clicks=0),
+                html.Div(id="ex-inject-msg", role="status"),
+            ]),
+        ], className="panel"),
+    ], className="exercise-page")
+
+
+@callback(Output("ex-drills", "children"), Input("ex-tick", "n_intervals"), State("lang", "data"))
+def _drills(_n, lang):
+    require_user("planner", "operator")
+    return drills_view(rds(), lang or "en")
+
+
+@callback(Output("ex-msg", "children"), Output("shell-ns", "value", allow_duplicate=True),
+          Input("ex-start", "n_clicks"), State("ex-scenario", "value"), State("ex-speed-new", "value"),
+          State("lang", "data"), prevent_initial_call=True)
+def _start(_n, scenario, speed, lang):
+    user = require_user("planner", "operator")
+    valid = {o["value"] for o in scenario_options()}
+    if scenario not in valid or speed not in SPEEDS:
+        return dbc.Alert("?", color="danger"), no_update
+    ns = drills.start_drill(rds(), scenario, speed, by=user["username"])
+    return dbc.Alert(t("ex.started", lang or "en", ns=ns), color="success", dismissable=True, id="ex-started"), no_update
+
+
+@callback(Output("ex-tick", "n_intervals"), Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL}, "n_clicks"),
+          Input({"type": "ex-speed", "ns": ALL}, "value"), prevent_initial_call=True)
+def _control(_clicks, _speeds):
+    user = require_user("planner", "operator")
+    trig = ctx.triggered_id
+    if not trig or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
+        return no_update
+    if trig["type"] == "ex-ctl":
+        drills.send(rds(), trig["cmd"], ns=trig["ns"], by=user["username"])
+    else:
+        drills.send(rds(), "speed", ns=trig["ns"], speed=str(ctx.triggered[0]["value"]), by=user["username"])
+    return no_update
+
+
+@callback(Output("shell-ns", "value", allow_duplicate=True), Input({"type": "ex-view", "ns": ALL}, "n_clicks"),
+          prevent_initial_call=True)
+def _view(clicks):
+    if not ctx.triggered_id or not any(clicks):
+        return no_update
+    require_user("planner", "operator")
+    return ctx.triggered_id["ns"]
+
+
+@callback(Output("ex-inject-msg", "children"), Input("ex-inject-levee", "n_clicks"),
+          Input("ex-inject-breakdown", "n_clicks"), State("ex-lat", "value"), State("ex-lon", "value"),
+          State("ex-resource", "value"), State("ns", "data"), State("lang", "data"), prevent_initial_call=True)
+def _inject(_a, _b, lat, lon, resource, ns, lang):
+    user = require_user("planner", "operator")
+    lang = lang or "en"
+    r, keys = rds(), namespace(ns)
+    if not drills.is_drill(r, keys.ns):
+        return dbc.Alert(t("ex.not_drill", lang), color="warning")
+    if ctx.triggered_id == "ex-inject-levee":
+        if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            return dbc.Alert(t("ex.bad_position", lang), color="warning")
+        drills.send(r, "inject", ns=keys.ns, type="incident", by=user["username"],
+                    data={"category": "levee_breach", "lat": lat, "lon": lon, "severity": "red",
+                          "description": "Injected levee breach"})
+        what = t("ex.levee", lang) + f" {lat:.4f}, {lon:.4f}"
+    else:
+        if not resource:
+            return no_update
+        drills.send(r, "inject", ns=keys.ns, type="resource_status", by=user["username"],
+                    data={"resource_id": resource, "status": "out_of_service"})
+        what = t("ex.breakdown", lang) + f": {resource}"
+    return dbc.Alert(t("ex.injected", lang, what=what), color="info", dismissable=True)
+
+
+def report_html(r, ns: str) -> str:
+    """The drill's after-action report, rendered from Redis as it stands now."""
+    from command.report import (
+        after_action,
+        collect_alerts,
+        collect_quarantine,
+        collect_recommendations,
+        render_html,
+    )
+
+    keys = Keys(ns)
+    report = after_action(r, keys, collect_alerts(r, keys), collect_recommendations(r, keys), collect_quarantine(r, keys))
+    return render_html(report)
+
+
+def register_routes(server: flask.Flask) -> None:
+    @server.route("/exercise/report/<ns>")
+    def _report(ns):
+        if flask.session.get("user", {}).get("role") not in ("planner", "operator"):
+            return "forbidden", 403
+        try:
+            keys = Keys(ns)
+        except ValueError:
+            return "no such drill", 404
+        r = rds()
+        if not r.exists(keys.meta):
+            return "no such drill", 404
+        return report_html(r, keys.ns)

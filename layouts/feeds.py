@@ -1,0 +1,127 @@
+"""`/feeds`: each source's health at a glance, and the dead letters with their reasons, so an operator
+knows whether a blank area of the map means "no water" or "no data"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from dash import Input, Output, State, callback, dcc, html
+
+from command import i18n
+from command.i18n import t
+from command.keys import Keys
+from command.timeutil import humanize_ms, now_ms
+
+from .common import fmt_time, namespace, ns_tz, rds, require_user
+
+i18n.add({
+    "feeds.title": {"en": "Feeds", "zh": "数据源"},
+    "feeds.none": {"en": "No live source has reported yet (configure them in feeds.yaml).",
+                   "zh": "尚无数据源上报（在 feeds.yaml 中配置）。"},
+    "feeds.ok": {"en": "green", "zh": "正常"},
+    "feeds.late": {"en": "late", "zh": "延迟"},
+    "feeds.failing": {"en": "failing", "zh": "故障"},
+    "feeds.source": {"en": "Source", "zh": "数据源"},
+    "feeds.state": {"en": "State", "zh": "状态"},
+    "feeds.last_success": {"en": "Last success", "zh": "最近成功"},
+    "feeds.last_error": {"en": "Last error", "zh": "最近错误"},
+    "feeds.failures": {"en": "Failures in a row", "zh": "连续失败"},
+    "feeds.taken": {"en": "Readings taken", "zh": "已接收"},
+    "feeds.rejected": {"en": "Rejected", "zh": "已拒收"},
+    "feeds.newest": {"en": "Newest reading", "zh": "最新数据"},
+    "feeds.deadletters": {"en": "Dead letters (newest first)", "zh": "隔离数据（最新在前）"},
+    "feeds.no_deadletters": {"en": "Nothing rejected.", "zh": "无隔离数据。"},
+    "feeds.reason": {"en": "Reason", "zh": "原因"},
+    "feeds.record": {"en": "Record", "zh": "原始记录"},
+})
+
+
+def _int(h: dict[str, str], k: str) -> int | None:
+    try:
+        return int(float(h[k]))
+    except (KeyError, ValueError):
+        return None
+
+
+def health_state(h: dict[str, str], now: int) -> str:
+    """green / late / failing, from the health a source keeps in Redis."""
+    if (_int(h, "consecutive_failures") or 0) > 0:
+        return "failing"
+    interval = _int(h, "interval_s") or 300
+    last = _int(h, "last_success")
+    if last is None or now - last > 3 * interval * 1000:
+        return "late"
+    return "ok"
+
+
+def feed_rows(r, keys: Keys) -> list[dict[str, Any]]:
+    out = []
+    for src in sorted(x.decode() for x in r.smembers(keys.feeds)):
+        h = {k.decode(): v.decode() for k, v in r.hgetall(keys.feed_health(src)).items()}
+        out.append({"source": src, **h})
+    return out
+
+
+def deadletters(r, keys: Keys, count: int = 100) -> list[dict[str, Any]]:
+    out = []
+    for eid, f in r.xrevrange(keys.deadletter, count=count):
+        rec = {k.decode(): v.decode(errors="replace") for k, v in f.items()}
+        rec["id"] = eid.decode()
+        try:
+            rec["record"] = orjson.dumps(orjson.loads(rec.get("record", "null"))).decode()[:300]
+        except orjson.JSONDecodeError:
+            rec["record"] = rec.get("record", "")[:300]
+        out.append(rec)
+    return out
+
+
+def view(r, keys: Keys, lang: str) -> list:
+    now = now_ms()
+    tz = ns_tz(r, keys)
+    rows = feed_rows(r, keys)
+    parts: list[Any] = []
+    if not rows:
+        parts.append(html.Div(t("feeds.none", lang), className="muted", id="feeds-none"))
+    else:
+        head = html.Tr([html.Th(t(f"feeds.{k}", lang)) for k in
+                        ("source", "state", "last_success", "last_error", "failures", "taken", "rejected", "newest")])
+        body = []
+        for h in rows:
+            st = health_state(h, now)
+            last = _int(h, "last_success")
+            newest = _int(h, "newest")
+            body.append(html.Tr([
+                html.Td(h["source"]),
+                html.Td(html.Span(t(f"feeds.{st}", lang), className=f"health health-{st}")),
+                html.Td(fmt_time(last, tz, with_date=True) if last else t("common.never", lang)),
+                html.Td(h.get("last_error", "")),
+                html.Td(h.get("consecutive_failures", "0")),
+                html.Td(h.get("readings", "0")),
+                html.Td(h.get("rejected", "0")),
+                html.Td(t("common.ago", lang, d=humanize_ms(now - newest)) if newest else "—"),
+            ], id={"type": "feeds-row", "source": h["source"]}))
+        parts.append(html.Table([html.Thead(head), html.Tbody(body)], className="table table-sm"))
+    dl = deadletters(r, keys)
+    parts.append(html.H5(t("feeds.deadletters", lang), className="mt-3"))
+    if not dl:
+        parts.append(html.Div(t("feeds.no_deadletters", lang), className="muted"))
+    else:
+        parts.append(html.Table([
+            html.Thead(html.Tr([html.Th(t("feeds.source", lang)), html.Th(t("feeds.reason", lang)),
+                                html.Th(t("feeds.record", lang))])),
+            html.Tbody([html.Tr([html.Td(d.get("source", "")), html.Td(d.get("reason", "")),
+                                 html.Td(html.Code(d.get("record", "")))]) for d in dl]),
+        ], className="table table-sm", id="feeds-deadletters"))
+    return parts
+
+
+def layout(lang: str, ns: str) -> html.Div:
+    return html.Div([dcc.Interval(id="feeds-tick", interval=3000), html.H4(t("feeds.title", lang)),
+                     html.Div(id="feeds-body")], className="feeds-page")
+
+
+@callback(Output("feeds-body", "children"), Input("feeds-tick", "n_intervals"), State("ns", "data"), State("lang", "data"))
+def _body(_n, ns, lang):
+    require_user("operator", "planner")
+    return view(rds(), namespace(ns), lang or "en")
