@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import dash_bootstrap_components as dbc
 import flask
 from dash import Dash, Input, Output, State, callback, dcc, html, no_update
 from markupsafe import escape
@@ -51,10 +50,18 @@ def _secret_key(settings: Settings) -> str:
         return env
     path = settings.data_dir / "secret_key"
     if not path.exists():
+        # several workers start at once: write a whole file aside, then link it in; the first one wins
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".secret_key.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
@@ -162,6 +169,10 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
 
     layouts.exercise.register_routes(server)
     app.layout = _shell
+    # Dash registers its scripts on the first request; with threaded workers two first requests race
+    # and one gets a 500 ("dash is not a registered library"). Set up before serving anything.
+    with server.test_request_context("/"):
+        app._setup_server()
     return app
 
 
@@ -340,13 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         logs.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, REDIS_URL=url, ECD_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1")
         py = sys.executable
+        _secret_key(settings)  # made once here, before the web workers race to make it
         _bootstrap_live(r)
         procs.append(("engine", _spawn([py, "-m", "command", "engine", "--namespace", "live", "--live-ticks"], env,
                                        logs / "engine.log")))
         procs.append(("drills", _spawn([py, "-m", "command", "drills"], env, logs / "drills.log")))
         procs.append(("worker", _spawn([py, "-m", "command", "worker"], env, logs / "worker.log")))
-        if (PROJECT_ROOT / "feeds" / "runner.py").exists():
+        if _feeds_enabled():
             procs.append(("feeds", _spawn([py, "-m", "command", "feeds", "run"], env, logs / "feeds.log")))
+        else:
+            print("live feeds: none enabled in feeds.yaml (the sample exercise needs none)")
         procs.append(("web", _spawn([py, "-m", "gunicorn", "--workers", str(args.workers), "--threads", "4",
                                      "--bind", f"{args.host}:{args.port}", "--graceful-timeout", "5",
                                      "--access-logfile", "-", "app:create_server()"], env, logs / "web.log")))
@@ -363,10 +377,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs: {logs}/  ·  Ctrl-C stops everything", flush=True)
         while not stop["now"]:
             for name, proc in procs:
-                if proc.poll() is not None:
-                    print(f"error: {name} stopped (status {proc.returncode}); see {logs / (name + '.log')}",
-                          file=sys.stderr)
-                    stop["now"] = True
+                if proc.poll() is None:
+                    continue
+                print(f"error: {name} stopped (status {proc.returncode}); see {logs / (name + '.log')}",
+                      file=sys.stderr)
+                stop["now"] = True
             time.sleep(0.3)
         return 0
     except RedisStartError as exc:
@@ -380,6 +395,16 @@ def main(argv: list[str] | None = None) -> int:
         (settings.data_dir / "app.json").unlink(missing_ok=True)
         lock.close()
         print("stopped", flush=True)
+
+
+def _feeds_enabled() -> bool:
+    """Is any live source switched on in feeds.yaml? A broken file is reported by the feeds process."""
+    from feeds.runner import FeedConfigError, build_sources, load_config
+
+    try:
+        return bool(build_sources(load_config()))
+    except FeedConfigError:
+        return True
 
 
 def _bootstrap_live(r) -> None:

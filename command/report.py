@@ -152,4 +152,8 @@ def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
     report = after_action(r, keys, alerts, recs, quarantine)
     (out / "after_action.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / "after_action.html").write_text(render_html(report), encoding="utf-8")
+    from .cap import atom_feed, write_cap  # interop: every alert as CAP 1.2, and an Atom feed of them
+
+    write_cap(r, keys, out / "cap")
+    (out / "alerts.atom").write_bytes(atom_feed(r, keys))
     return report

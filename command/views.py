@@ -209,6 +209,50 @@ def recommendations(r: redis.Redis, keys: Keys, fps: list[str]) -> dict[str, dic
     return {fp: orjson.loads(x) for fp, x in zip(fps, raws, strict=True) if x is not None}
 
 
+_RULES: dict[str, tuple[bytes | None, Any]] = {}
+
+
+def _ruleset(r: redis.Redis, keys: Keys):
+    from .rules import parse_rules
+
+    raw = r.get(keys.rules)
+    cached = _RULES.get(keys.ns)
+    if cached is not None and cached[0] == raw:
+        return cached[1]
+    rs = parse_rules(orjson.loads(raw), source=keys.rules) if raw else None
+    _RULES[keys.ns] = (raw, rs)
+    return rs
+
+
+def current_recommendations(r: redis.Redis, keys: Keys, alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each alert's recommendation, made again from the resources as they are now if one it named
+    has since been dispatched or gone out of service (so one click never sends what is not there)."""
+    from .recommend import recommend
+
+    recs = recommendations(r, keys, [a["fingerprint"] for a in alerts])
+    stale = [a for a in alerts if a["fingerprint"] in recs]
+    if not stale:
+        return recs
+    res = resources(r, keys)
+    available = {x.id for x in res if x.status.value == "available"}
+    rs = None
+    for a in stale:
+        rec = recs[a["fingerprint"]]
+        if all(i["resource_id"] in available for i in rec.get("items", [])):
+            continue
+        rs = rs or _ruleset(r, keys)
+        try:
+            rule = rs.by_id(a["rule"]) if rs else None
+        except KeyError:
+            rule = None
+        fresh = recommend(a, rule.recommend, res, a["updated_at"]) if rule else None
+        if fresh is not None:
+            out = fresh.model_dump()
+            out["refreshed"] = True
+            recs[a["fingerprint"]] = out
+    return recs
+
+
 def claims(r: redis.Redis, keys: Keys, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     if not pairs:
         return {}
@@ -226,7 +270,7 @@ def alert_queue(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     alerts = open_alerts(r, keys, rank)
     fps = [a["fingerprint"] for a in alerts]
     notes = alert_notes(r, keys, fps)
-    recs = recommendations(r, keys, fps)
+    recs = current_recommendations(r, keys, alerts)
     cl = claims(r, keys, [(a["fingerprint"], a["level"]) for a in alerts])
     idx = station_index(r, keys)
     out = []
@@ -238,7 +282,7 @@ def alert_queue(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
         out.append({
             **a, "notes": n, "recommendation": recs.get(a["fingerprint"]),
             "claim": cl.get((a["fingerprint"], a["level"])),
-            "subject_name": (st.name if st else a.get("message", "")[:60]) or a["subject"],
+            "subject_name": (st.name if st else a.get("message", "").split(":")[0][:60]) or a["subject"],
             "subject_name_zh": st.name_zh if st else "",
             "outlook": describe_eta(a),
         })

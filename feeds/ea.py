@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -80,12 +81,26 @@ def station_for(notation: str, parameter: str, qualifier: str) -> str:
     return f"{base}:{q}"
 
 
-def _measure_info(measure: Any) -> dict[str, str] | None:
-    """notation, parameter, qualifier slug and unit from a measure URI or notation."""
+@lru_cache(maxsize=8192)
+def _measure_info(measure: str) -> dict[str, str] | None:
+    """notation, parameter, qualifier slug and unit from a measure URI or notation (cached: a
+    readings payload repeats each measure many times)."""
     m = _MEASURE_RE.match(_uri_tail(measure))
     if not m:
         return None
     return m.groupdict()
+
+
+@lru_cache(maxsize=256)
+def _factor(unit_name: str, kind: str) -> tuple[float, str] | str:
+    """(factor, SI unit), or the reason the unit cannot be used."""
+    unit = _unit(unit_name)
+    if unit is None:
+        return f"unknown unit {unit_name!r}"
+    try:
+        return factor_for(unit, kind)
+    except UnitError as exc:
+        return str(exc)
 
 
 def _unit(name: str) -> str | None:
@@ -125,15 +140,11 @@ def _reading(out: ParseResult, item: dict[str, Any], sid: str, kind: str, unit_n
     if value in (-999999, -999999.0) or value != value:
         out.rejected.append(Rejected(rec, f"no-data value {value}"))
         return
-    unit = _unit(unit_name)
-    if unit is None:
-        out.rejected.append(Rejected(rec, f"unknown unit {unit_name!r}"))
+    conv = _factor(unit_name, kind)
+    if isinstance(conv, str):
+        out.rejected.append(Rejected(rec, conv))
         return
-    try:
-        factor, si = factor_for(unit, kind)
-    except UnitError as exc:
-        out.rejected.append(Rejected(rec, str(exc)))
-        return
+    factor, si = conv
     try:
         t = local_time(item["dateTime"])
     except (KeyError, TypeError, ValueError):
@@ -188,7 +199,7 @@ def _station(out: ParseResult, item: dict[str, Any]) -> None:
 
 
 def _bare_reading(out: ParseResult, item: dict[str, Any]) -> None:
-    info = _measure_info(item.get("measure"))
+    info = _measure_info(str(item.get("measure")))
     if info is None:
         out.rejected.append(Rejected(item, f"cannot read the measure {item.get('measure')!r}"))
         return

@@ -35,6 +35,7 @@ i18n.add({
     "map.since": {"en": "since {time} ({age})", "zh": "自 {time}（{age}）"},
     "map.trend": {"en": "trend {rate}", "zh": "趋势 {rate}"},
     "map.recommended": {"en": "Recommended", "zh": "建议调派"},
+    "map.refreshed": {"en": "updated: an earlier choice is no longer available", "zh": "已更新：原建议资源已不可用"},
     "map.shortfall": {"en": "Only {found} of {wanted} {type} available", "zh": "{type} 仅有 {found}/{wanted} 可用"},
     "map.dispatch": {"en": "Dispatch", "zh": "一键调派"},
     "map.change": {"en": "Change…", "zh": "调整…"},
@@ -44,7 +45,7 @@ i18n.add({
     "map.acked_by": {"en": "acknowledged by {who} at {time}", "zh": "{who} 于 {time} 确认"},
     "map.escalated_by": {"en": "escalated by {who} at {time}", "zh": "{who} 于 {time} 升级"},
     "map.dispatched_by": {"en": "Dispatched by {who} at {time}", "zh": "{who} 已于 {time} 调派"},
-    "map.dispatch_ok": {"en": "Dispatched {n} resources to {subject}: tasks for {depts}.",
+    "map.dispatch_ok": {"en": "Dispatched {n} resource{s} to {subject}: tasks for {depts}.",
                         "zh": "已向 {subject} 调派 {n} 个资源，任务已发送：{depts}。"},
     "map.dispatch_lost": {"en": "Already dispatched by {who} at {time}.", "zh": "{who} 已于 {time} 调派，未重复调派。"},
     "map.comment": {"en": "Comment", "zh": "备注"},
@@ -262,7 +263,8 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
         items = [html.Li([html.B(i.get("name") or i["resource_id"]), f" ({i['resource_id']}) · ",
                           names.get(i["department"], i["department"]), f" · {i['distance_km']:.1f} km",
                           html.Div(i["reason"], className="reason")]) for i in rec["items"]]
-        lines.append(html.Div([html.Div(t("map.recommended", lang), className="sub"), html.Ul(items, className="recs")]))
+        head = t("map.recommended", lang) + (" · " + t("map.refreshed", lang) if rec.get("refreshed") else "")
+        lines.append(html.Div([html.Div(head, className="sub"), html.Ul(items, className="recs")]))
         for s in rec.get("shortfall", []):
             lines.append(html.Div(t("map.shortfall", lang, found=s["found"], wanted=s["wanted"],
                                     type=s["type"].replace("_", " ")), className="shortfall"))
@@ -427,8 +429,11 @@ def _one_click_dispatch(clicks, ns, lang, poke):
 
 def dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: str, resource_ids=None):
     """Dispatch the recommendation (or the operator's own choice); the message the operator sees."""
-    rec = views.recommendations(r, keys, [fp]).get(fp)
-    ids = resource_ids if resource_ids is not None else [i["resource_id"] for i in (rec or {}).get("items", [])]
+    ids = resource_ids
+    if ids is None:
+        raw = r.get(keys.alert(fp))
+        rec = views.current_recommendations(r, keys, [orjson.loads(raw)]).get(fp) if raw else None
+        ids = [i["resource_id"] for i in (rec or {}).get("items", [])]
     now = clock_of(r, keys, now_ms())
     tz = ns_tz(r, keys)
     try:
@@ -444,7 +449,8 @@ def dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: s
     for task_id in res.task_ids:
         schedule_ack_check(queue, keys.ns, task_id, 0.5)
     names = dept_names(lang)
-    return dbc.Alert(t("map.dispatch_ok", lang, n=len(res.resource_ids), subject=res.subject,
+    return dbc.Alert(t("map.dispatch_ok", lang, n=len(res.resource_ids), s="" if len(res.resource_ids) == 1 else "s",
+                       subject=res.subject,
                        depts=", ".join(names.get(d, d) for d in res.departments)),
                      color="success", dismissable=True, id="map-toast-msg")
 
@@ -471,7 +477,7 @@ def _open_modal(clicks, ns, lang):
              "escalate": t("map.escalate", lang), "resolve": t("map.resolve", lang)}[action] + f" · {a['subject']}"
     options, value, style = [], [], {"display": "none"}
     if action == "change":
-        rec = views.recommendations(r, keys, [fp]).get(fp) or {}
+        rec = views.current_recommendations(r, keys, [a]).get(fp) or {}
         value = [i["resource_id"] for i in rec.get("items", [])]
         options = resource_options(r, keys, a, lang)
         style = {}

@@ -1,0 +1,173 @@
+"""The dashboard in a real browser: map, live alert, one-click dispatch, department feedback, isolation."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+
+from command import drills
+from command.keys import Keys
+
+from ..conftest import SCENARIOS
+from .conftest import click, severe_console_errors, sign_in, wait
+
+pytestmark = pytest.mark.browser
+
+CARD = "//div[contains(@class,'alert-card')][.//span[contains(., '({subject})')]]"
+
+
+def figure_data(driver, trace: int, attr: str):
+    return driver.execute_script(
+        "const g = document.querySelector('#map-graph .js-plotly-plot');"
+        f"return g && g.data && g.data[{trace}] ? g.data[{trace}]['{attr}'] : null;")
+
+
+def start_paused_at(client, scenario: str, speed: str, until_ms_after_start: int) -> str:
+    """Start a drill and pause it once its clock passes a point, so the page shows a stable state."""
+    ns = drills.start_drill(client, SCENARIOS / scenario, speed, by="test")
+    keys = Keys(ns)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = drills.drill_state(client, ns)
+        if st.get("clock") and int(st["clock"]) - int(st["start"]) >= until_ms_after_start:
+            drills.send(client, "pause", ns=ns, by="test")
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"drill {ns} did not reach the point: {drills.drill_state(client, ns)}")
+    wait_until(lambda: drills.drill_state(client, ns).get("paused") == "1")
+    assert client.zcard(keys.alerts_open) >= 1
+    return ns
+
+
+def wait_until(cond, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_operator_dispatches_and_departments_answer(app_server, browser, second_browser, tmp_path):
+    base, client, _ = app_server
+    ns = start_paused_at(client, "rule_zone_incident", "3600", 2 * 3_600_000 + 5 * 60_000)
+    keys = Keys(ns)
+
+    # the operator's map, on the drill, with its banner, markers and the live alert queue
+    sign_in(browser, base, "operator")
+    wait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".maplibregl-canvas")))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "exercise-banner"), "EXERCISE"))
+    wait(browser).until(lambda d: (figure_data(d, 0, "lon") or []) and len(figure_data(d, 0, "lon")) == 3)
+    wait(browser).until(lambda d: len(figure_data(d, 2, "lon") or []) == 8)  # resources
+    card = CARD.format(subject="I4")
+    wait(browser).until(EC.presence_of_element_located((By.XPATH, card)))
+    text = browser.find_element(By.XPATH, card).text
+    assert "Incident in a risk zone" in text and "Boat 1" in text and "Ambulance 1" in text
+    browser.save_screenshot(str(tmp_path / "map.png"))
+
+    # one click dispatches the recommendation; a double click on another alert dispatches once
+    click(browser, browser.find_element(By.XPATH, card + "//button[normalize-space()='Dispatch']"))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "map-toast"), "Dispatched 2 resources to I4"))
+    assert client.zcard(keys.dispatches_index) == 1
+    # the map shows the resources dispatched at once
+    wait(browser).until(lambda d: sum(1 for c in figure_data(d, 2, "customdata") if c[4] == "dispatched") >= 3)
+    wait(browser).until(EC.text_to_be_present_in_element((By.XPATH, card), "Dispatched by operator"))
+    i1 = CARD.format(subject="I1")
+    button = browser.find_element(By.XPATH, i1 + "//button[normalize-space()='Dispatch']")
+    # two clicks as fast as the page can take them: an impatient double click
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'}); arguments[0].click(); arguments[0].click();",
+                           button)
+    try:
+        wait_until(lambda: client.zcard(keys.dispatches_index) == 2)
+    except AssertionError:
+        raise AssertionError(f"no second dispatch; the page says: {browser.find_element(By.ID, 'map-toast').text!r}") from None
+    time.sleep(1.5)
+    assert client.zcard(keys.dispatches_index) == 2  # not 3
+    wait(browser).until(EC.text_to_be_present_in_element((By.XPATH, i1), "Dispatched by operator"))
+    # Boat 1 and Ambulance 1 went to I4, so I1 got the next boat, and was told the ambulance was short
+    i1_dispatch = orjson.loads(client.get(keys.dispatch(ns_dispatch_id(client, keys, "I1"))))
+    assert i1_dispatch["resource_ids"] == ["B2"]
+
+    # fire & rescue sees its task on its phone-sized page and answers
+    second_browser.set_window_size(420, 900)
+    sign_in(second_browser, base, "fire", path="/department")
+    wait(second_browser).until(EC.text_to_be_present_in_element((By.ID, "exercise-banner"), "EXERCISE"))
+    wait(second_browser).until(EC.text_to_be_present_in_element((By.ID, "dept-tasks"), "I4"))
+    task_id = f"{ns_dispatch_id(client, keys, 'I4')}-fire_rescue"
+    form = "//div[contains(@class,'task-card')][.//b[contains(., 'I4')]]"
+    second_browser.find_element(By.XPATH, form + "//textarea").send_keys("Boat 1 launching from the old town quay")
+    click(second_browser, second_browser.find_element(By.XPATH, form + "//button[normalize-space()='Send update']"))
+    wait(second_browser).until(EC.text_to_be_present_in_element((By.ID, "dept-msg"), "is now acknowledged"))
+    task = orjson.loads(client.get(keys.task(task_id)))
+    assert task["status"] == "acknowledged" and task["history"][0]["by"] == "fire"
+
+    # the operator's dispatch timeline shows it without a reload
+    wait(browser, 5).until(EC.text_to_be_present_in_element((By.ID, "map-dispatches"), "acknowledged"))
+    assert "Boat 1 launching" in browser.find_element(By.ID, "map-dispatches").text
+
+    # another department sees none of it
+    second_browser.get(base + "/logout")
+    sign_in(second_browser, base, "police", path="/department")
+    wait(second_browser).until(EC.presence_of_element_located((By.ID, "dept-empty")))
+    assert "I4" not in second_browser.find_element(By.ID, "dept-tasks").text
+
+    # every command is in the audit trail, and the chain holds
+    from command.audit import entries, verify
+
+    actions = [e["action"] for e in entries(client, keys)]
+    assert actions.count("dispatch") == 2 and "task_status" in actions
+    assert verify(client, keys).ok
+    assert severe_console_errors(browser) == []
+    assert severe_console_errors(second_browser) == []
+
+
+def ns_dispatch_id(client, keys, subject):
+    for d in client.zrange(keys.dispatches_index, 0, -1):
+        rec = orjson.loads(client.get(keys.dispatch(d.decode())))
+        if rec["subject"] == subject:
+            return rec["id"]
+    raise AssertionError(f"no dispatch for {subject}")
+
+
+def test_language_switch_and_exercise_controls(app_server, browser):
+    base, client, _ = app_server
+    sign_in(browser, base, "planner", path="/exercise")
+    wait(browser).until(EC.presence_of_element_located((By.ID, "ex-start")))
+    before = {d["namespace"] for d in drills.list_drills(client)}
+    browser.find_element(By.ID, "ex-start").click()
+    wait(browser).until(EC.presence_of_element_located((By.ID, "ex-started")))
+    new = [d["namespace"] for d in drills.list_drills(client) if d["namespace"] not in before]
+    assert len(new) == 1
+    ns = new[0]
+    wait_until(lambda: drills.drill_state(client, ns).get("status") == "running")
+    drills.send(client, "pause", ns=ns, by="test")
+    wait_until(lambda: drills.drill_state(client, ns).get("paused") == "1")
+    clock = drills.drill_state(client, ns)["clock"]
+    time.sleep(1.0)
+    assert drills.drill_state(client, ns)["clock"] == clock  # paused means paused
+    drills.send(client, "stop", ns=ns, by="test")
+    wait_until(lambda: drills.drill_state(client, ns).get("status") == "stopped")
+    # the planner's page says it in Chinese after one click
+    browser.find_element(By.ID, "shell-lang").click()
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "演练"))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "page"), "开始演练"))
+    assert severe_console_errors(browser) == []
+
+
+def test_sign_in_is_required_and_wrong_password_refused(app_server, browser):
+    import httpx
+
+    base, _, _ = app_server
+    assert httpx.get(base + "/", follow_redirects=False).status_code == 302
+    assert httpx.post(base + "/_dash-update-component", json={}).status_code == 401
+    browser.get(base + "/login")
+    browser.find_element(By.ID, "login-username").send_keys("operator")
+    browser.find_element(By.ID, "login-password").send_keys("wrong")
+    browser.find_element(By.ID, "login-submit").click()
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".err")))
+    assert "Wrong user name or password" in browser.find_element(By.CSS_SELECTOR, ".err").text
