@@ -122,6 +122,14 @@ def _register_routes(server: flask.Flask, settings: Settings) -> None:
         open_paths = ("/login", "/logout", "/health", "/assets/", "/_dash-component-suites/", "/_favicon")
         if path.startswith(open_paths) or flask.session.get("user"):
             return None
+        if path.startswith("/api/"):
+            from layouts.interop import basic_auth_user
+
+            flask.g.api_user = basic_auth_user(users_file)
+            if flask.g.api_user is not None:
+                return None
+            return flask.jsonify({"error": "sign in, or use HTTP Basic with a dashboard user"}), 401, \
+                {"WWW-Authenticate": 'Basic realm="flood command"'}
         if path.startswith("/_dash") or path.startswith("/api/"):
             return flask.jsonify({"error": "not signed in"}), 401
         return flask.redirect(f"/login?next={path}")
@@ -168,6 +176,9 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     import layouts.map  # noqa: F401
 
     layouts.exercise.register_routes(server)
+    import layouts.interop
+
+    layouts.interop.register_routes(server)
     app.layout = _shell
     # Dash registers its scripts on the first request; with threaded workers two first requests race
     # and one gets a 500 ("dash is not a registered library"). Set up before serving anything.

@@ -8,9 +8,9 @@ from typing import Any
 import redis
 
 from . import audit
-from .keys import Keys
+from .keys import Keys, shard_of
 from .models import Incident
-from .streams import StreamWriter, shard_count
+from .streams import incident_entry, shard_count
 from .views import zones as load_zones
 
 CATEGORIES = ("flooding", "trapped_people", "levee_breach", "road_closed", "power_outage", "landslide",
@@ -63,14 +63,38 @@ def validate_report(form: dict[str, Any], *, now: int) -> Incident:
                     severity=severity, description=description)
 
 
-def submit(r: redis.Redis, keys: Keys, inc: Incident, *, who: str, source: str = "department") -> Incident:
-    """Locate it in a zone, put it on the namespace's input stream (the engine evaluates it), audit it."""
-    from .scenario import ZoneLocator
+def submit_incident(r: redis.Redis, keys: Keys, incident: Incident) -> bool:
+    """Write an incident atomically (its zone filled in): its current version in `keys.incidents` and
+    an entry on its shard's input stream, in one MULTI/EXEC, so the engine sees it exactly once.
+    False when this exact version was already taken (a repeated post changes nothing)."""
+    if incident.zone is None:
+        from .scenario import ZoneLocator
 
-    inc.zone = ZoneLocator(load_zones(r, keys)).zone_of(inc.lon, inc.lat)
-    writer = StreamWriter(r, keys, shard_count(r, keys), record=True)
-    writer.incident(inc)
-    writer.flush()
+        zs = load_zones(r, keys)
+        if zs:
+            incident = incident.model_copy(update={"zone": ZoneLocator(zs).zone_of(incident.lon, incident.lat)})
+    blob = incident.model_dump_json()
+    stream = keys.shard_stream(shard_of(incident.id, shard_count(r, keys)))
+    with r.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(keys.incidents)
+                old = pipe.hget(keys.incidents, incident.id)
+                if old is not None and old.decode() == blob:
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.hset(keys.incidents, incident.id, blob)
+                pipe.xadd(stream, incident_entry(incident))
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue
+
+
+def submit(r: redis.Redis, keys: Keys, inc: Incident, *, who: str, source: str = "department") -> Incident:
+    """A person's report: written like any incident, and audited with who reported it."""
+    submit_incident(r, keys, inc)
     audit.record(r, keys, who=who, action="incident_report", at=inc.time,
                  details={"incident": inc.id, "category": inc.category, "lat": inc.lat, "lon": inc.lon,
                           "severity": inc.severity, "source": source})

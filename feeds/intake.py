@@ -16,11 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import redis
-
-from command.keys import Keys, shard_of
-from command.models import Incident, Zone
-from command.streams import incident_entry, shard_count
+from command.incidents import submit_incident  # noqa: F401 - the one write path, re-exported for intake users
+from command.models import Incident
 from command.timeutil import parse_time
 
 FIELDS = {"id", "time", "category", "lat", "lon", "severity", "description", "status"}
@@ -91,31 +88,3 @@ def validate_incident(payload: Any) -> Incident:
         raise IntakeError(errors)
     return Incident(id=iid, time=t, category=cat, lat=lat, lon=lon, severity=sev or "", description=desc or "",
                     status=status)
-
-
-def submit_incident(r: redis.Redis, keys: Keys, incident: Incident) -> bool:
-    """Write the incident atomically (its zone filled in). False when this exact version was already taken."""
-    if incident.zone is None:
-        from command.scenario import ZoneLocator
-
-        zones = {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
-        if zones:
-            incident = incident.model_copy(update={"zone": ZoneLocator(zones).zone_of(incident.lon, incident.lat)})
-    blob = incident.model_dump_json()
-    shards = shard_count(r, keys)
-    stream = keys.shard_stream(shard_of(incident.id, shards))
-    with r.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                pipe.watch(keys.incidents)
-                old = pipe.hget(keys.incidents, incident.id)
-                if old is not None and old.decode() == blob:
-                    pipe.unwatch()
-                    return False
-                pipe.multi()
-                pipe.hset(keys.incidents, incident.id, blob)
-                pipe.xadd(stream, incident_entry(incident))
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                continue

@@ -19,7 +19,8 @@ i18n.add({
     "feeds.title": {"en": "Feeds", "zh": "数据源"},
     "feeds.none": {"en": "No live source has reported yet (configure them in feeds.yaml).",
                    "zh": "尚无数据源上报（在 feeds.yaml 中配置）。"},
-    "feeds.ok": {"en": "green", "zh": "正常"},
+    "feeds.green": {"en": "green", "zh": "正常"},
+    "feeds.idle": {"en": "not polled yet", "zh": "尚未轮询"},
     "feeds.late": {"en": "late", "zh": "延迟"},
     "feeds.failing": {"en": "failing", "zh": "故障"},
     "feeds.source": {"en": "Source", "zh": "数据源"},
@@ -37,32 +38,6 @@ i18n.add({
 })
 
 
-def _int(h: dict[str, str], k: str) -> int | None:
-    try:
-        return int(float(h[k]))
-    except (KeyError, ValueError):
-        return None
-
-
-def health_state(h: dict[str, str], now: int) -> str:
-    """green / late / failing, from the health a source keeps in Redis."""
-    if (_int(h, "consecutive_failures") or 0) > 0:
-        return "failing"
-    interval = _int(h, "interval_s") or 300
-    last = _int(h, "last_success")
-    if last is None or now - last > 3 * interval * 1000:
-        return "late"
-    return "ok"
-
-
-def feed_rows(r, keys: Keys) -> list[dict[str, Any]]:
-    out = []
-    for src in sorted(x.decode() for x in r.smembers(keys.feeds)):
-        h = {k.decode(): v.decode() for k, v in r.hgetall(keys.feed_health(src)).items()}
-        out.append({"source": src, **h})
-    return out
-
-
 def deadletters(r, keys: Keys, count: int = 100) -> list[dict[str, Any]]:
     out = []
     for eid, f in r.xrevrange(keys.deadletter, count=count):
@@ -77,9 +52,11 @@ def deadletters(r, keys: Keys, count: int = 100) -> list[dict[str, Any]]:
 
 
 def view(r, keys: Keys, lang: str) -> list:
+    from feeds.base import all_health, feed_status
+
     now = now_ms()
     tz = ns_tz(r, keys)
-    rows = feed_rows(r, keys)
+    rows = all_health(r, keys)
     parts: list[Any] = []
     if not rows:
         parts.append(html.Div(t("feeds.none", lang), className="muted", id="feeds-none"))
@@ -88,17 +65,16 @@ def view(r, keys: Keys, lang: str) -> list:
                         ("source", "state", "last_success", "last_error", "failures", "taken", "rejected", "newest")])
         body = []
         for h in rows:
-            st = health_state(h, now)
-            last = _int(h, "last_success")
-            newest = _int(h, "newest")
+            st = feed_status(h, now)
+            last, newest = h.get("last_success"), h.get("newest")
             body.append(html.Tr([
                 html.Td(h["source"]),
                 html.Td(html.Span(t(f"feeds.{st}", lang), className=f"health health-{st}")),
                 html.Td(fmt_time(last, tz, with_date=True) if last else t("common.never", lang)),
-                html.Td(h.get("last_error", "")),
-                html.Td(h.get("consecutive_failures", "0")),
-                html.Td(h.get("readings", "0")),
-                html.Td(h.get("rejected", "0")),
+                html.Td(h.get("last_error") or ""),
+                html.Td(str(h.get("consecutive_failures") or 0)),
+                html.Td(str(h.get("readings") or 0)),
+                html.Td(str(h.get("rejected") or 0)),
                 html.Td(t("common.ago", lang, d=humanize_ms(now - newest)) if newest else "—"),
             ], id={"type": "feeds-row", "source": h["source"]}))
         parts.append(html.Table([html.Thead(head), html.Tbody(body)], className="table table-sm"))
