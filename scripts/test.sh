@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Set up (first time) and run every test. Arguments go to pytest.
+# Browser tests need Debian's chromium and chromium-driver: installed here when absent (as root, or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver for the browser tests ..." >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+    echo "error: could not install chromium and chromium-driver; install them (apt-get install chromium chromium-driver)" >&2
+    exit 1
+  fi
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?
