@@ -376,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
                                      "--bind", f"{args.host}:{args.port}", "--graceful-timeout", "5",
                                      "--access-logfile", "-", "app:create_server()"], env, logs / "web.log")))
         address = f"http://{args.host}:{args.port}"
-        (settings.data_dir / "app.json").write_text(json.dumps({"pid": os.getpid(), "address": address, "redis": url}))
+        (settings.data_dir / "app.json").write_text(json.dumps({
+            "pid": os.getpid(), "address": address, "redis": url,
+            "children": {name: p.pid for name, p in procs},
+            "redis_pid": server.proc.pid if server is not None and server.proc is not None else None}))
         if not args.no_drill and not any(d.get("status") in ("running", "starting") for d in list_drills(r)):
             ns = start_drill(r, args.scenario, args.speed, by="system")
             print(f"exercise: replaying {args.scenario.name} at {args.speed}x in namespace {ns}")

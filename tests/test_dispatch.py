@@ -208,3 +208,19 @@ def test_unacknowledged_task_is_flagged_on_the_namespace_clock(r, drill):
     update_task(r, keys, task_id=tid, department="fire_rescue", user="fire", status="acknowledged", now=1000 + 12 * MIN)
     assert get_task(r, keys, tid, None).flagged is None
     assert not flag_unacknowledged(r, keys, tid, 1000 + 60 * MIN)
+
+
+def test_a_drill_dispatch_never_touches_a_live_resource(r, drill):
+    """Live and the drill hold the same unit B1: dispatching it in the drill leaves live's B1 available."""
+    from command.scenario import load_scenario
+    from feeds.replay import load_namespace
+
+    keys, alerts = drill
+    live = Keys("live")
+    load_namespace(r, live, load_scenario(SCENARIOS / "rule_zone_incident"), mode="live")
+    before = {k: v for k, v in r.hgetall(live.resources).items()}
+    dispatch(r, keys, fingerprint=alerts["I4"]["fingerprint"], level="red", resource_ids=["B1", "A1"], operator="op",
+             now=1)
+    assert resource(r, keys, "B1").status == "dispatched"
+    assert r.hgetall(live.resources) == before
+    assert r.zcard(live.dispatches_index) == 0 and r.xlen(live.audit) == 0
