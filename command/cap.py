@@ -244,12 +244,17 @@ class _Context:
         self.prefix = f"ecd.{keys.ns}"
 
 
+LIFECYCLE = (b"open", b"raise", b"lower", b"resolve")
+
+
 def alert_events(r: redis.Redis, keys: Keys) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Every alert's lifecycle events (event, alert snapshot), in order, by fingerprint."""
     from .report import collect_stream
 
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for _eid, f in collect_stream(r, keys.alerts_stream):
+        if f[b"event"] not in LIFECYCLE:
+            continue  # an operator's acknowledgement or note is not a new message to other agencies
         a = orjson.loads(f[b"alert"])
         out.setdefault(a["fingerprint"], []).append((f[b"event"].decode(), a))
     return out

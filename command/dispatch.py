@@ -267,8 +267,8 @@ def alert_action(r: redis.Redis, keys: Keys, *, fingerprint: str, action: str, u
         head = pipe.get(keys.audit_head)
         pipe.multi()
         pipe.hset(notes_key, mapping=notes)
-        pipe.xadd(keys.alerts_stream, {"event": f"operator:{action}", "fingerprint": fingerprint,
-                                       "alert": orjson.dumps(alert)}, maxlen=200_000, approximate=True)
+        pipe.xadd(keys.alerts_stream, {"event": f"operator:{action}", "fingerprint": fingerprint, "at": now,
+                                       "by": user, "alert": orjson.dumps(alert)}, maxlen=200_000, approximate=True)
         audit.append(pipe, keys, head.decode() if head else None, who=user, action=f"alert_{action}", at=now,
                      details={"alert": fingerprint, "level": alert["level"], "comment": comment})
         pipe.execute()

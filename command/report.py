@@ -95,7 +95,7 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
     timeline = []
     for _, f in collect_stream(r, keys.alerts_stream):
         a = orjson.loads(f[b"alert"])
-        t = a["updated_at"] if f[b"event"] != b"open" else a["opened_at"]
+        t = int(f[b"at"]) if b"at" in f else (a["updated_at"] if f[b"event"] != b"open" else a["opened_at"])
         timeline.append({"time": to_iso(t, tz), "t": t, "event": f[b"event"].decode(), "rule": a["rule"],
                          "subject": a["subject"], "level": a["level"], "value": a["value"], "unit": a["unit"],
                          "fingerprint": a["fingerprint"]})
@@ -105,6 +105,7 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
                          "rule": "", "subject": "", "level": "", "value": None, "unit": "",
                          "detail": orjson.loads(f[b"data"])})
     timeline.sort(key=lambda e: e["t"])
+    dispatches = dispatch_timings(r, keys, tz)
     return {
         "scenario": meta.get("scenario", keys.ns), "namespace": keys.ns, "mode": meta.get("mode", ""),
         "start": to_iso(int(meta["start"]), tz) if meta.get("start") else None, "timezone": tz,
@@ -118,9 +119,40 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
             for rule, v in sorted(delays.items())
         },
         "timeline": timeline,
+        "dispatches": dispatches["tasks"],
+        "departments": dispatches["departments"],
         "quarantine": quarantine,
         "alerts": [alert_record(a, tz) for a in alerts],
     }
+
+
+def dispatch_timings(r: redis.Redis, keys: Keys, tz: str | None) -> dict[str, Any]:
+    """Per task: how long the department took to acknowledge, reach the scene, complete; per department,
+    the medians. Times are from the dispatch, on the namespace's clock."""
+    from .dispatch import dispatch_tasks, recent_dispatches
+
+    tasks, per_dept = [], defaultdict(lambda: defaultdict(list))
+    for d in reversed(recent_dispatches(r, keys, 10_000)):
+        for task in dispatch_tasks(r, keys, d):
+            first: dict[str, int] = {}
+            for h in task.history:
+                first.setdefault(h.status, h.at)
+            ack = min((first[s] for s in first), default=None)
+            row = {"dispatch_id": d.id, "subject": d.subject, "level": d.level, "department": task.department,
+                   "dispatched_at": to_iso(d.created_at, tz), "operator": d.operator, "status": task.status,
+                   "flagged": task.flagged, "resources": task.resource_ids}
+            for label, at in (("acknowledged", ack), ("on_scene", first.get("on_scene")),
+                              ("completed", first.get("completed"))):
+                row[f"{label}_after"] = None if at is None else humanize_ms(at - d.created_at)
+                if at is not None:
+                    per_dept[task.department][label].append(at - d.created_at)
+            tasks.append(row)
+    departments = {dept: {label: humanize_ms(int(median(v))) for label, v in labels.items()}
+                   | {"tasks": sum(1 for t in tasks if t["department"] == dept)}
+                   for dept, labels in sorted(per_dept.items())}
+    for t in tasks:
+        departments.setdefault(t["department"], {"tasks": sum(1 for x in tasks if x["department"] == t["department"])})
+    return {"tasks": tasks, "departments": departments}
 
 
 _env = Environment(loader=PackageLoader("command", "templates"), autoescape=select_autoescape(["html"]))

@@ -230,7 +230,9 @@ def _inc_click(click):
           State("dept-inc-category", "value"), State("dept-inc-severity", "value"), State("dept-inc-lat", "value"),
           State("dept-inc-lon", "value"), State("dept-inc-description", "value"), State("ns", "data"),
           State("lang", "data"), prevent_initial_call=True)
-def _report(_n, category, severity, lat, lon, description, ns, lang):
+def _report(n, category, severity, lat, lon, description, ns, lang):
+    if not n:  # a render, not a click
+        return (no_update,) * 6
     user = require_user("department", "operator")
     lang = lang or "en"
     r, keys = rds(), namespace(ns)

@@ -64,11 +64,15 @@ def drills_view(r, lang: str) -> list:
         if active:
             paused = st.get("paused") == "1"
             buttons.append(dbc.Button(t("ex.resume" if paused else "ex.pause", lang),
-                                      id={"type": "ex-ctl", "ns": ns, "cmd": "resume" if paused else "pause"},
+                                      id={"type": "ex-ctl", "ns": ns, "cmd": "resume" if paused else "pause", "speed": ""},
                                       size="sm", color="secondary", className="me-1", n_clicks=0))
-            buttons.append(dcc.Dropdown(id={"type": "ex-speed", "ns": ns}, options=SPEEDS, value=st.get("speed", "60"),
-                                        clearable=False, style={"width": "90px", "display": "inline-block"}))
-            buttons.append(dbc.Button(t("ex.stop", lang), id={"type": "ex-ctl", "ns": ns, "cmd": "stop"}, size="sm",
+            current = st.get("speed", "")
+            # buttons, not a dropdown: this list is drawn again every second, and a redrawn dropdown
+            # would report its value as a change; a redrawn button reports no click
+            buttons += [dbc.Button("max" if s == "max" else f"{s}x", id={"type": "ex-ctl", "ns": ns, "cmd": "speed", "speed": s},
+                                   size="sm", color="primary" if s == current else "light", className="me-1", n_clicks=0)
+                        for s in SPEEDS]
+            buttons.append(dbc.Button(t("ex.stop", lang), id={"type": "ex-ctl", "ns": ns, "cmd": "stop", "speed": ""}, size="sm",
                                       color="danger", outline=True, className="ms-1", n_clicks=0))
         buttons.append(dbc.Button(t("ex.view", lang), id={"type": "ex-view", "ns": ns}, size="sm", color="primary",
                                   outline=True, className="ms-1", n_clicks=0))
@@ -133,7 +137,9 @@ def _drills(_n, lang):
 @callback(Output("ex-msg", "children"), Output("shell-ns", "value", allow_duplicate=True),
           Input("ex-start", "n_clicks"), State("ex-scenario", "value"), State("ex-speed-new", "value"),
           State("lang", "data"), prevent_initial_call=True)
-def _start(_n, scenario, speed, lang):
+def _start(n, scenario, speed, lang):
+    if not n:  # a render, not a click: never start a drill by accident
+        return no_update, no_update
     user = require_user("planner", "operator")
     valid = {o["value"] for o in scenario_options()}
     if scenario not in valid or speed not in SPEEDS:
@@ -142,17 +148,17 @@ def _start(_n, scenario, speed, lang):
     return dbc.Alert(t("ex.started", lang or "en", ns=ns), color="success", dismissable=True, id="ex-started"), no_update
 
 
-@callback(Output("ex-tick", "n_intervals"), Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL}, "n_clicks"),
-          Input({"type": "ex-speed", "ns": ALL}, "value"), prevent_initial_call=True)
-def _control(_clicks, _speeds):
-    user = require_user("planner", "operator")
+@callback(Output("ex-tick", "n_intervals"),
+          Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL}, "n_clicks"), prevent_initial_call=True)
+def _control(_clicks):
     trig = ctx.triggered_id
     if not trig or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
-        return no_update
-    if trig["type"] == "ex-ctl":
-        drills.send(rds(), trig["cmd"], ns=trig["ns"], by=user["username"])
+        return no_update  # the list was drawn again, nobody clicked
+    user = require_user("planner", "operator")
+    if trig["cmd"] == "speed":
+        drills.send(rds(), "speed", ns=trig["ns"], speed=trig["speed"], by=user["username"])
     else:
-        drills.send(rds(), "speed", ns=trig["ns"], speed=str(ctx.triggered[0]["value"]), by=user["username"])
+        drills.send(rds(), trig["cmd"], ns=trig["ns"], by=user["username"])
     return no_update
 
 
@@ -168,7 +174,9 @@ def _view(clicks):
 @callback(Output("ex-inject-msg", "children"), Input("ex-inject-levee", "n_clicks"),
           Input("ex-inject-breakdown", "n_clicks"), State("ex-lat", "value"), State("ex-lon", "value"),
           State("ex-resource", "value"), State("ns", "data"), State("lang", "data"), prevent_initial_call=True)
-def _inject(_a, _b, lat, lon, resource, ns, lang):
+def _inject(a, b, lat, lon, resource, ns, lang):
+    if not (a if ctx.triggered_id == "ex-inject-levee" else b):
+        return no_update
     user = require_user("planner", "operator")
     lang = lang or "en"
     r, keys = rds(), namespace(ns)

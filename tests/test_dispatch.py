@@ -224,3 +224,36 @@ def test_a_drill_dispatch_never_touches_a_live_resource(r, drill):
     assert resource(r, keys, "B1").status == "dispatched"
     assert r.hgetall(live.resources) == before
     assert r.zcard(live.dispatches_index) == 0 and r.xlen(live.audit) == 0
+
+
+def test_after_action_report_times_each_department(r, drill):
+    from command.report import after_action, collect_alerts, collect_quarantine, collect_recommendations, render_html
+
+    keys, alerts = drill
+    d = dispatch(r, keys, fingerprint=alerts["I4"]["fingerprint"], level="red", resource_ids=["B1", "A1"],
+                 operator="op", now=alerts["I4"]["opened_at"])
+    t0 = d.created_at
+    update_task(r, keys, task_id=f"{d.id}-fire_rescue", department="fire_rescue", user="fire", status="acknowledged",
+                now=t0 + 4 * MIN)
+    update_task(r, keys, task_id=f"{d.id}-fire_rescue", department="fire_rescue", user="fire", status="on_scene",
+                now=t0 + 25 * MIN)
+    alert_action(r, keys, fingerprint=alerts["I4"]["fingerprint"], action="acknowledge", user="op", now=t0 + MIN)
+    rep = after_action(r, keys, collect_alerts(r, keys), collect_recommendations(r, keys), collect_quarantine(r, keys))
+    fire = [t for t in rep["dispatches"] if t["department"] == "fire_rescue"][0]
+    assert (fire["acknowledged_after"], fire["on_scene_after"], fire["completed_after"]) == ("4 min", "25 min", None)
+    assert rep["departments"]["fire_rescue"]["acknowledged"] == "4 min"
+    assert rep["departments"]["medical"] == {"tasks": 1}  # no answer from medical: it shows
+    ack = [e for e in rep["timeline"] if e["event"] == "operator:acknowledge"]
+    assert ack and ack[0]["t"] == t0 + MIN
+    assert "Dispatches and department response" in render_html(rep)
+
+
+def test_operator_notes_are_not_cap_messages(r, drill):
+    from command.cap import alert_messages
+
+    keys, alerts = drill
+    fp = alerts["I4"]["fingerprint"]
+    before = len(alert_messages(r, keys)[fp])
+    alert_action(r, keys, fingerprint=fp, action="acknowledge", user="op", now=1)
+    alert_action(r, keys, fingerprint=fp, action="escalate", user="op", now=2)
+    assert len(alert_messages(r, keys)[fp]) == before

@@ -136,27 +136,61 @@ def ns_dispatch_id(client, keys, subject):
 
 def test_language_switch_and_exercise_controls(app_server, browser):
     base, client, _ = app_server
+    before = {d["namespace"] for d in drills.list_drills(client)}
     sign_in(browser, base, "planner", path="/exercise")
     wait(browser).until(EC.presence_of_element_located((By.ID, "ex-start")))
-    before = {d["namespace"] for d in drills.list_drills(client)}
-    browser.find_element(By.ID, "ex-start").click()
+    time.sleep(2)
+    assert {d["namespace"] for d in drills.list_drills(client)} == before  # opening the page starts nothing
+    click(browser, browser.find_element(By.ID, "ex-start"))
     wait(browser).until(EC.presence_of_element_located((By.ID, "ex-started")))
     new = [d["namespace"] for d in drills.list_drills(client) if d["namespace"] not in before]
     assert len(new) == 1
     ns = new[0]
     wait_until(lambda: drills.drill_state(client, ns).get("status") == "running")
-    drills.send(client, "pause", ns=ns, by="test")
+    assert drills.drill_state(client, ns)["speed"] == "60"
+    row = f"//div[contains(@class,'drill-row')][.//span[contains(., '{ns}')]]"
+
+    def press(label):
+        click(browser, wait(browser).until(EC.element_to_be_clickable((By.XPATH, f"{row}//button[normalize-space()='{label}']"))))
+
+    press("600x")
+    wait_until(lambda: drills.drill_state(client, ns).get("speed") == "600")
+    press("Pause")
     wait_until(lambda: drills.drill_state(client, ns).get("paused") == "1")
     clock = drills.drill_state(client, ns)["clock"]
     time.sleep(1.0)
     assert drills.drill_state(client, ns)["clock"] == clock  # paused means paused
-    drills.send(client, "stop", ns=ns, by="test")
+    press("Resume")
+    wait_until(lambda: drills.drill_state(client, ns).get("clock") != clock)
+    press("Stop")
     wait_until(lambda: drills.drill_state(client, ns).get("status") == "stopped")
     # the planner's page says it in Chinese after one click
-    browser.find_element(By.ID, "shell-lang").click()
+    click(browser, browser.find_element(By.ID, "shell-lang"))
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "演练"))
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "page"), "开始演练"))
     assert severe_console_errors(browser) == []
+
+
+def test_feeds_page_shows_health_and_dead_letters(app_server, browser):
+    base, client, _ = app_server
+    ns = drills.start_drill(client, SCENARIOS / "rule_threshold", "max", by="test")
+    wait_until(lambda: drills.drill_state(client, ns).get("status") in ("finished", "running"), 30)
+    sign_in(browser, base, "operator", path="/feeds")
+    wait(browser).until(EC.presence_of_element_located((By.ID, "feeds-body")))
+    # show that drill in the view menu: its scenario's bad rows are its dead letters
+    choose_namespace(browser, ns)
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "feeds-deadletters"), "unknown unit 'furlong'"))
+    assert "No live source has reported yet" in browser.find_element(By.ID, "feeds-body").text
+    assert severe_console_errors(browser) == []
+
+
+def choose_namespace(driver, ns: str) -> None:
+    """Pick a namespace in the view menu as a person would: open it, click the option."""
+    box = driver.find_element(By.ID, "shell-ns")
+    click(driver, box)
+    option = wait(driver).until(EC.element_to_be_clickable((By.XPATH, f"//*[contains(text(), '{ns[-8:]}')]")))
+    click(driver, option)
+    wait(driver).until(EC.text_to_be_present_in_element((By.ID, "shell-ns"), ns[-8:]))
 
 
 def test_sign_in_is_required_and_wrong_password_refused(app_server, browser):
