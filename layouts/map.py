@@ -529,13 +529,14 @@ def _confirm_modal(ok, _cancel, target, chosen, comment, ns, lang, poke):
                                 id="map-toast-msg"), (poke or 0) + 1
 
 
-@callback(Output("map-station-panel", "children"), Input("map-graph", "clickData"),
+@callback(Output("map-station-panel", "children"), Input("map-graph", "clickData"), Input("map-graph", "hoverData"),
           State("ns", "data"), State("lang", "data"), prevent_initial_call=True)
-def _station_click(click, ns, lang):
+def _station_click(click, hover, ns, lang):
     require_user()
-    if not click or not click.get("points"):
+    event = click if ctx.triggered_id and ctx.triggered[0]["prop_id"].endswith("clickData") else hover
+    if not event or not event.get("points"):
         return no_update
-    pt = click["points"][0]
+    pt = event["points"][0]
     if pt.get("curveNumber") != 0:
         return no_update
     sid = pt["customdata"][0]

@@ -116,6 +116,16 @@ def test_operator_dispatches_and_departments_answer(app_server, browser, second_
     wait(second_browser).until(EC.presence_of_element_located((By.ID, "dept-empty")))
     assert "I4" not in second_browser.find_element(By.ID, "dept-tasks").text
 
+    # clicking a station shows its recent trend with its thresholds as lines
+    browser.execute_script(
+        "const g = document.querySelector('#map-graph .js-plotly-plot');"
+        "const i = g.data[0].customdata.findIndex(c => c[0] === 'WL-A');"
+        "g.emit('plotly_click', {points: [{curveNumber: 0, pointNumber: i, pointIndex: i, customdata: g.data[0].customdata[i]}]});")
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#map-station-trend .js-plotly-plot")))
+    trend = browser.execute_script("const g = document.querySelector('#map-station-trend .js-plotly-plot');"
+                                   "return [g.data[0].y.length, g.layout.shapes.length, g.layout.title.text];")
+    assert trend[0] >= 2 and trend[1] == 3 and "WL-A" in trend[2]
+
     # every command is in the audit trail, and the chain holds
     from command.audit import entries, verify
 
