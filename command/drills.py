@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +83,7 @@ class DrillRunner:
         self.r = r
         self.chunk = chunk
         self.active: dict[str, _Drill] = {}
+        self._busy = False  # did the last step publish or evaluate anything
         self._last_id = (r.get(DRILL_CURSOR) or b"0-0").decode()
 
     def _registry(self, ns: str, **update: Any) -> None:
@@ -175,8 +175,9 @@ class DrillRunner:
         self._control(d)
 
     def step(self, block_ms: int = 100) -> None:
+        # wait for commands only as long as the drills can spare: not at all while they have work
         resp = self.r.xread({DRILL_COMMANDS: self._last_id}, count=100,
-                            block=block_ms if not self.active else 1)
+                            block=block_ms if not self.active else (1 if self._busy else 50))
         for _, entries in resp or ():
             for eid, fields in entries:
                 self._last_id = eid.decode()
@@ -187,9 +188,11 @@ class DrillRunner:
                     raise
                 except Exception:  # one bad command must not stop every drill
                     log.exception("drill command failed: %s", fields)
+        self._busy = False
         for ns, d in list(self.active.items()):
-            d.feed.publish_until(d.clock.now(), max_entries=self.chunk)
-            d.engine.poll(block_ms=None)
+            published = d.feed.publish_until(d.clock.now(), max_entries=self.chunk)
+            processed = d.engine.poll(block_ms=None)
+            self._busy = self._busy or bool(published or processed)
             self._control(d)
             if d.feed.done:
                 d.engine.drain()
@@ -204,5 +207,3 @@ class DrillRunner:
                 self._registry(d["namespace"], status="interrupted")
         while not stop.is_set():
             self.step()
-            if self.active and all(d.clock.paused for d in self.active.values()):
-                time.sleep(0.05)
