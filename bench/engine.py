@@ -8,17 +8,21 @@
 It uses ``REDIS_URL`` if set, else starts the project's embedded Redis in a temporary folder (and
 stops it at the end). Every part writes to its own namespace (``bench-<part>-<id>``) and deletes it.
 
-(a) raw_rate: XREADGROUP COUNT 1000 + XACK of the ids, on a stream holding N entries with exactly the
+Every part uses one batch size B: the engine's own setting, ``Settings.engine_batch`` (environment
+``ECD_ENGINE_BATCH``; 5,000 by default), unless ``--batch`` is given. The raw side reads with the same
+B, so the ratio compares like with like.
+
+(a) raw_rate: XREADGROUP COUNT B + XACK of the ids, on a stream holding N entries with exactly the
     payload the engine reads (``command.streams.reading_entry``); entries/s. Filling is not timed.
 (b) engine_rate: the same N readings (500 generated stations with thresholds, the sample rules) from
-    the stream to alerts by one ``command.engine.Engine`` (batch 1000); entries/s, timed around
+    the stream to alerts by one ``command.engine.Engine`` (batch B); entries/s, timed around
     ``Engine.drain()``. ratio = engine_rate / raw_rate (target >= 0.5).
 (c) latency: a producer process writes 5,000 readings/s for ~10 s in small pipelined batches; every
     ~50 ms one reading crosses a ``for``-less threshold; an engine runs in its own process
-    (``python -m command engine``); this process reads the alerts stream (XREAD BLOCK) and takes
+    (``python -m command engine --batch B``); this process reads the alerts stream (XREAD BLOCK) and takes
     time seen - time of the probe's XADD (``time.time()`` in both processes). Target p99 < 250 ms.
 (d) replay: a generated 72-hour, 500-station scenario at 15-minute steps (144,000 readings) through
-    ``command.pipeline.run_replay(r, folder, speed=None)``, timed around that call. Target < 10 s.
+    ``command.pipeline.run_replay(r, folder, speed=None, batch=B)``, timed around that call. Target < 10 s.
 """
 
 from __future__ import annotations
@@ -52,10 +56,12 @@ import redis.utils
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# this file's folder (bench/) also holds feeds.py: keep it off the path, or it would hide the `feeds` package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from command.config import SAMPLE_DATA  # noqa: E402
+from command.config import SAMPLE_DATA, Settings  # noqa: E402
 from command.engine import Engine  # noqa: E402
 from command.keys import ENGINE_GROUP, Keys  # noqa: E402
 from command.pipeline import delete_namespace, run_replay  # noqa: E402
@@ -73,7 +79,7 @@ TZ = "Asia/Shanghai"
 START_ISO = "2026-07-14T00:00:00+08:00"
 START_MS = parse_time(START_ISO)
 STEP_MS = 15 * 60_000
-BATCH = 1000
+BATCH = 5000  # set in main(): the engine's batch setting (Settings.engine_batch) or --batch
 PROBE_STATIONS = ("PROBE-A", "PROBE-B")
 PROBE_RULE = {"id": "bench-probe", "kind": "threshold", "match": {"kind": "water_level"},
               "above": {"red": 100}, "description": "latency probe: opens at once (no `for`)"}
@@ -223,7 +229,7 @@ def bench_raw(url: str, entries: list[dict[str, bytes]]) -> dict[str, Any]:
         log(f"(a) raw: filling {len(entries):,} entries (not timed)")
         fill(r, stream, entries)
         r.xgroup_create(stream, ENGINE_GROUP, id="0")
-        log("(a) raw: XREADGROUP COUNT 1000 + XACK until empty")
+        log(f"(a) raw: XREADGROUP COUNT {BATCH} + XACK until empty")
         done = 0
         t0 = time.perf_counter()
         while True:
@@ -261,7 +267,7 @@ def bench_engine(url: str, scenario_dir: Path, entries: list[dict[str, bytes]]) 
         keys = _engine_namespace(r, scenario_dir, entries, "engine")
         eng = Engine(r, keys, batch=BATCH, consumer="bench-engine")
         eng.start()
-        log("(b) engine: Engine.drain()")
+        log(f"(b) engine: Engine.drain() (batch {BATCH})")
         t0 = time.perf_counter()
         n = eng.drain()
         dt = time.perf_counter() - t0
@@ -469,7 +475,7 @@ def bench_latency(url: str, tmp: Path, city: City, rate: float, seconds: float,
                 "latency_seconds": seconds, "latency_clock": clock,
                 "latency_producer_behind_ms": result["max_behind_s"] * 1000,
                 # drift: p99 over the first and the last third of the probes, and the size the rule state
-                # of a station reached (it holds every reading of the rules' longest window)
+                # of a station reached (bounded: at most one point per minute of the rules' longest window)
                 "latency_p99_first_third_ms": _p99(lat[: len(lat) // 3]),
                 "latency_p99_last_third_ms": _p99(lat[-(len(lat) // 3):]),
                 "latency_state_bytes_per_subject": state_bytes}
@@ -505,7 +511,7 @@ def bench_replay(url: str, tmp: Path, city: City, stations: Path, hours: int) ->
     try:
         log("(d) replay: run_replay(speed=None)")
         t0 = time.perf_counter()
-        res = run_replay(r, folder, speed=None, namespace=keys.ns)
+        res = run_replay(r, folder, speed=None, namespace=keys.ns, batch=BATCH)
         dt = time.perf_counter() - t0
         log(f"(d) replay: {res.readings:,} readings ({res.entries:,} stream entries) in {dt:.2f} s, "
             f"{res.alerts} alerts")
@@ -568,14 +574,15 @@ def print_table(res: dict[str, Any]) -> None:
     for name, val, tgt, flag in rows:
         print(f"{name:<{w[0]}}  {val:>{w[1]}}  {tgt:<{w[2]}}  {ok(flag)}")
     m = res["machine"]
-    print(f"\n{'quick sizes (smoke test), ' if res['quick'] else ''}{m['nproc']} cores ({m['cpu']}), "
+    print(f"\n{'quick sizes (smoke test), ' if res['quick'] else ''}batch {res['batch']} ({res['batch_from']}) "
+          f"for the raw side, the engine and the replay; {m['nproc']} cores ({m['cpu']}), "
           f"Python {m['python']}, redis-server {m['redis_server']}, redis-py {m['redis_py']}, "
           f"hiredis {'yes' if m['hiredis'] else 'no'}, {'REDIS_URL' if res['external_redis'] else 'embedded Redis'}; "
           f"load average {res['loadavg_1m'][0]:.2f} before, {res['loadavg_1m'][1]:.2f} after")
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _quiet
+    global _quiet, BATCH
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke test, < 30 s)")
@@ -583,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readings", type=int, help="N for the raw and engine parts (default 200,000; quick 20,000)")
     p.add_argument("--repeat", type=int, help="rounds of the raw and engine parts; the median is reported "
                                               "(default 3; quick 1)")
+    p.add_argument("--batch", type=int, help="entries per XREADGROUP for the raw side and the engine "
+                                             "(default: the engine's setting, ECD_ENGINE_BATCH)")
     p.add_argument("--stations", type=int, default=500)
     p.add_argument("--rate", type=float, default=5000.0, help="readings/s during the latency part")
     p.add_argument("--latency-seconds", type=float, help="default 10 (quick 3)")
@@ -596,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--silent", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
     _quiet = args.silent
+    batch_from = "--batch" if args.batch else "Settings.engine_batch"
+    BATCH = args.batch or Settings().engine_batch
     n = args.readings or (20_000 if args.quick else 200_000)
     lat_s = args.latency_seconds or (3.0 if args.quick else 10.0)
     hours = args.replay_hours or (12 if args.quick else 72)
@@ -616,7 +627,8 @@ def main(argv: list[str] | None = None) -> int:
             url = server.start()
             log(f"embedded Redis at {url}")
         info = machine(url)
-        log(f"hiredis {'in use' if info['hiredis'] else 'NOT available'}; redis-server {info['redis_server']}")
+        log(f"hiredis {'in use' if info['hiredis'] else 'NOT available'}; redis-server {info['redis_server']}; "
+            f"batch {BATCH} ({batch_from}) for the raw side, the engine and the replay")
         city = make_city(args.stations)
         stations = write_geojson(tmp / "stations.geojson", city.features)
         engine_dir = write_scenario(tmp / "engine", "bench_engine", "engine rate: registry only", stations,
@@ -653,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
             passed["latency_p99_ms"] = res["latency_p99_ms"] < TARGET_P99_MS
         if "replay_seconds" in res:
             passed["replay_seconds"] = res["replay_seconds"] < TARGET_REPLAY_S
-        res.update({"readings": n, "repeat": repeat, "stations": city.n, "batch": BATCH, "quick": bool(args.quick),
+        res.update({"readings": n, "repeat": repeat, "stations": city.n, "batch": BATCH, "batch_from": batch_from, "quick": bool(args.quick),
                     "hiredis": info["hiredis"], "external_redis": server is None, "machine": info,
                     "targets": {"ratio": TARGET_RATIO, "latency_p99_ms": TARGET_P99_MS,
                                 "replay_seconds": TARGET_REPLAY_S},

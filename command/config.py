@@ -10,6 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = PROJECT_ROOT / "sample_data"
 DEFAULT_SCENARIO = SAMPLE_DATA / "scenarios" / "jiangcheng_flood"
+# Entries per engine read (XREADGROUP COUNT). Rule state is written once per subject per batch, so a
+# larger batch writes less; under live load a read returns what is waiting, so small batches stay
+# small. 5,000 measured best (bench/engine.py; docs/performance.md).
+DEFAULT_ENGINE_BATCH = 5000
 
 
 class Settings(BaseSettings):
@@ -24,7 +28,7 @@ class Settings(BaseSettings):
     # Readings are sharded into this many streams by station; each engine owns whole shards.
     shards: int = Field(default=1, ge=1, le=1024)
     # Engine batching: entries per XREADGROUP, and how long a read blocks when idle.
-    engine_batch: int = Field(default=1000, ge=1)
+    engine_batch: int = Field(default=DEFAULT_ENGINE_BATCH, ge=1)
     engine_block_ms: int = Field(default=200, ge=1)
     # Shard lease: an engine that stops renewing for this long loses its shards to another engine.
     lease_ms: int = Field(default=10_000, ge=500)

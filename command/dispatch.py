@@ -84,11 +84,17 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
 
     def attempt(pipe) -> Dispatch | AlreadyDispatched:
         pipe.watch(claim_key, keys.resources, keys.audit_head)
-        claim = pipe.get(claim_key)
-        if claim is not None:
+
+        def lost() -> AlreadyDispatched | None:
+            claim = pipe.get(claim_key)
+            if claim is None:
+                return None
             c = orjson.loads(claim)
             pipe.unwatch()
             return AlreadyDispatched(by=c["by"], at=c["at"], dispatch_id=c["dispatch_id"])
+
+        if (other := lost()) is not None:
+            return other
         raws = pipe.hmget(keys.resources, resource_ids)
         resources: list[Resource] = []
         for rid, raw in zip(resource_ids, raws, strict=True):
@@ -96,6 +102,10 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
                 raise CommandError(f"unknown resource {rid}", field="resources")
             res = Resource.model_validate_json(raw)
             if res.status != ResourceStatus.available:
+                # a rival's dispatch of this same alert may have landed between our two reads:
+                # then the resources went to it, and this click lost the race rather than failed
+                if (other := lost()) is not None:
+                    return other
                 raise CommandError(f"{res.name or rid} is {res.status.value.replace('_', ' ')}, not available",
                                    field="resources")
             resources.append(res)

@@ -29,8 +29,9 @@ from typing import Any
 import orjson
 import redis
 
+from .config import DEFAULT_ENGINE_BATCH
 from .keys import ENGINE_GROUP, Keys, shard_of
-from .models import ExternalWarning, Incident, Reading, Resource, Station, Zone
+from .models import ExternalWarning, Incident, Resource, Station, Zone
 from .recommend import recommend
 from .rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
 from .streams import ensure_group, shard_count, tick_entry
@@ -79,7 +80,7 @@ def load_registry(r: redis.Redis, keys: Keys) -> Registry:
 
 
 class Engine:
-    def __init__(self, r: redis.Redis, keys: Keys, *, consumer: str | None = None, batch: int = 1000,
+    def __init__(self, r: redis.Redis, keys: Keys, *, consumer: str | None = None, batch: int = DEFAULT_ENGINE_BATCH,
                  block_ms: int = 200, lease_ms: int = 10_000, max_shards: int | None = None,
                  live_tick_s: float | None = None, clock: Callable[[], int] = now_ms) -> None:
         self.r, self.keys = r, keys
@@ -178,6 +179,7 @@ class Engine:
                 ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine, shard_zones=zones)
                 ev.state, ev.clock_start, ev.now, ev.late = (sh.evaluator.state, sh.evaluator.clock_start,
                                                              sh.evaluator.now, sh.evaluator.late)
+                ev.dirty = sh.evaluator.dirty  # e.g. subjects migrated from an older state format
                 sh.evaluator = ev
 
     # ---- the loop -------------------------------------------------------------------------------
@@ -235,14 +237,13 @@ class Engine:
         ev = sh.evaluator
         changes: list[AlertChange] = []
         ids = []
-        on_reading, on_tick = ev.on_reading, ev.on_tick
+        reading, on_tick = ev.reading, ev.on_tick
         loads = orjson.loads
         for eid, fields in entries:
             ids.append(eid)
             raw = fields.get(b"r")
             if raw is not None:
-                sid, kind, t, value = loads(raw)
-                out = on_reading(Reading(sid, kind, t, value))
+                out = reading(*loads(raw))  # [station, kind, t, value]
             else:
                 raw = fields.get(b"t")
                 if raw is not None:

@@ -18,6 +18,7 @@ import redis
 
 from feeds.replay import ReplayClock, ReplayFeed, load_namespace
 
+from .config import DEFAULT_ENGINE_BATCH
 from .engine import Engine
 from .keys import Keys
 from .report import write_outputs
@@ -81,7 +82,7 @@ class Progress:
 
 def run_replay(r: redis.Redis, scenario_dir: str | Path, *, speed: float | None = None, out: Path | None = None,
                namespace: str | None = None, shards: int = 1, run_engine: bool = True, keep: bool = True,
-               batch: int = 1000, progress: Callable | None = None, stop: Callable[[], bool] | None = None,
+               batch: int = DEFAULT_ENGINE_BATCH, progress: Callable | None = None, stop: Callable[[], bool] | None = None,
                clock: ReplayClock | None = None) -> ReplayResult:
     """Replay a scenario into its own namespace and (unless `run_engine` is False) evaluate it.
 

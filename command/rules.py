@@ -15,7 +15,7 @@ Level semantics, shared by threshold, rate_of_rise and accumulation rules:
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,6 +294,55 @@ def fingerprint(rule_id: str, subject: str, opened_at: int) -> str:
     return hashlib.sha1(f"{rule_id}\x1f{subject}\x1f{opened_at}".encode()).hexdigest()[:16]
 
 
+# Rule state is stored per subject as compact arrays (`SubjectState.to_json`). Format 1 (before
+# STATE_VERSION existed) was a dict with one-letter keys; `from_json` reads both, and
+# `ShardEvaluator.load` migrates format 1 (see `_migrate`).
+STATE_VERSION = 2
+# Windows keep values at this resolution: one point per clock minute (the newest reading of the
+# minute), so a station's state is bounded whatever its reporting rate. A station that reports at
+# most once a minute keeps every reading.
+RESOLUTION_MS = 60_000
+
+
+def _t(p: Any) -> int:
+    return p[0]
+
+
+def _add_point(pts: list, t: int, value: float, with_sum: bool) -> None:
+    """Append (t, value) at RESOLUTION_MS: a second point in the same minute replaces the newest
+    one, and with `with_sum` the minute's depths are added: (t, value, sum of the minute's values).
+    A point of a single reading stays (t, value), so p[-1] is always the depth sum."""
+    if pts:
+        q = pts[-1]
+        if q[0] // RESOLUTION_MS == t // RESOLUTION_MS:
+            pts[-1] = (t, value, q[-1] + value) if with_sum else (t, value)
+            return
+    pts.append((t, value))
+
+
+def _trim(pts: list, cut: int) -> None:
+    """Drop the points before the newest one at or before `cut` (which stays, as the reference)."""
+    n = len(pts)
+    if n >= 2 and pts[1][0] <= cut:
+        k = 2
+        while k < n and pts[k][0] <= cut:
+            k += 1
+        del pts[:k - 1]
+
+
+def _downsample(pts: Any, with_sum: bool) -> list:
+    out: list = []
+    for p in pts:
+        if len(p) > 2 and not with_sum:
+            p = (p[0], p[1])
+        q = out[-1] if out else None
+        if q is not None and q[0] // RESOLUTION_MS == p[0] // RESOLUTION_MS:
+            out[-1] = (p[0], p[1], q[-1] + p[-1]) if with_sum else (p[0], p[1])
+        else:
+            out.append(tuple(p))
+    return out
+
+
 @dataclass(slots=True)
 class LevelState:
     """One rule's state for one subject."""
@@ -301,20 +350,24 @@ class LevelState:
     since: dict[str, int] = field(default_factory=dict)  # level -> time the value reached it
     held: list[str] = field(default_factory=list)  # levels taken (for elapsed, not yet cleared)
     alert: dict[str, Any] | None = None  # the open alert, as Alert fields
-    vh: deque = field(default_factory=deque)  # (t, value) over the last hour, for the trend
+    # (t, value) of the rule's value over the last hour at RESOLUTION_MS, for the trend. Empty for
+    # threshold rules: their value is the reading, and their trend comes from the subject's `hist`.
+    vh: list = field(default_factory=list)
     # zone_warning: the warnings in force, id -> [level, until_ms or None, event, headline]
     ext: dict[str, list] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        d = {"s": self.since, "h": self.held, "a": self.alert, "v": list(self.vh)}
+    def to_json(self) -> list:
         if self.ext:
-            d["x"] = self.ext
-        return d
+            return [self.since, self.held, self.alert, self.vh, self.ext]
+        return [self.since, self.held, self.alert, self.vh]
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> LevelState:
-        return cls(since=dict(d.get("s") or {}), held=list(d.get("h") or []), alert=d.get("a"),
-                   vh=deque(tuple(x) for x in d.get("v") or ()), ext=dict(d.get("x") or {}))
+    def from_json(cls, d: Any) -> LevelState:
+        if isinstance(d, dict):  # format 1
+            return cls(since=dict(d.get("s") or {}), held=list(d.get("h") or []), alert=d.get("a"),
+                       vh=[tuple(x) for x in d.get("v") or ()], ext=dict(d.get("x") or {}))
+        return cls(since=dict(d[0]), held=list(d[1]), alert=d[2], vh=[tuple(x) for x in d[3]],
+                   ext=dict(d[4]) if len(d) > 4 else {})
 
 
 @dataclass(slots=True)
@@ -322,18 +375,32 @@ class SubjectState:
     """Everything the rules remember about one station or incident."""
 
     last: dict[str, int] = field(default_factory=dict)  # kind -> time of newest reading
-    hist: dict[str, deque] = field(default_factory=dict)  # kind -> (t, value) within the longest window
+    # kind -> points (t, value) or (t, value, depth sum) at RESOLUTION_MS within the longest window
+    # (and the hour of a threshold rule's trend), plus the newest point at or before its start.
+    # A forecast kind (FORECAST_PREFIX) holds the newest run's (valid time, value), as it came.
+    hist: dict[str, list] = field(default_factory=dict)
     rules: dict[str, LevelState] = field(default_factory=dict)
+    # not stored: (kind, window) -> [sum, first t, newest closed t] of the accumulation running sums
+    acc: dict[tuple[str, int], list] = field(default_factory=dict, repr=False, compare=False)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"l": self.last, "w": {k: list(v) for k, v in self.hist.items()},
-                "r": {k: v.to_json() for k, v in self.rules.items()}}
+    def to_json(self) -> list:
+        """[STATE_VERSION, last, hist, {rule id: LevelState}]; rules with nothing to remember are left out."""
+        rules = {}
+        for k, ls in self.rules.items():
+            if ls.since or ls.held or ls.alert is not None or ls.vh or ls.ext:
+                rules[k] = ls.to_json()
+        return [STATE_VERSION, self.last, self.hist, rules]
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> SubjectState:
-        return cls(last=dict(d.get("l") or {}),
-                   hist={k: deque(tuple(x) for x in v) for k, v in (d.get("w") or {}).items()},
-                   rules={k: LevelState.from_json(v) for k, v in (d.get("r") or {}).items()})
+    def from_json(cls, d: Any) -> SubjectState:
+        if isinstance(d, dict):  # format 1: {"l": last, "w": hist, "r": {rule: {"s", "h", "a", "v", "x"}}}
+            return cls(last=dict(d.get("l") or {}),
+                       hist={k: [tuple(x) for x in v] for k, v in (d.get("w") or {}).items()},
+                       rules={k: LevelState.from_json(v) for k, v in (d.get("r") or {}).items()})
+        if not isinstance(d, list) or not d or d[0] != STATE_VERSION:
+            raise ValueError(f"unknown rule state format: {str(d)[:80]}")
+        return cls(last=dict(d[1]), hist={k: [tuple(x) for x in v] for k, v in d[2].items()},
+                   rules={k: LevelState.from_json(v) for k, v in d[3].items()})
 
 
 @dataclass(slots=True)
@@ -363,20 +430,20 @@ def step_levels(st: LevelState, bounds: dict[str, float], value: float, t: int, 
             since.pop(lv, None)
 
 
-def _trend(vh: deque, t: int) -> float | None:
-    """Rate of change per hour over the last hour (or the span there is, if at least 15 minutes)."""
+def _trend(vh: list, t: int) -> float | None:
+    """Rate of change per hour over the last hour (or the span there is, if at least 15 minutes).
+
+    `vh` holds (t, value, ...) points, oldest first; the reference is the newest point at or before
+    t - 1 h, or the oldest point when there is none."""
     if len(vh) < 2:
         return None
-    t1, v1 = vh[-1]
-    ref = None
-    for tt, vv in vh:
-        if tt <= t - HOUR_MS:
-            ref = (tt, vv)
-        else:
-            break
-    if ref is None:
-        ref = vh[0]
-    t0, v0 = ref
+    last = vh[-1]
+    t1, v1 = last[0], last[1]
+    cut = t - HOUR_MS
+    ref = vh[0]
+    if ref[0] <= cut and vh[1][0] <= cut:
+        ref = vh[bisect_right(vh, cut, key=_t) - 1]
+    t0, v0 = ref[0], ref[1]
     span = t1 - t0
     if span < TREND_MIN_SPAN_MS:
         return None
@@ -386,6 +453,19 @@ def _trend(vh: deque, t: int) -> float | None:
 # ------------------------------------------------------------------------------------------------
 # The shard evaluator
 # ------------------------------------------------------------------------------------------------
+_THRESHOLD, _RATE_OF_RISE, _ACCUMULATION = 0, 1, 2
+_LEVEL_KINDS = {"threshold": _THRESHOLD, "rate_of_rise": _RATE_OF_RISE, "accumulation": _ACCUMULATION}
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The level rules that watch one station's readings of one kind."""
+
+    items: tuple[tuple[Rule, dict[str, float], int, int, float], ...]  # (rule, bounds, kind code, window, lowest bound)
+    keep: int  # how far back `hist` reaches: the longest window, or the hour of a threshold rule's trend
+    acc: bool  # an accumulation rule is among them: `hist` sums the depths within a minute
+
+
 class ShardEvaluator:
     """Evaluates one shard's inputs in order. Deterministic; no I/O; time comes from the inputs."""
 
@@ -403,8 +483,7 @@ class ShardEvaluator:
         self.clock_start: int | None = None  # first time this shard saw; silence is counted from it
         self.now: int | None = None
         self.late = 0  # readings older than the newest of their station and kind, ignored
-        self._plan: dict[tuple[str, str], tuple[tuple[Rule, dict[str, float]], ...]] = {}
-        self._keep: dict[tuple[str, str], int] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
         self._stale_rules = [r for r in ruleset.rules if r.kind == "stale"]
         self._incident_rules = [r for r in ruleset.rules if r.kind == "zone_incident"]
         self._forecast_rules = [r for r in ruleset.rules if r.kind == "forecast_accumulation"]
@@ -412,44 +491,80 @@ class ShardEvaluator:
         self._zone_shapes: dict[str, Any] | None = None
 
     # ---- state persistence --------------------------------------------------------------------
-    def export_dirty(self) -> dict[str, dict[str, Any]]:
-        out = {sid: self.state[sid].to_json() for sid in self.dirty}
+    def export_dirty(self) -> dict[str, Any]:
+        """The state of each subject that changed since the last export (`SubjectState.to_json`)."""
+        state = self.state
+        out = {sid: state[sid].to_json() for sid in self.dirty}
         self.dirty.clear()
         return out
 
     def export_clock(self) -> dict[str, Any]:
         return {"clock_start": self.clock_start, "now": self.now, "late": self.late}
 
-    def load(self, subjects: dict[str, dict[str, Any]], clock: dict[str, Any] | None) -> None:
-        self.state = {sid: SubjectState.from_json(d) for sid, d in subjects.items()}
+    def load(self, subjects: dict[str, Any], clock: dict[str, Any] | None) -> None:
+        """Load exported state: the current format, or format 1 (migrated, and written back at the
+        next commit)."""
+        self.state = {}
+        for sid, d in subjects.items():
+            s = self.state[sid] = SubjectState.from_json(d)
+            if isinstance(d, dict):
+                self._migrate(sid, s)
+                self.dirty.add(sid)
         if clock:
             self.clock_start = clock.get("clock_start")
             self.now = clock.get("now")
             self.late = clock.get("late") or 0
 
+    def _migrate(self, sid: str, s: SubjectState) -> None:
+        """Format 1 kept a threshold rule's readings in its own `vh` and every reading of a window:
+        move those readings into `hist` (where the trend is taken from now) and bring every series
+        to RESOLUTION_MS."""
+        st = self.stations.get(sid)
+        for rule in self.rs.rules:
+            ls = s.rules.get(rule.id)
+            if ls is None or rule.kind != "threshold" or not ls.vh:
+                continue
+            kind = None
+            if st is not None:
+                kind = st.kind if rule.station_thresholds else rule.match_kind
+            if kind is not None:
+                h = s.hist.setdefault(kind, [])
+                first = h[0][0] if h else None
+                older = [tuple(p) for p in ls.vh if first is None or p[0] < first]
+                h[:0] = older
+            ls.vh = []
+        for kind, h in list(s.hist.items()):
+            if not kind.startswith(FORECAST_PREFIX):
+                s.hist[kind] = _downsample(h, self._plan_for(sid, kind).acc)
+        for ls in s.rules.values():
+            if ls.vh:
+                ls.vh = _downsample(ls.vh, False)
+
     def open_alerts(self) -> list[dict[str, Any]]:
         return [ls.alert for s in self.state.values() for ls in s.rules.values() if ls.alert]
 
     # ---- planning: which rules apply to a station's kind --------------------------------------
-    def _plan_for(self, station_id: str, kind: str):
+    def _plan_for(self, station_id: str, kind: str) -> _Plan:
         key = (station_id, kind)
-        plan = self._plan.get(key)
+        plan = self._plans.get(key)
         if plan is None:
             st = self.stations.get(station_id)
             items = []
             keep = 0
+            acc = False
             if st is not None:
                 for r in self.rs.rules:
-                    if r.kind in ("threshold", "rate_of_rise", "accumulation") and r.matches_station(st, kind):
+                    code = _LEVEL_KINDS.get(r.kind)
+                    if code is not None and r.matches_station(st, kind):
                         if r.station_thresholds and st.kind != kind:
                             continue  # a station's thresholds are for its own kind of reading
                         b = r.bounds_for(st) if r.station_thresholds else dict(r.bounds or {})
                         if b:
-                            items.append((r, b))
-                            keep = max(keep, r.window_ms)
-            plan = tuple(items)
-            self._plan[key] = plan
-            self._keep[key] = keep
+                            items.append((r, b, code, r.window_ms, min(b.values())))
+                            # a threshold rule's trend is taken from the readings of the last hour
+                            keep = max(keep, r.window_ms if code else HOUR_MS)
+                            acc = acc or code == _ACCUMULATION
+            plan = self._plans[key] = _Plan(tuple(items), keep, acc)
         return plan
 
     def _tick_clock(self, t: int) -> None:
@@ -460,49 +575,125 @@ class ShardEvaluator:
 
     # ---- inputs ---------------------------------------------------------------------------------
     def on_reading(self, r: Reading) -> list[AlertChange]:
-        self._tick_clock(r.t)
-        s = self.state.get(r.station_id)
+        return self.reading(r.station_id, r.kind, r.t, r.value)
+
+    def reading(self, sid: str, kind: str, t: int, value: float) -> list[AlertChange]:
+        """`on_reading` without the Reading (the engine's hot path)."""
+        if self.clock_start is None:
+            self.clock_start = t
+        if self.now is None or t > self.now:
+            self.now = t
+        s = self.state.get(sid)
         if s is None:
-            s = self.state[r.station_id] = SubjectState()
-        prev = s.last.get(r.kind)
-        if prev is not None and r.t <= prev:
-            if r.t < prev:
+            s = self.state[sid] = SubjectState()
+        last = s.last
+        prev = last.get(kind)
+        if prev is not None and t <= prev:
+            if t < prev:
                 self.late += 1
             return []  # a duplicate or a late reading: the state has moved past it
-        s.last[r.kind] = r.t
-        self.dirty.add(r.station_id)
+        last[kind] = t
+        self.dirty.add(sid)
         changes: list[AlertChange] = []
-        plan = self._plan_for(r.station_id, r.kind)
-        if plan:
-            keep = self._keep[(r.station_id, r.kind)]
-            h = s.hist.get(r.kind)
+        plan = self._plans.get((sid, kind)) or self._plan_for(sid, kind)
+        if plan.items:
+            # (the helpers _add_point, _trim and _apply, inlined where a reading changes nothing)
+            h = s.hist.get(kind)
             if h is None:
-                h = s.hist[r.kind] = deque()
-            if keep:
-                h.append((r.t, r.value))
-                # keep the newest entry at or before (t - keep) as the window's start reference
-                cut = r.t - keep
-                while len(h) >= 2 and h[1][0] <= cut:
-                    h.popleft()
-            for rule, bounds in plan:
-                if rule.kind == "threshold":
-                    value = r.value
-                elif rule.kind == "rate_of_rise":
-                    ref = h[0] if h[0][0] <= r.t - rule.window_ms else None
-                    if ref is None:
-                        continue  # not a whole window of data yet
-                    value = (r.value - ref[1]) / (rule.window_ms / HOUR_MS)
-                else:  # accumulation: depths since the previous reading, summed over (t - window, t]
-                    lo = r.t - rule.window_ms
-                    value = sum(v for tt, v in h if tt > lo)
-                ch = self._apply(s, rule, bounds, r.station_id, value, r.t)
+                h = s.hist[kind] = []
+            if h and h[-1][0] // RESOLUTION_MS == t // RESOLUTION_MS:
+                q = h[-1]
+                h[-1] = (t, value, q[-1] + value) if plan.acc else (t, value)
+            else:
+                h.append((t, value))
+            # keep the newest point at or before (t - keep) as the window's start reference
+            cut = t - plan.keep
+            if len(h) > 2 and h[1][0] <= cut:
+                if h[2][0] > cut:
+                    del h[0]  # the usual case: one point left the span
+                else:
+                    _trim(h, cut)
+            rstate = s.rules
+            for rule, bounds, code, window, lowest in plan.items:
+                ls = rstate.get(rule.id)
+                if code == _THRESHOLD:
+                    v = value
+                    if v < lowest and (ls is None or (ls.alert is None and not ls.since and not ls.held)):
+                        continue  # below every bound, nothing pending or held: nothing changes
+                    trend_from = h
+                else:
+                    lo = t - window
+                    if code == _RATE_OF_RISE:
+                        ref = h[0]
+                        if ref[0] > lo:
+                            continue  # not a whole window of data yet
+                        if h[1][0] <= lo:  # the newest point at or before the start of the window
+                            ref = h[bisect_right(h, lo, key=_t) - 1]
+                        v = (value - ref[1]) / (window / HOUR_MS)
+                    else:  # accumulation: depths since the previous reading, summed over (t - window, t]
+                        v = self._window_sum(s, kind, h, window, lo)
+                    if ls is None:
+                        ls = rstate[rule.id] = LevelState()
+                    vh = trend_from = ls.vh  # the rule's values of the last hour, for the trend
+                    if vh and vh[-1][0] // RESOLUTION_MS == t // RESOLUTION_MS:
+                        vh[-1] = (t, v)
+                    else:
+                        vh.append((t, v))
+                    if len(vh) > 2 and vh[1][0] <= t - HOUR_MS:
+                        if vh[2][0] > t - HOUR_MS:
+                            del vh[0]
+                        else:
+                            _trim(vh, t - HOUR_MS)
+                    if v < lowest and ls.alert is None and not ls.since and not ls.held:
+                        continue
+                if ls is None:
+                    ls = rstate[rule.id] = LevelState()
+                ch = self._step(ls, rule, bounds, sid, v, t, trend_from)
                 if ch:
                     changes.append(ch)
         for rule in self._stale_rules:
             ls = s.rules.get(rule.id)
-            if ls is not None and ls.alert is not None and rule.match_kind in (None, r.kind):
-                changes.append(self._resolve(ls, rule, r.t))
+            if ls is not None and ls.alert is not None and rule.match_kind in (None, kind):
+                changes.append(self._resolve(ls, rule, t))
         return changes
+
+    @staticmethod
+    def _window_sum(s: SubjectState, kind: str, h: list, window: int, lo: int) -> float:
+        """sum(depth of the points of `h` later than `lo`), added oldest first as Python's sum() does,
+        so the result is exactly that of summing the window afresh.
+
+        A running sum of the window's closed points (all but the newest, which may still grow within
+        its minute) is kept in `s.acc`: a point that closes is added to it, and the window is summed
+        again only when a point leaves it. That is at most once per point, i.e. once a minute however
+        fast the readings come, so a reading costs O(1) amortised when a station reports faster than
+        RESOLUTION_MS (and O(points in the window) when it reports slower, as a fresh sum would).
+        The running sum is not stored: after a load it is summed afresh, to the same value."""
+        n = len(h)
+        key = (kind, window)
+        c = s.acc.get(key)
+        if c is not None:
+            total, first, closed = c
+            if first is not None and first <= lo:
+                c = None  # the oldest point summed has left the window
+            elif n >= 2 and h[-2][0] > closed:  # a point has closed since
+                p = h[-2]
+                if p[0] <= lo or (n >= 3 and h[-3][0] > closed):
+                    c = None
+                else:
+                    c[0] = total + p[-1]
+                    c[2] = p[0]
+                    if first is None:
+                        c[1] = p[0]
+        if c is None:
+            total, first = 0, None
+            for i in range(n - 1):
+                p = h[i]
+                if p[0] > lo:
+                    total = total + p[-1]
+                    if first is None:
+                        first = p[0]
+            c = s.acc[key] = [total, first, h[-2][0] if n >= 2 else lo]
+        return c[0] + h[-1][-1]
 
     def on_tick(self, t: int) -> list[AlertChange]:
         """The clock moved to `t`: evaluate silence. Opens alerts with no reading at all."""
@@ -550,15 +741,16 @@ class ShardEvaluator:
                 continue
             s = self.state.setdefault(inc.id, SubjectState())
             ls = s.rules.setdefault(rule.id, LevelState())
-            self.dirty.add(inc.id)
             if inc.status == "closed":
                 if ls.alert is not None:
                     changes.append(self._resolve(ls, rule, inc.time))
+                    self.dirty.add(inc.id)
             elif ls.alert is None:
                 ch = self._open(ls, rule, inc.id, rule.level, None, inc.time, inc.time,
                                 subject_type="incident", lon=inc.lon, lat=inc.lat, zone=inc.zone,
                                 message=f"{inc.category} in {zone.name or zone.id}: {inc.description}".strip())
                 changes.append(ch)
+                self.dirty.add(inc.id)  # (a report that changes nothing is not written again)
         return changes
 
     # ---- forecasts: kept apart from the observations -----------------------------------------
@@ -579,7 +771,7 @@ class ShardEvaluator:
         if prev is not None and issued <= prev:
             return []
         s.last[key] = issued
-        s.hist[key] = deque(sorted((int(t), float(v)) for t, v in series))
+        s.hist[key] = sorted((int(t), float(v)) for t, v in series)
         self.dirty.add(station_id)
         return self._eval_forecast(s, station_id, kind, self.now if self.now is not None else issued)
 
@@ -756,19 +948,28 @@ class ShardEvaluator:
     # ---- lifecycle ------------------------------------------------------------------------------
     def _apply(self, s: SubjectState, rule: Rule, bounds: dict[str, float], subject: str,
                value: float, t: int) -> AlertChange | None:
+        """Record the rule's `value` at `t` (for the trend) and step its levels (see `_step`)."""
         ls = s.rules.get(rule.id)
         if ls is None:
             ls = s.rules[rule.id] = LevelState()
-        step_levels(ls, bounds, value, t, rule.for_ms, rule.clear_margin)
-        ls.vh.append((t, value))
-        while len(ls.vh) >= 2 and ls.vh[1][0] <= t - HOUR_MS:
-            ls.vh.popleft()
-        level = None
-        for lv in reversed(self.rs.levels):
-            if lv in ls.held:
-                level = lv
-                break
+        vh = ls.vh
+        _add_point(vh, t, value, False)
+        _trim(vh, t - HOUR_MS)
+        return self._step(ls, rule, bounds, subject, value, t, vh)
+
+    def _step(self, ls: LevelState, rule: Rule, bounds: dict[str, float], subject: str, value: float,
+              t: int, trend_from: list) -> AlertChange | None:
+        """Step the rule's levels with `value` at `t` and open, move or resolve its alert. The trend
+        is taken from the points `trend_from` (the rule's values, or a threshold rule's readings)."""
         a = ls.alert
+        step_levels(ls, bounds, value, t, rule.for_ms, rule.clear_margin)
+        level = None
+        held = ls.held
+        if held:
+            for lv in reversed(self.rs.levels):
+                if lv in held:
+                    level = lv
+                    break
         change = None
         if level is None:
             if a is not None:
@@ -776,24 +977,24 @@ class ShardEvaluator:
             return change
         if a is None:
             first = min(ls.since.values()) if ls.since else t
-            return self._open(ls, rule, subject, level, value, first, t, bounds=bounds)
+            return self._open(ls, rule, subject, level, value, first, t, bounds=bounds, trend_from=trend_from)
         rank, old = self.rs.level_rank(level), self.rs.level_rank(a["level"])
         a["value"] = value
         a["updated_at"] = t
         if value > (a["peak_value"] if a["peak_value"] is not None else float("-inf")):
             a["peak_value"] = value
-        self._trend_and_eta(a, ls, bounds, value, t)
+        self._trend_and_eta(a, trend_from, bounds, value, t)
         if rank != old:
             a["level"] = level
             if rank > self.rs.level_rank(a["peak_level"]):
                 a["peak_level"] = level
-            self._trend_and_eta(a, ls, bounds, value, t)  # the next level moved with the level
+            self._trend_and_eta(a, trend_from, bounds, value, t)  # the next level moved with the level
             change = AlertChange("raise" if rank > old else "lower", dict(a), rule)
         return change
 
-    def _trend_and_eta(self, a: dict[str, Any], ls: LevelState, bounds: dict[str, float], value: float,
+    def _trend_and_eta(self, a: dict[str, Any], points: list, bounds: dict[str, float], value: float,
                        t: int) -> None:
-        trend = _trend(ls.vh, t)
+        trend = _trend(points, t)
         a["trend_per_h"] = None if trend is None else round(trend, 6)
         if trend is not None and a["trend_per_h"] <= 0:
             trend = None  # float noise (e.g. 45.400000000000006 - 45.4) is no rise: no ETA ~1e21 ms away
@@ -813,7 +1014,8 @@ class ShardEvaluator:
     def _open(self, ls: LevelState, rule: Rule, subject: str, level: str, value: float | None,
               first_breach: int, t: int, *, subject_type: str = "station", lon: float | None = None,
               lat: float | None = None, zone: str | None = None, unit: str | None = None,
-              message: str = "", bounds: dict[str, float] | None = None) -> AlertChange:
+              message: str = "", bounds: dict[str, float] | None = None,
+              trend_from: list | None = None) -> AlertChange:
         st = self.stations.get(subject) if subject_type == "station" else None
         if st is not None:
             lon, lat, zone = st.lon, st.lat, st.zone
@@ -829,7 +1031,7 @@ class ShardEvaluator:
             "next_level": None, "next_level_eta": None, "message": message,
         }
         if bounds is not None and value is not None:
-            self._trend_and_eta(ls.alert, ls, bounds, value, t)
+            self._trend_and_eta(ls.alert, ls.vh if trend_from is None else trend_from, bounds, value, t)
         return AlertChange("open", dict(ls.alert), rule)
 
     def _resolve(self, ls: LevelState, rule: Rule, t: int, value: float | None = None) -> AlertChange:

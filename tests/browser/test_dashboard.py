@@ -161,7 +161,15 @@ def test_language_switch_and_exercise_controls(app_server, browser):
     row = f"//div[contains(@class,'drill-row')][.//span[contains(., '{ns}')]]"
 
     def press(label):
-        click(browser, wait(browser).until(EC.element_to_be_clickable((By.XPATH, f"{row}//button[normalize-space()='{label}']"))))
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(5):  # the list is drawn again every second: find the button afresh if it was redrawn
+            try:
+                return click(browser, wait(browser).until(
+                    EC.element_to_be_clickable((By.XPATH, f"{row}//button[normalize-space()='{label}']"))))
+            except StaleElementReferenceException:
+                continue
+        raise AssertionError(f"could not press {label}")
 
     press("600x")
     wait_until(lambda: drills.drill_state(client, ns).get("speed") == "600")
