@@ -35,6 +35,8 @@ i18n.add({
     "map.since": {"en": "since {time} ({age})", "zh": "自 {time}（{age}）"},
     "map.trend": {"en": "trend {rate}", "zh": "趋势 {rate}"},
     "map.recommended": {"en": "Recommended", "zh": "建议调派"},
+    "map.show_all": {"en": "{n} more alerts ({counts}): show all", "zh": "另有 {n} 条告警（{counts}）：全部显示"},
+    "map.show_fewer": {"en": "Show the first 30 only", "zh": "只显示前 30 条"},
     "map.refreshed": {"en": "updated: an earlier choice is no longer available", "zh": "已更新：原建议资源已不可用"},
     "map.shortfall": {"en": "Only {found} of {wanted} {type} available", "zh": "{type} 仅有 {found}/{wanted} 可用"},
     "map.dispatch": {"en": "Dispatch", "zh": "一键调派"},
@@ -286,14 +288,29 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
     return dbc.Card(dbc.CardBody(lines), className=f"alert-card lvl-border-{level}", id={"type": "map-card", "fp": fp})
 
 
-def queue_view(r, keys: Keys, lang: str) -> list:
+QUEUE_SHOWN = 30  # cards drawn at once: the browser slows with every card (see docs/performance.md)
+
+
+def queue_view(r, keys: Keys, lang: str, show_all: bool = False) -> list:
+    """The most severe, then oldest, alerts as cards; past QUEUE_SHOWN a count of the rest and a toggle."""
     queue = views.alert_queue(r, keys)
     if not queue:
         return [html.Div(t("map.no_alerts", lang), className="muted empty", id="map-queue-empty")]
     tz = ns_tz(r, keys)
     now = clock_of(r, keys, now_ms())
     names = dept_names(lang)
-    return [alert_card(a, lang, tz, now, names) for a in queue]
+    shown = queue if show_all else queue[:QUEUE_SHOWN]
+    cards: list = [alert_card(a, lang, tz, now, names) for a in shown]
+    rest = queue[len(shown):]
+    if rest or show_all and len(queue) > QUEUE_SHOWN:
+        by_level: dict[str, int] = {}
+        for a in rest:
+            by_level[a["level"]] = by_level.get(a["level"], 0) + 1
+        counts = ", ".join(f"{n} {t(f'level.{lv}', lang)}" for lv, n in by_level.items())
+        label = t("map.show_fewer", lang) if show_all else t("map.show_all", lang, n=len(rest), counts=counts)
+        cards.append(html.Div(dbc.Button(label, id="map-queue-toggle", color="link", size="sm", n_clicks=0),
+                              className="queue-more"))
+    return cards
 
 
 # ---- dispatch tracking -------------------------------------------------------------------------------
@@ -343,6 +360,7 @@ def layout(lang: str, ns: str) -> html.Div:
         dcc.Store(id="map-side-version"),
         dcc.Store(id="map-poke", data=0),
         dcc.Store(id="map-modal-target"),
+        dcc.Store(id="map-queue-all", data=False, storage_type="session"),
         html.Div([
             dcc.Graph(id="map-graph", className="map-graph", config={"displaylogo": False, "scrollZoom": True},
                       figure={"data": [], "layout": {"map": {"style": "white-bg"}}}),
@@ -407,17 +425,26 @@ def _update_map(_n, _poke, ns, lang, client):
 
 
 @callback(Output("map-queue", "children"), Output("map-dispatches", "children"), Output("map-side-version", "data"),
-          Input("map-tick", "n_intervals"), Input("map-poke", "data"),
+          Input("map-tick", "n_intervals"), Input("map-poke", "data"), Input("map-queue-all", "data"),
           State("ns", "data"), State("lang", "data"), State("map-side-version", "data"))
-def _update_side(_n, _poke, ns, lang, client):
+def _update_side(_n, _poke, show_all, ns, lang, client):
     require_user()
     r, keys = rds(), namespace(ns)
     ver = views.versions(r, keys)
     clock = ver["clock"] or now_ms()
-    sig = [keys.ns, lang, ver["alerts"], ver["dispatches"], ver["status"], ver["resources"], clock // 60_000]
+    sig = [keys.ns, lang, bool(show_all), ver["alerts"], ver["dispatches"], ver["status"], ver["resources"],
+           clock // 60_000]
     if client == sig:
         return no_update, no_update, no_update
-    return queue_view(r, keys, lang or "en"), dispatch_view(r, keys, lang or "en"), sig
+    return queue_view(r, keys, lang or "en", bool(show_all)), dispatch_view(r, keys, lang or "en"), sig
+
+
+@callback(Output("map-queue-all", "data"), Input("map-queue-toggle", "n_clicks"), State("map-queue-all", "data"),
+          prevent_initial_call=True)
+def _toggle_queue(n, show_all):
+    if not n:
+        return no_update
+    return not show_all
 
 
 @callback(Output("map-toast", "children"), Output("map-poke", "data"),

@@ -194,3 +194,32 @@ def test_incident_intake_validates_every_field_and_takes_once(client, drill_ns, 
     from command.audit import entries
 
     assert [e["action"] for e in entries(r, keys)] == ["incident_intake"]
+
+
+def test_queue_draws_the_most_severe_first_and_counts_the_rest(app, r):
+    """Past 30 alerts the queue draws 30 cards (most severe, then oldest) and says how many more."""
+    from command.views import alert_queue
+    from layouts.map import QUEUE_SHOWN, queue_view
+
+    res = run_replay(r, SCENARIOS / "rule_threshold")
+    keys = Keys(res.namespace)
+    # 40 extra open alerts, as the engine writes them (only the fields the queue reads)
+    for i in range(40):
+        fp = f"fake{i:03d}"
+        a = {"fingerprint": fp, "rule": "river-stage", "rule_kind": "threshold", "subject": f"X{i}",
+             "subject_type": "incident", "status": "open", "level": "yellow" if i % 4 else "red", "peak_level": "red",
+             "value": 1.0, "peak_value": 1.0, "unit": "m", "first_breach_at": i, "opened_at": 1000 + i,
+             "updated_at": 1000 + i, "resolved_at": None, "lon": 114.0, "lat": 30.0, "zone": None,
+             "trend_per_h": None, "next_level": None, "next_level_eta": None, "message": f"X{i}"}
+        r.set(keys.alert(fp), orjson.dumps(a))
+        r.zadd(keys.alerts_open, {fp: 1000 + i})
+    full = alert_queue(r, keys)
+    assert len(full) == 40
+    with app.server.test_request_context("/"):
+        cards = queue_view(r, keys, "en")
+        assert len(cards) == QUEUE_SHOWN + 1
+        assert [c.id["fp"] for c in cards[:10]] == [a["fingerprint"] for a in full[:10]]
+        assert full[0]["level"] == "red" and full[9]["level"] == "red" and full[10]["level"] == "yellow"
+        more = cards[-1].children
+        assert more.id == "map-queue-toggle" and more.children.startswith("10 more alerts (10 yellow)")
+        assert len(queue_view(r, keys, "en", show_all=True)) == 40 + 1
