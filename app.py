@@ -189,7 +189,14 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
 
 def create_server() -> flask.Flask:
     """For gunicorn: `gunicorn 'app:create_server()'` (REDIS_URL in the environment)."""
-    return create_app().server
+    import gc
+
+    server = create_app().server
+    # the app's own objects live as long as the worker: keep them out of every garbage collection,
+    # which otherwise walks them all every few map callbacks (the map's p95, docs/performance.md)
+    gc.collect()
+    gc.freeze()
+    return server
 
 
 # ---- shell callbacks ----------------------------------------------------------------------------------
