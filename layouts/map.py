@@ -135,14 +135,7 @@ def build_figure(r, keys: Keys, lang: str, map_style: str = "white-bg", tiles: s
     zs = views.zones(r, keys)
     m = views.station_layer(idx, latest, levels)
     center, zoom = _center(idx, zs)
-    layers = []
-    if tiles:
-        layers.append({"sourcetype": "raster", "source": [tiles], "below": "traces"})
-    layers += views.zone_layers(zs, alerts, rank)
-    basemap = r.get(keys.basemap)
-    if basemap:
-        layers.append({"source": orjson.loads(basemap), "sourcetype": "geojson", "type": "line", "below": "traces",
-                       "color": "#4a90d9", "line": {"width": 3}})
+    layers = map_layers(r, keys, alerts, rank, tiles, zs)
     stations = {"type": "scattermap", "name": t("map.stations", lang), "mode": "markers",
                 "lon": m.lon, "lat": m.lat, "customdata": m.custom, "hovertemplate": STATION_HOVER,
                 "marker": {"size": m.size, "color": m.color}}
@@ -187,7 +180,7 @@ def map_update(r, keys: Keys, lang: str, client: dict | None, map_style: str = "
             patch["data"][0]["marker"]["color"] = m.color
             patch["data"][0]["marker"]["size"] = m.size
             patch["data"][0]["customdata"] = m.custom
-            patch["layout"]["map"]["layers"] = _layers_patch(r, keys, alerts, rank, tiles)
+            patch["layout"]["map"]["layers"] = map_layers(r, keys, alerts, rank, tiles)
         else:
             latest = views.latest_values(r, keys, changed)
             for sid in changed:
@@ -203,11 +196,12 @@ def map_update(r, keys: Keys, lang: str, client: dict | None, map_style: str = "
     return patch, ver
 
 
-def _layers_patch(r, keys, alerts, rank, tiles):
+def map_layers(r, keys, alerts, rank, tiles, zs=None) -> list[dict[str, Any]]:
+    """Under the markers: raster tiles when configured (online), the zones by risk and alert, the rivers."""
     layers = []
     if tiles:
         layers.append({"sourcetype": "raster", "source": [tiles], "below": "traces"})
-    layers += views.zone_layers(views.zones(r, keys), alerts, rank)
+    layers += views.zone_layers(zs if zs is not None else views.zones(r, keys), alerts, rank)
     basemap = r.get(keys.basemap)
     if basemap:
         layers.append({"source": orjson.loads(basemap), "sourcetype": "geojson", "type": "line", "below": "traces",
