@@ -34,8 +34,12 @@ i18n.add({
     "login.password": {"en": "Password", "zh": "密码"},
     "login.submit": {"en": "Sign in", "zh": "登录"},
     "login.failed": {"en": "Wrong user name or password.", "zh": "用户名或密码错误。"},
+    "login.locked": {"en": "Too many failed attempts for this user: try again in {minutes} min.",
+                     "zh": "该用户登录失败次数过多，请 {minutes} 分钟后再试。"},
 })
 
+LOGIN_MAX_FAILURES = 5  # failed sign-ins for one user name before it waits ...
+LOGIN_LOCK_MS = 5 * 60_000  # ... this long (counted from the last failure)
 PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds"}
 ROLE_HOME = {"operator": "/", "department": "/department", "planner": "/exercise"}
 PAGE_ROLES = {"map": ("operator", "planner"), "department": ("department", "operator"),
@@ -91,10 +95,24 @@ def _register_routes(server: flask.Flask, settings: Settings) -> None:
         if not next_url.startswith("/") or next_url.startswith("//"):
             next_url = ""  # never redirect off the site
         if flask.request.method == "POST":
-            user = authenticate(load_users(users_file), flask.request.form.get("username", ""),
-                                flask.request.form.get("password", ""))
+            from command.keys import login_failures
+            from layouts.common import rds
+
+            name = flask.request.form.get("username", "")
+            fails_key = login_failures(name)
+            r = rds()
+            fails = int(r.get(fails_key) or 0)
+            if fails >= LOGIN_MAX_FAILURES:
+                minutes = max(1, round(r.pttl(fails_key) / 60_000))
+                return _login_page(lang, t("login.locked", lang, minutes=minutes), next_url), 429
+            user = authenticate(load_users(users_file), name, flask.request.form.get("password", ""))
             if user is None:
+                with r.pipeline() as pipe:
+                    pipe.incr(fails_key)
+                    pipe.pexpire(fails_key, LOGIN_LOCK_MS)
+                    pipe.execute()
                 return _login_page(lang, t("login.failed", lang), next_url), 401
+            r.delete(fails_key)
             flask.session.clear()
             flask.session["user"] = user.public()
             flask.session.permanent = True

@@ -26,6 +26,11 @@ DRILL_COMMANDS = f"{PREFIX}:drills:commands"
 DRILL_CURSOR = f"{PREFIX}:drills:cursor"  # the last command the drill runner handled
 
 
+def login_failures(username: str) -> str:
+    """Counter of a user name's recent failed sign-ins (expires), to slow password guessing."""
+    return f"{PREFIX}:auth:failures:{username.lower()[:64]}"
+
+
 def shard_of(subject_id: str, shards: int) -> int:
     """The shard of a station or incident: stable across processes and machines (crc32, not hash())."""
     if shards == 1:

@@ -19,6 +19,9 @@ def test_key_formats():
     assert k.deadletter == "ecd:live:deadletter"
     assert k.stations == "ecd:live:stations" and k.resources == "ecd:live:resources"
     assert k.meta == "ecd:live:meta" and k.clock == "ecd:live:clock" and k.rules == "ecd:live:rules"
+    from command.keys import login_failures
+
+    assert login_failures("Operator") == "ecd:auth:failures:operator"
 
 
 def test_namespaces_never_share_a_key():

@@ -223,3 +223,15 @@ def test_queue_draws_the_most_severe_first_and_counts_the_rest(app, r):
         more = cards[-1].children
         assert more.id == "map-queue-toggle" and more.children.startswith("10 more alerts (10 yellow)")
         assert len(queue_view(r, keys, "en", show_all=True)) == 40 + 1
+
+
+def test_password_guessing_is_slowed(client, r):
+    for _ in range(5):
+        assert sign_in(client, "operator", "guess").status_code == 401
+    locked = sign_in(client, "operator", "flood-demo")  # even the right password waits now
+    assert locked.status_code == 429 and b"Too many failed attempts" in locked.data
+    assert sign_in(client, "fire").status_code == 302  # other users are not affected
+    from command.keys import login_failures
+
+    r.delete(login_failures("operator"))
+    assert sign_in(client, "operator").status_code == 302
