@@ -51,6 +51,3 @@ def factor_for(unit: str, kind: str | None = None) -> tuple[float, str]:
         raise UnitError(f"unit {unit!r} does not measure {kind} (expected a unit of {KIND_UNITS[kind]})")
     return factor, si
 
-
-def known_units() -> list[str]:
-    return sorted(_TO_SI)

@@ -109,10 +109,6 @@ def _departments():
     return load_departments()
 
 
-def error_text(exc: Exception) -> str:
-    return str(exc) or exc.__class__.__name__
-
-
 def pick(d: dict[str, Any], lang: str, key: str) -> str:
     """A model's field in the user's language when it has one (name / name_zh)."""
     return (d.get(f"{key}_zh") if lang == "zh" else None) or d.get(key) or ""
