@@ -50,4 +50,3 @@ def factor_for(unit: str, kind: str | None = None) -> tuple[float, str]:
     if kind is not None and kind in KIND_UNITS and KIND_UNITS[kind] != si:
         raise UnitError(f"unit {unit!r} does not measure {kind} (expected a unit of {KIND_UNITS[kind]})")
     return factor, si
-
