@@ -24,9 +24,9 @@ from dash import Dash, Input, Output, State, callback, dcc, html, no_update
 from markupsafe import escape
 
 from command import i18n
-from command.auth import authenticate, ensure_users_file, load_users
 from command.config import PROJECT_ROOT, Settings
 from command.i18n import t
+from command.trust.auth import authenticate, ensure_users_file, load_users
 
 i18n.add({
     "login.title": {"en": "Sign in", "zh": "登录"},
@@ -231,8 +231,8 @@ def _lang(n, lang):
 @callback(Output("shell-ns", "options"), Output("shell-ns", "value"),
           Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"))
 def _ns_options(_n, lang, current):
-    from command.drills import list_drills
     from command.keys import LIVE
+    from command.ops.drills import list_drills
     from layouts.common import current_user, rds
 
     if current_user() is None:
@@ -285,7 +285,7 @@ def _render(pathname, lang, ns):
 @callback(Output("shell-banner", "children"), Output("shell-clock", "children"),
           Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"))
 def _clock(_n, ns, lang):
-    from command.drills import drill_state
+    from command.ops.drills import drill_state
     from layouts.common import current_user, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
 
     if current_user() is None:
@@ -357,8 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-drill", action="store_true", help="do not start the sample exercise")
     args = p.parse_args(argv)
 
-    from command.drills import list_drills, start_drill
-    from command.redis_server import EmbeddedRedis, RedisStartError
+    from command.ops.drills import list_drills, start_drill
+    from command.runtime.redis_server import EmbeddedRedis, RedisStartError
 
     try:
         lock = _lock(settings.data_dir)
@@ -449,7 +449,7 @@ def _feeds_enabled() -> bool:
 def _bootstrap_live(r) -> None:
     """Live needs a rule set and the reference data before an engine can start: the sample's, at first."""
     from command.keys import Keys
-    from command.scenario import load_scenario
+    from command.scenarios.load import load_scenario
     from feeds.replay import load_namespace
 
     keys = Keys("live")

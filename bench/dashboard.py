@@ -11,7 +11,7 @@ it at the end). The data lives in a namespace of its own (``bench-dash-<id>``), 
 The exercise: 10,000 water-level gauges with thresholds in the Jiangcheng bounding box (the sample's 6
 zones, its rules and its rivers as base map), 500 resources, 20 incidents. Every gauge has a reading
 (written with ``StreamWriter(record=True)``: ``latest``, series, change sequence), 200 gauges breach a
-threshold for 30 minutes, and ``command.engine.Engine.drain()`` turns that into 200 open alerts, each
+threshold for 30 minutes, and ``command.engine.consumer.Engine.drain()`` turns that into 200 open alerts, each
 with a recommendation. ``meta.mode`` is ``exercise``; the ``DRILLS`` registry lists it as running.
 
 (a) map: the map callback function ``layouts.map._update_map`` (``map_update`` plus the wire conversion)
@@ -65,8 +65,8 @@ sys.path.insert(0, str(ROOT))
 
 from command.config import SAMPLE_DATA, Settings  # noqa: E402
 from command.keys import DRILLS, LIVE, Keys  # noqa: E402
-from command.pipeline import delete_namespace  # noqa: E402
-from command.redis_server import EmbeddedRedis  # noqa: E402
+from command.runtime.redis_server import EmbeddedRedis  # noqa: E402
+from command.scenarios.replay import delete_namespace  # noqa: E402
 from command.timeutil import now_ms, parse_time  # noqa: E402
 
 TARGET_MAP_MS = 300.0
@@ -137,10 +137,10 @@ def make_exercise(r: redis.Redis, sizes: Sizes, seed: int = 7) -> Exercise:
     """Registry via `load_namespace`, readings via `StreamWriter(record=True)`, alerts via the engine."""
     import pandas as pd
 
-    from command.engine import Engine
+    from command.engine.consumer import Engine
     from command.models import Incident, Resource, ResourceStatus, Station
     from command.rules import parse_rules
-    from command.scenario import Scenario, ZoneLocator, load_zones
+    from command.scenarios.load import Scenario, ZoneLocator, load_zones
     from command.streams import StreamWriter
     from feeds.replay import load_namespace
 
@@ -219,7 +219,7 @@ def make_exercise(r: redis.Redis, sizes: Sizes, seed: int = 7) -> Exercise:
 
 def new_alert(r: redis.Redis, ex: Exercise) -> str:
     """One more gauge crosses yellow for 30 minutes: the engine opens one alert (one alert change)."""
-    from command.engine import Engine
+    from command.engine.consumer import Engine
     from command.streams import StreamWriter
 
     sid = ex.spare.pop()
@@ -237,7 +237,7 @@ def new_alert(r: redis.Redis, ex: Exercise) -> str:
 
 def station_changes(r: redis.Redis, ex: Exercise, n: int, t: int) -> list[str]:
     """`n` gauges without alerts report a new (normal) value: one recorder batch, as a feed writes it."""
-    from command.engine import Engine
+    from command.engine.consumer import Engine
     from command.streams import StreamWriter
 
     sids = ex.spare[:n]
@@ -323,7 +323,7 @@ def bench_map(url: str, ex: Exercise, sizes: Sizes, data_dir: Path, profile: boo
     import flask
 
     from app import create_app
-    from command import views
+    from command.publish import views
     from layouts.common import rds
     from layouts.map import _settings, _update_map, build_figure
 
@@ -408,7 +408,7 @@ def bench_dash_client(app, ex: Exercise, n: int, v0: dict) -> dict[str, Any]:
 
 def bench_server_dispatch(app, ex: Exercise, r: redis.Redis, count: int) -> dict[str, Any]:
     """`layouts.map.dispatch_recommended` (what the one-click callback runs), on the least severe alerts."""
-    from command import views
+    from command.publish import views
     from layouts.map import dispatch_recommended
 
     queue = [a for a in views.alert_queue(r, ex.keys) if (a.get("recommendation") or {}).get("items")]
@@ -499,7 +499,7 @@ def bench_http(app: RunningApp, ex: Exercise, r: redis.Redis, n: int) -> dict[st
     """The map callback's real HTTP round trip (gunicorn, 2 workers x 4 threads), signed in."""
     import httpx
 
-    from command.dispatch import alert_action
+    from command.ops.dispatch import alert_action
 
     out: dict[str, Any] = {}
     with httpx.Client(base_url=app.base, timeout=60) as c:
@@ -627,7 +627,7 @@ def bench_browser(app: RunningApp, ex: Exercise, r: redis.Redis, sizes: Sizes) -
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys as K
 
-    from command import views
+    from command.publish import views
 
     driver = make_driver()
     try:
@@ -728,7 +728,7 @@ def cleanup_rq(r: redis.Redis, ns: str) -> int:
     from rq import Queue
     from rq.job import Job
 
-    from command.jobs import QUEUE
+    from command.ops.jobs import QUEUE
 
     q = Queue(QUEUE, connection=r)
     ids = set(q.job_ids)

@@ -15,14 +15,14 @@ B, so the ratio compares like with like.
 (a) raw_rate: XREADGROUP COUNT B + XACK of the ids, on a stream holding N entries with exactly the
     payload the engine reads (``command.streams.reading_entry``); entries/s. Filling is not timed.
 (b) engine_rate: the same N readings (500 generated stations with thresholds, the sample rules) from
-    the stream to alerts by one ``command.engine.Engine`` (batch B); entries/s, timed around
+    the stream to alerts by one ``command.engine.consumer.Engine`` (batch B); entries/s, timed around
     ``Engine.drain()``. ratio = engine_rate / raw_rate (target >= 0.5).
 (c) latency: a producer process writes 5,000 readings/s for ~10 s in small pipelined batches; every
     ~50 ms one reading crosses a ``for``-less threshold; an engine runs in its own process
     (``python -m command engine --batch B``); this process reads the alerts stream (XREAD BLOCK) and takes
     time seen - time of the probe's XADD (``time.time()`` in both processes). Target p99 < 250 ms.
 (d) replay: a generated 72-hour, 500-station scenario at 15-minute steps (144,000 readings) through
-    ``command.pipeline.run_replay(r, folder, speed=None, batch=B)``, timed around that call. Target < 10 s.
+    ``command.scenarios.replay.run_replay(r, folder, speed=None, batch=B)``, timed around that call. Target < 10 s.
 """
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from command.config import SAMPLE_DATA, Settings  # noqa: E402
-from command.engine import Engine  # noqa: E402
+from command.engine.consumer import Engine  # noqa: E402
 from command.keys import ENGINE_GROUP, Keys  # noqa: E402
-from command.pipeline import delete_namespace, run_replay  # noqa: E402
-from command.redis_server import EmbeddedRedis  # noqa: E402
-from command.scenario import load_scenario  # noqa: E402
+from command.runtime.redis_server import EmbeddedRedis  # noqa: E402
+from command.scenarios.load import load_scenario  # noqa: E402
+from command.scenarios.replay import delete_namespace, run_replay  # noqa: E402
 from command.streams import reading_entry  # noqa: E402
 from command.timeutil import parse_time, to_iso  # noqa: E402
 from feeds.replay import load_namespace  # noqa: E402

@@ -12,9 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import Settings
-from .redis_server import RedisStartError, redis_for
-from .scenario import ScenarioError
+from command.config import Settings
+from command.runtime.redis_server import RedisStartError, redis_for
+from command.scenarios.load import ScenarioError
 
 
 def _speed(text: str) -> float | None:
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from .pipeline import Progress, run_replay
+    from command.scenarios.replay import Progress, run_replay
 
     with redis_for(settings) as r:
         progress = None if args.quiet else Progress(sys.stderr)
@@ -91,8 +91,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
-    from .engine import Engine
-    from .keys import Keys
+    from command.engine.consumer import Engine
+    from command.keys import Keys
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -119,8 +119,8 @@ def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from .keys import Keys
-    from .report import write_outputs
+    from command.keys import Keys
+    from command.publish.report import write_outputs
 
     with redis_for(settings) as r:
         rep = write_outputs(r, Keys(args.namespace), args.out)
@@ -129,7 +129,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
-    from .drills import DrillRunner
+    from command.ops.drills import DrillRunner
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -143,7 +143,7 @@ def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from rq import Queue, Worker
 
-    from .jobs import QUEUE
+    from command.ops.jobs import QUEUE
 
     with redis_for(settings) as r:
         worker = Worker([Queue(QUEUE, connection=r)], connection=r)
@@ -154,7 +154,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
-    from .auth import UsersError, add_user, ensure_users_file
+    from command.trust.auth import UsersError, add_user, ensure_users_file
 
     path = args.file or ensure_users_file(settings.data_dir / "users.yaml")
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")

@@ -19,8 +19,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import ExternalWarning, Incident, Reading, Station, Zone
-from .timeutil import humanize_ms, parse_duration
+from command.models import ExternalWarning, Incident, Reading, Station, Zone
+from command.timeutil import humanize_ms, parse_duration
 
 RULE_KINDS = ("threshold", "rate_of_rise", "accumulation", "stale", "zone_incident",
               "forecast_accumulation", "zone_warning")

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import redis
 
-from .keys import ENGINE_GROUP, Keys, shard_of
-from .models import ExternalWarning, Incident, Reading
+from command.keys import ENGINE_GROUP, Keys, shard_of
+from command.models import ExternalWarning, Incident, Reading
 
 READING, INCIDENT, TICK = b"r", b"i", b"t"
 WARNING, FORECAST = b"w", b"f"

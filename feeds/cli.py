@@ -102,7 +102,7 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_run(args: argparse.Namespace, settings: Any) -> int:
     from command.keys import Keys
-    from command.redis_server import redis_for
+    from command.runtime.redis_server import redis_for
 
     from .base import read_health
     from .runner import FeedConfigError, FeedRunner, build_sources, load_config, prepare_namespace
@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_record(args: argparse.Namespace, settings: Any) -> int:
-    from command.redis_server import redis_for
+    from command.runtime.redis_server import redis_for
 
     from .record import record
     from .runner import FeedConfigError, build_sources, load_config

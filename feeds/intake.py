@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from command.incidents import submit_incident  # noqa: F401 - the one write path, re-exported for intake users
 from command.models import Incident
+from command.ops.incidents import submit_incident  # noqa: F401 - the one write path, re-exported for intake users
 from command.timeutil import parse_time
 
 FIELDS = {"id", "time", "category", "lat", "lon", "severity", "description", "status"}

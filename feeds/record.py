@@ -33,9 +33,9 @@ import yaml
 
 from command.keys import Keys
 from command.models import Station, Zone
-from command.pipeline import delete_namespace
-from command.report import collect_stream
-from command.scenario import READINGS_HEADER, RESOURCES_HEADER
+from command.publish.report import collect_stream
+from command.scenarios.load import READINGS_HEADER, RESOURCES_HEADER
+from command.scenarios.replay import delete_namespace
 from command.streams import shard_count
 from command.timeutil import now_ms, to_iso
 

@@ -17,7 +17,7 @@ import redis
 
 from command.keys import Keys
 from command.models import Resource, ResourceStatus
-from command.scenario import Inject, Scenario, inject_incident
+from command.scenarios.load import Inject, Scenario, inject_incident
 from command.streams import StreamWriter, ensure_group, shard_count
 from command.timeutil import to_iso
 from command.units import UnitError, factor_for

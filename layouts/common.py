@@ -104,7 +104,7 @@ def dept_names(lang: str) -> dict[str, str]:
 
 @functools.cache
 def _departments():
-    from command.auth import load_departments
+    from command.trust.auth import load_departments
 
     return load_departments()
 

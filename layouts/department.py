@@ -7,11 +7,12 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from command import i18n, views
-from command.dispatch import CommandError, Forbidden, clock_of, department_tasks, update_task
+from command import i18n
 from command.i18n import t
-from command.incidents import CATEGORIES, SEVERITIES, FieldErrors, submit, validate_report
 from command.models import TASK_NEXT
+from command.ops.dispatch import CommandError, Forbidden, clock_of, department_tasks, update_task
+from command.ops.incidents import CATEGORIES, SEVERITIES, FieldErrors, submit, validate_report
+from command.publish import views
 from command.timeutil import humanize_ms, now_ms
 
 from .common import dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user

@@ -9,10 +9,12 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from command import drills, i18n, views
+from command import i18n
 from command.config import SAMPLE_DATA
 from command.i18n import t
 from command.keys import Keys
+from command.ops import drills
+from command.publish import views
 
 from .common import fmt_time, namespace, rds, require_user
 
@@ -200,7 +202,7 @@ def _inject(a, b, lat, lon, resource, ns, lang):
 
 def report_html(r, ns: str) -> str:
     """The drill's after-action report, rendered from Redis as it stands now."""
-    from command.report import (
+    from command.publish.report import (
         after_action,
         collect_alerts,
         collect_quarantine,

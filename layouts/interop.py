@@ -16,8 +16,8 @@ import base64
 
 import flask
 
-from command.auth import authenticate, load_users
 from command.keys import Keys
+from command.trust.auth import authenticate, load_users
 
 from .common import rds
 
@@ -47,7 +47,7 @@ def _keys(ns: str) -> Keys:
 
 
 def register_routes(server: flask.Flask) -> None:
-    from command import cap, geojson
+    from command.publish import cap, geojson
 
     @server.route("/api/<ns>/geojson/<layer>")
     def _geojson(ns: str, layer: str):
@@ -77,7 +77,7 @@ def register_routes(server: flask.Flask) -> None:
 
     @server.route("/api/<ns>/incidents", methods=["POST"])
     def _intake(ns: str):
-        from command import audit
+        from command.trust import audit
         from feeds.intake import IntakeError, submit_incident, validate_incident
 
         user = flask.g.get("api_user") or flask.session.get("user")

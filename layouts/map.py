@@ -9,11 +9,19 @@ import orjson
 from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 from rq import Queue
 
-from command import i18n, views
-from command.dispatch import DEFAULT_ACK_MS, AlreadyDispatched, CommandError, alert_action, clock_of, dispatch
+from command import i18n
 from command.i18n import t
-from command.jobs import QUEUE, schedule_ack_check
 from command.keys import Keys
+from command.ops.dispatch import (
+    DEFAULT_ACK_MS,
+    AlreadyDispatched,
+    CommandError,
+    alert_action,
+    clock_of,
+    dispatch,
+)
+from command.ops.jobs import QUEUE, schedule_ack_check
+from command.publish import views
 from command.timeutil import humanize_ms, now_ms
 
 from .common import (
@@ -512,7 +520,7 @@ def _open_modal(clicks, ns, lang):
 
 def resource_options(r, keys: Keys, alert: dict, lang: str) -> list[dict]:
     """Every available resource, nearest first, for the operator to choose from."""
-    from command.recommend import haversine_km
+    from command.engine.recommend import haversine_km
 
     names = dept_names(lang)
     res = [x for x in views.resources(r, keys) if x.status.value == "available"]

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from command.keys import Keys
-from command.redis_server import EmbeddedRedis
+from command.runtime.redis_server import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "sample_data" / "scenarios"

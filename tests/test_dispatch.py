@@ -8,8 +8,9 @@ import orjson
 import pytest
 from rq import Queue, SimpleWorker
 
-from command import audit
-from command.dispatch import (
+from command.keys import Keys
+from command.models import Resource
+from command.ops.dispatch import (
     AlreadyDispatched,
     CommandError,
     Forbidden,
@@ -20,11 +21,10 @@ from command.dispatch import (
     get_task,
     update_task,
 )
-from command.jobs import QUEUE, check_acknowledgement
-from command.keys import Keys
-from command.models import Resource
-from command.pipeline import run_replay
-from command.views import alert_queue, current_recommendations
+from command.ops.jobs import QUEUE, check_acknowledgement
+from command.publish.views import alert_queue, current_recommendations
+from command.scenarios.replay import run_replay
+from command.trust import audit
 
 from .conftest import SCENARIOS
 
@@ -216,7 +216,7 @@ def test_unacknowledged_task_is_flagged_on_the_namespace_clock(r, drill):
 
 def test_a_drill_dispatch_never_touches_a_live_resource(r, drill):
     """Live and the drill hold the same unit B1: dispatching it in the drill leaves live's B1 available."""
-    from command.scenario import load_scenario
+    from command.scenarios.load import load_scenario
     from feeds.replay import load_namespace
 
     keys, alerts = drill
@@ -231,7 +231,7 @@ def test_a_drill_dispatch_never_touches_a_live_resource(r, drill):
 
 
 def test_after_action_report_times_each_department(r, drill):
-    from command.report import (
+    from command.publish.report import (
         after_action,
         collect_alerts,
         collect_quarantine,
@@ -259,7 +259,7 @@ def test_after_action_report_times_each_department(r, drill):
 
 
 def test_operator_notes_are_not_cap_messages(r, drill):
-    from command.cap import alert_messages
+    from command.publish.cap import alert_messages
 
     keys, alerts = drill
     fp = alerts["I4"]["fingerprint"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from command import drills
 from command.keys import Keys
+from command.ops import drills
 
 from .conftest import SCENARIOS
 

@@ -10,10 +10,10 @@ import time
 import orjson
 import pytest
 
-from command.engine import Engine
+from command.engine.consumer import Engine
 from command.keys import ENGINE_GROUP, Keys
-from command.pipeline import run_replay
-from command.report import collect_alerts, collect_recommendations
+from command.publish.report import collect_alerts, collect_recommendations
+from command.scenarios.replay import run_replay
 
 from .conftest import ROOT, SCENARIOS
 

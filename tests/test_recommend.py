@@ -2,8 +2,8 @@
 
 import pytest
 
+from command.engine.recommend import haversine_km, recommend
 from command.models import Resource
-from command.recommend import haversine_km, recommend
 from command.rules import Recommend
 
 ALERT = {"fingerprint": "f", "rule": "r", "subject": "WL-A", "level": "red", "lat": 30.0, "lon": 114.0}

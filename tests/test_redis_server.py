@@ -11,7 +11,7 @@ import time
 import redis
 
 from command.keys import Keys
-from command.redis_server import EmbeddedRedis, _redis_binary
+from command.runtime.redis_server import EmbeddedRedis, _redis_binary
 
 from .conftest import ROOT, SCENARIOS
 

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from command.keys import Keys
-from command.pipeline import run_replay
+from command.scenarios.replay import run_replay
 
 from .conftest import ROOT, SCENARIOS
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from command.scenario import ScenarioError, load_scenario
+from command.scenarios.load import ScenarioError, load_scenario
 from command.timeutil import parse_time
 from command.units import UnitError, factor_for, to_si
 

@@ -12,11 +12,11 @@ from dash import Patch, no_update
 from lxml import etree
 
 from command import i18n
-from command.auth import authenticate, load_users
 from command.config import Settings
-from command.dispatch import dispatch
 from command.keys import Keys
-from command.pipeline import run_replay
+from command.ops.dispatch import dispatch
+from command.scenarios.replay import run_replay
+from command.trust.auth import authenticate, load_users
 
 from .conftest import ROOT, SCENARIOS
 
@@ -162,7 +162,7 @@ def test_geojson_layers(client, drill_ns):
 
 
 def test_atom_and_cap_routes_serve_valid_cap(client, drill_ns, r):
-    from command.cap import alert_messages
+    from command.publish.cap import alert_messages
 
     sign_in(client)
     atom = client.get(f"/api/{drill_ns}/alerts.atom")
@@ -191,14 +191,14 @@ def test_incident_intake_validates_every_field_and_takes_once(client, drill_ns, 
     again = client.post(url, json=good, headers=basic("fire"))
     assert again.status_code == 200 and again.get_json()["taken"] is False
     assert orjson.loads(r.hget(keys.incidents, "CAD-1"))["zone"] == "Z-HIGH"
-    from command.audit import entries
+    from command.trust.audit import entries
 
     assert [e["action"] for e in entries(r, keys)] == ["incident_intake"]
 
 
 def test_queue_draws_the_most_severe_first_and_counts_the_rest(app, r):
     """Past 30 alerts the queue draws 30 cards (most severe, then oldest) and says how many more."""
-    from command.views import alert_queue
+    from command.publish.views import alert_queue
     from layouts.map import QUEUE_SHOWN, queue_view
 
     res = run_replay(r, SCENARIOS / "rule_threshold")

@@ -9,8 +9,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
-from command import drills
 from command.keys import Keys
+from command.ops import drills
 
 from ..conftest import SCENARIOS
 from .conftest import click, severe_console_errors, sign_in, wait
@@ -127,7 +127,7 @@ def test_operator_dispatches_and_departments_answer(app_server, browser, second_
     assert trend[0] >= 2 and trend[1] == 3 and "WL-A" in trend[2]
 
     # every command is in the audit trail, and the chain holds
-    from command.audit import entries, verify
+    from command.trust.audit import entries, verify
 
     actions = [e["action"] for e in entries(client, keys)]
     assert actions.count("dispatch") == 2 and "task_status" in actions

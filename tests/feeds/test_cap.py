@@ -10,9 +10,9 @@ import json
 import pytest
 from lxml import etree
 
-from command.cap import CAP_NS, alert_messages, atom_feed, build_message, cap_time, level_words
 from command.keys import Keys
-from command.pipeline import run_replay
+from command.publish.cap import CAP_NS, alert_messages, atom_feed, build_message, cap_time, level_words
+from command.scenarios.replay import run_replay
 from feeds import cap_feed
 
 from ..conftest import SCENARIOS

@@ -11,11 +11,11 @@ import threading
 import yaml
 from werkzeug import Response
 
-from command.engine import Engine
+from command.engine.consumer import Engine
 from command.keys import Keys
-from command.pipeline import run_replay
-from command.report import collect_alerts
-from command.scenario import load_scenario
+from command.publish.report import collect_alerts
+from command.scenarios.load import load_scenario
+from command.scenarios.replay import run_replay
 from feeds.base import read_health
 from feeds.record import record
 from feeds.usgs import USGSSource

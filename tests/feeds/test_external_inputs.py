@@ -9,10 +9,10 @@ import orjson
 import pytest
 import yaml
 
-from command.engine import Engine
+from command.engine.consumer import Engine
 from command.keys import Keys
 from command.models import ExternalWarning, Reading, Station, Zone
-from command.report import collect_alerts
+from command.publish.report import collect_alerts
 from command.rules import RuleError, ShardEvaluator, parse_rules
 from command.streams import StreamWriter, shard_count
 from command.timeutil import parse_time

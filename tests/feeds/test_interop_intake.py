@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from command.engine import Engine
-from command.geojson import (
+from command.engine.consumer import Engine
+from command.keys import Keys
+from command.models import ExternalWarning
+from command.publish.geojson import (
     collect_open_alerts,
     collect_resources,
     collect_stations,
     collect_warnings,
     collect_zones,
 )
-from command.keys import Keys
-from command.models import ExternalWarning
-from command.pipeline import run_replay
-from command.report import collect_alerts
+from command.publish.report import collect_alerts
+from command.scenarios.replay import run_replay
 from command.streams import shard_count
 from command.timeutil import parse_time
 from feeds.intake import IntakeError, submit_incident, validate_incident

@@ -12,9 +12,9 @@ from datetime import timedelta
 import redis
 from rq import Queue, get_current_job
 
-from .dispatch import flag_unacknowledged, get_task
-from .keys import Keys
-from .timeutil import now_ms
+from command.keys import Keys
+from command.ops.dispatch import flag_unacknowledged, get_task
+from command.timeutil import now_ms
 
 QUEUE = "ecd"
 MIN_WAIT_S, MAX_WAIT_S = 0.5, 60.0

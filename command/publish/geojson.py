@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 import redis
 
-from .keys import Keys
-from .models import ExternalWarning, Resource, Station, Zone
-from .timeutil import to_iso
+from command.keys import Keys
+from command.models import ExternalWarning, Resource, Station, Zone
+from command.timeutil import to_iso
 
 
 def _fc(features: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

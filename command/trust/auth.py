@@ -2,7 +2,7 @@
 
 Roles: `operator` (command centre: map, dispatch, every task), `department` (its own tasks only),
 `planner` (exercises). A department user can never read or change another department's task: the
-check is in `command.dispatch`, on the server, whatever the request says.
+check is in `command.ops.dispatch`, on the server, whatever the request says.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError, field_validator
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .config import SAMPLE_DATA
+from command.config import SAMPLE_DATA
 
 ROLES = ("operator", "department", "planner")
 _USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,40}$")

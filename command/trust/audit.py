@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import redis
 
-from .keys import Keys
+from command.keys import Keys
 
 GENESIS = "0" * 64
 

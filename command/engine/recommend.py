@@ -6,8 +6,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .models import Recommendation, RecommendedResource, Resource, ResourceStatus
-from .rules import Recommend
+from command.models import Recommendation, RecommendedResource, Resource, ResourceStatus
+from command.rules import Recommend
 
 EARTH_RADIUS_KM = 6371.0088
 

@@ -22,11 +22,11 @@ from shapely.geometry import Point, shape
 from shapely.prepared import prep
 from shapely.validation import explain_validity
 
-from .config import SAMPLE_DATA
-from .models import READING_KINDS, Incident, Resource, Station, Zone
-from .rules import RuleError, RuleSet, parse_rules
-from .timeutil import parse_duration, parse_time
-from .units import KIND_UNITS, UnitError, factor_for
+from command.config import SAMPLE_DATA
+from command.models import READING_KINDS, Incident, Resource, Station, Zone
+from command.rules import RuleError, RuleSet, parse_rules
+from command.timeutil import parse_duration, parse_time
+from command.units import KIND_UNITS, UnitError, factor_for
 
 READINGS_HEADER = ["time", "station_id", "kind", "value", "unit"]
 INCIDENTS_HEADER = ["time", "incident_id", "category", "lat", "lon", "severity", "description"]
@@ -457,7 +457,7 @@ def inject_incident(data: dict[str, Any], at: int, zones: dict[str, Zone]) -> In
     """An `incident` inject as an Incident (time defaults to the inject's time)."""
     row = {k: str(v) for k, v in data.items()}
     row.setdefault("time", "")
-    from .timeutil import to_iso
+    from command.timeutil import to_iso
 
     if not row["time"]:
         row["time"] = to_iso(at) or ""

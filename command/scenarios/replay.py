@@ -16,15 +16,14 @@ from typing import TextIO
 
 import redis
 
+from command.config import DEFAULT_ENGINE_BATCH
+from command.engine.consumer import Engine
+from command.keys import Keys
+from command.publish.report import write_outputs
+from command.scenarios.load import load_scenario
+from command.streams import shard_count
+from command.timeutil import to_iso
 from feeds.replay import ReplayClock, ReplayFeed, load_namespace
-
-from .config import DEFAULT_ENGINE_BATCH
-from .engine import Engine
-from .keys import Keys
-from .report import write_outputs
-from .scenario import load_scenario
-from .streams import shard_count
-from .timeutil import to_iso
 
 
 @dataclass

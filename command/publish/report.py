@@ -12,9 +12,9 @@ import orjson
 import redis
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from .keys import Keys
-from .rules import describe_eta
-from .timeutil import humanize_ms, to_iso
+from command.keys import Keys
+from command.rules import describe_eta
+from command.timeutil import humanize_ms, to_iso
 
 
 def _meta(r: redis.Redis, keys: Keys) -> dict[str, str]:
@@ -129,7 +129,7 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
 def dispatch_timings(r: redis.Redis, keys: Keys, tz: str | None) -> dict[str, Any]:
     """Per task: how long the department took to acknowledge, reach the scene, complete; per department,
     the medians. Times are from the dispatch, on the namespace's clock."""
-    from .dispatch import dispatch_tasks, recent_dispatches
+    from command.ops.dispatch import dispatch_tasks, recent_dispatches
 
     tasks, per_dept = [], defaultdict(lambda: defaultdict(list))
     for d in reversed(recent_dispatches(r, keys, 10_000)):
@@ -155,7 +155,7 @@ def dispatch_timings(r: redis.Redis, keys: Keys, tz: str | None) -> dict[str, An
     return {"tasks": tasks, "departments": departments}
 
 
-_env = Environment(loader=PackageLoader("command", "templates"), autoescape=select_autoescape(["html"]))
+_env = Environment(loader=PackageLoader("command.publish", "templates"), autoescape=select_autoescape(["html"]))
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -184,7 +184,10 @@ def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
     report = after_action(r, keys, alerts, recs, quarantine)
     (out / "after_action.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / "after_action.html").write_text(render_html(report), encoding="utf-8")
-    from .cap import atom_feed, write_cap  # interop: every alert as CAP 1.2, and an Atom feed of them
+    from command.publish.cap import (  # interop: every alert as CAP 1.2, and an Atom feed of them
+        atom_feed,
+        write_cap,
+    )
 
     write_cap(r, keys, out / "cap")
     (out / "alerts.atom").write_bytes(atom_feed(r, keys))

@@ -29,13 +29,13 @@ from typing import Any
 import orjson
 import redis
 
-from .config import DEFAULT_ENGINE_BATCH
-from .keys import ENGINE_GROUP, Keys, shard_of
-from .models import ExternalWarning, Incident, Resource, Station, Zone
-from .recommend import recommend
-from .rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
-from .streams import ensure_group, shard_count, tick_entry
-from .timeutil import now_ms
+from command.config import DEFAULT_ENGINE_BATCH
+from command.engine.recommend import recommend
+from command.keys import ENGINE_GROUP, Keys, shard_of
+from command.models import ExternalWarning, Incident, Resource, Station, Zone
+from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
+from command.streams import ensure_group, shard_count, tick_entry
+from command.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 CLOCK_FIELD = "~clock"  # the shard state hash's field for the shard clock (never a subject id)

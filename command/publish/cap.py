@@ -23,9 +23,9 @@ import orjson
 import redis
 from lxml import etree
 
-from . import i18n
-from .keys import Keys
-from .models import Station, Zone
+from command import i18n
+from command.keys import Keys
+from command.models import Station, Zone
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -249,7 +249,7 @@ LIFECYCLE = (b"open", b"raise", b"lower", b"resolve")
 
 def alert_events(r: redis.Redis, keys: Keys) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Every alert's lifecycle events (event, alert snapshot), in order, by fingerprint."""
-    from .report import collect_stream
+    from command.publish.report import collect_stream
 
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for _eid, f in collect_stream(r, keys.alerts_stream):

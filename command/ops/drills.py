@@ -20,14 +20,13 @@ from typing import Any
 import orjson
 import redis
 
+from command.engine.consumer import Engine
+from command.keys import DRILL_COMMANDS, DRILL_CURSOR, DRILLS, Keys
+from command.models import Incident, Resource, ResourceStatus
+from command.scenarios.load import ScenarioError, ZoneLocator, load_scenario
+from command.timeutil import now_ms
+from command.trust import audit
 from feeds.replay import ReplayClock, ReplayFeed, load_namespace, parse_speed
-
-from . import audit
-from .engine import Engine
-from .keys import DRILL_COMMANDS, DRILL_CURSOR, DRILLS, Keys
-from .models import Incident, Resource, ResourceStatus
-from .scenario import ScenarioError, ZoneLocator, load_scenario
-from .timeutil import now_ms
 
 log = logging.getLogger(__name__)
 

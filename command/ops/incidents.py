@@ -7,11 +7,11 @@ from typing import Any
 
 import redis
 
-from . import audit
-from .keys import Keys, shard_of
-from .models import Incident
-from .streams import incident_entry, shard_count
-from .views import zones as load_zones
+from command.keys import Keys, shard_of
+from command.models import Incident
+from command.publish.views import zones as load_zones
+from command.streams import incident_entry, shard_count
+from command.trust import audit
 
 CATEGORIES = ("flooding", "trapped_people", "levee_breach", "road_closed", "power_outage", "landslide",
               "medical", "other")
@@ -68,7 +68,7 @@ def submit_incident(r: redis.Redis, keys: Keys, incident: Incident) -> bool:
     an entry on its shard's input stream, in one MULTI/EXEC, so the engine sees it exactly once.
     False when this exact version was already taken (a repeated post changes nothing)."""
     if incident.zone is None:
-        from .scenario import ZoneLocator
+        from command.scenarios.load import ZoneLocator
 
         zs = load_zones(r, keys)
         if zs:

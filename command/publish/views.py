@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import redis
 
-from .dispatch import alert_notes, dispatch_tasks, recent_dispatches
-from .keys import Keys
-from .models import Incident, Resource, Station, Zone
-from .rules import describe_eta
+from command.keys import Keys
+from command.models import Incident, Resource, Station, Zone
+from command.ops.dispatch import alert_notes, dispatch_tasks, recent_dispatches
+from command.rules import describe_eta
 
 LEVEL_COLORS = {"yellow": "#f2c400", "orange": "#ff7f0e", "red": "#d62728"}
 NORMAL_COLOR = "#2c7fb8"
@@ -213,7 +213,7 @@ _RULES: dict[str, tuple[bytes | None, Any]] = {}
 
 
 def _ruleset(r: redis.Redis, keys: Keys):
-    from .rules import parse_rules
+    from command.rules import parse_rules
 
     raw = r.get(keys.rules)
     cached = _RULES.get(keys.ns)
@@ -227,7 +227,7 @@ def _ruleset(r: redis.Redis, keys: Keys):
 def current_recommendations(r: redis.Redis, keys: Keys, alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each alert's recommendation, made again from the resources as they are now if one it named
     has since been dispatched or gone out of service (so one click never sends what is not there)."""
-    from .recommend import recommend
+    from command.engine.recommend import recommend
 
     recs = recommendations(r, keys, [a["fingerprint"] for a in alerts])
     stale = [a for a in alerts if a["fingerprint"] in recs]

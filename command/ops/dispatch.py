@@ -13,9 +13,8 @@ from typing import Any
 import orjson
 import redis
 
-from . import audit
-from .keys import Keys
-from .models import (
+from command.keys import Keys
+from command.models import (
     TASK_NEXT,
     TASK_RESOURCE_STATUS,
     TASK_STATUSES,
@@ -25,6 +24,7 @@ from .models import (
     StatusUpdate,
     Task,
 )
+from command.trust import audit
 
 DEFAULT_ACK_MS = 10 * 60_000
 

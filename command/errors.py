@@ -1,0 +1,89 @@
+"""The domain's one error hierarchy, translated once at each edge.
+
+::
+
+    CommandError                  something the caller can act on; ``retryable`` says whether trying
+    ├── InvalidInput              again can help; ``status`` is the HTTP answer; ``exit_code`` the CLI's
+    │   (field -> message)        bad input, with one message per field           422 / exit 2
+    ├── NotFound                  no such thing (or not one the caller may know of) 404 / exit 2
+    ├── Forbidden                 the caller may not do this                        403 / exit 2
+    ├── Conflict                  lost a race or the state moved on: re-read        409 / exit 1
+    └── Unavailable               a dependency (Redis, a feed) is down: retry       503 / exit 75
+
+The edges: Dash callbacks show ``message`` (and ``errors`` per field) to the user, HTTP routes
+answer ``status`` with a JSON body, the CLI exits with ``exit_code``, the engine loop backs off and
+retries on ``retryable``. Nothing below an edge turns these into strings or status codes itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CommandError(Exception):
+    """Base: a refusal or failure the caller can act on."""
+
+    status = 400
+    exit_code = 2
+    retryable = False
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+class InvalidInput(CommandError, ValueError):
+    """Bad input. ``errors`` maps each bad field to its message (empty when not about one field)."""
+
+    status = 422
+    code = "invalid"
+
+    def __init__(self, errors: dict[str, str] | str, *, field: str | None = None) -> None:
+        if isinstance(errors, str):
+            message, errors = errors, ({field: errors} if field else {})
+        else:
+            message = "; ".join(f"{k}: {v}" for k, v in errors.items()) or "invalid input"
+        self.errors: dict[str, str] = dict(errors)
+        if field is None and len(self.errors) == 1:
+            field = next(iter(self.errors))
+        super().__init__(message, field=field)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "errors": self.errors}
+
+
+class NotFound(CommandError, LookupError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(CommandError, PermissionError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(CommandError):
+    status = 409
+    exit_code = 1
+    code = "conflict"
+
+
+class Unavailable(CommandError):
+    """A dependency is down or overloaded. ``retry_after`` (seconds) when known."""
+
+    status = 503
+    exit_code = 75  # EX_TEMPFAIL: a supervisor may try again
+    retryable = True
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
