@@ -325,7 +325,8 @@ def bench_map(url: str, ex: Exercise, sizes: Sizes, data_dir: Path, profile: boo
     from app import create_app
     from command.publish import views
     from layouts.common import rds
-    from layouts.map import _settings, _update_map, build_figure
+    from layouts.operator.callbacks import _settings, _update_map
+    from layouts.operator.figure import build_figure
 
     app = create_app(Settings(data_dir=data_dir), redis_url=url)
     keys, n = ex.keys, sizes.repeat
@@ -409,7 +410,7 @@ def bench_dash_client(app, ex: Exercise, n: int, v0: dict) -> dict[str, Any]:
 def bench_server_dispatch(app, ex: Exercise, r: redis.Redis, count: int) -> dict[str, Any]:
     """`layouts.map.dispatch_recommended` (what the one-click callback runs), on the least severe alerts."""
     from command.publish import views
-    from layouts.map import dispatch_recommended
+    from layouts.operator.actions import dispatch_recommended
 
     queue = [a for a in views.alert_queue(r, ex.keys) if (a.get("recommendation") or {}).get("items")]
     user = {"username": "operator", "name": "Operator", "department": "emergency_management", "role": "operator"}
@@ -651,7 +652,7 @@ def bench_browser(app: RunningApp, ex: Exercise, r: redis.Redis, sizes: Sizes) -
             wait_for(banner_ok, 20, what="the exercise banner after choosing the namespace")
         wait_for(lambda: driver.execute_script(JS_FIGURE_POINTS) == sizes.stations, 60, what="the map's gauges")
         map_s = time.perf_counter() - t_login
-        from layouts.map import QUEUE_SHOWN  # the queue draws this many cards; the rest are counted
+        from layouts.operator.queue import QUEUE_SHOWN  # the queue draws this many cards; the rest are counted
 
         wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "div.alert-card")) >= min(sizes.alerts, QUEUE_SHOWN),
                  60, what="the alert cards")

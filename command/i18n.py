@@ -1,7 +1,10 @@
 """One translation table for every user-facing string: English and Simplified Chinese.
 
 `t(key, lang, **fmt)` looks a key up; a key missing in a language falls back to English, and a key
-missing everywhere shows as the key itself (and a test catches it). Keys are dotted by page.
+missing everywhere shows as the key itself (and tests/test_i18n.py catches it). Keys are dotted by page.
+
+Words that more than one page uses (the shell's, task statuses, levels ...) live in `TEXT` below, so no
+page depends on another having been imported; a page's own words may stay with the page (`add`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,28 @@ TEXT: dict[str, dict[str, str]] = {
     "nav.department": {"en": "Department tasks", "zh": "部门任务"},
     "nav.exercise": {"en": "Exercise", "zh": "演练"},
     "nav.feeds": {"en": "Feeds", "zh": "数据源"},
+    # the shell around every page, and the sign-in page
+    "shell.live": {"en": "Live", "zh": "实时"},
+    "shell.drill": {"en": "Exercise: {name}", "zh": "演练：{name}"},
+    "shell.signed_in": {"en": "{name} · {department}", "zh": "{name} · {department}"},
+    "shell.sign_out": {"en": "Sign out", "zh": "退出"},
+    "shell.clock": {"en": "Clock", "zh": "时钟"},
+    "shell.scenario_clock": {"en": "Scenario time", "zh": "演练时间"},
+    "shell.view": {"en": "View", "zh": "视图"},
+    "shell.language": {"en": "中文", "zh": "English"},
+    "shell.forbidden": {"en": "This page is for the command centre.", "zh": "此页面仅供指挥中心使用。"},
+    "shell.not_found": {"en": "No such page.", "zh": "页面不存在。"},
+    "shell.signed_out": {"en": "Your session has ended: sign in again.", "zh": "会话已结束，请重新登录。"},
+    # words more than one page uses
+    "common.never": {"en": "never", "zh": "从未"},
+    "common.ago": {"en": "{d} ago", "zh": "{d}前"},
+    "status.assigned": {"en": "assigned", "zh": "已派发"},
+    "status.acknowledged": {"en": "acknowledged", "zh": "已确认"},
+    "status.en_route": {"en": "en route", "zh": "在途"},
+    "status.on_scene": {"en": "on scene", "zh": "到达现场"},
+    "status.need_support": {"en": "need support", "zh": "请求支援"},
+    "status.completed": {"en": "completed", "zh": "已完成"},
+    "status.flagged": {"en": "flagged", "zh": "已标记"},
 }
 
 
@@ -31,7 +56,7 @@ def t(key: str, lang: str | None = None, **fmt: object) -> str:
 
 
 def add(table: dict[str, dict[str, str]]) -> None:
-    """Pages register their strings here at import (each key once: a clash is a bug)."""
+    """A page registers its own strings here at import (each key once: a clash is a bug)."""
     for key, entry in table.items():
         if key in TEXT and TEXT[key] != entry:
             raise KeyError(f"translation key {key!r} defined twice")

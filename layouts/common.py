@@ -1,4 +1,6 @@
-"""Shared by every page: the signed-in user, the Redis client, the namespace, the shell and strings."""
+"""Shared by every page: the signed-in user, the Redis client, the namespace, badges and times.
+
+The words pages share are in the central table, command/i18n.py."""
 
 from __future__ import annotations
 
@@ -9,25 +11,8 @@ import flask
 import redis
 from dash import html
 
-from command import i18n
 from command.i18n import t
 from command.keys import LIVE, Keys
-
-i18n.add({
-    "shell.live": {"en": "Live", "zh": "实时"},
-    "shell.drill": {"en": "Exercise: {name}", "zh": "演练：{name}"},
-    "shell.signed_in": {"en": "{name} · {department}", "zh": "{name} · {department}"},
-    "shell.sign_out": {"en": "Sign out", "zh": "退出"},
-    "shell.clock": {"en": "Clock", "zh": "时钟"},
-    "shell.scenario_clock": {"en": "Scenario time", "zh": "演练时间"},
-    "shell.view": {"en": "View", "zh": "视图"},
-    "shell.language": {"en": "中文", "zh": "English"},
-    "shell.forbidden": {"en": "This page is for the command centre.", "zh": "此页面仅供指挥中心使用。"},
-    "shell.not_found": {"en": "No such page.", "zh": "页面不存在。"},
-    "shell.signed_out": {"en": "Your session has ended: sign in again.", "zh": "会话已结束，请重新登录。"},
-    "common.never": {"en": "never", "zh": "从未"},
-    "common.ago": {"en": "{d} ago", "zh": "{d}前"},
-})
 
 
 @functools.cache

@@ -72,3 +72,21 @@ def test_starts_everything_refuses_a_second_copy_and_stops_cleanly(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_the_supervisor_knows_the_web_app_and_the_feeds_only_as_processes():
+    """command/runtime/supervisor.py imports nothing from layouts/ or feeds/, at the top or in a function."""
+    import ast
+
+    path = ROOT / "command" / "runtime" / "supervisor.py"
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.append(node.module or "")
+    assert names and not [n for n in names if n.split(".")[0] in ("layouts", "feeds", "app", "dash")]
+    probe = ("import sys, command.runtime.supervisor; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('layouts', 'feeds', 'app', 'dash')))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -11,7 +11,6 @@ import pytest
 from dash import Patch, no_update
 from lxml import etree
 
-from command import i18n
 from command.config import Settings
 from command.keys import Keys
 from command.ops.dispatch import dispatch
@@ -77,22 +76,9 @@ def test_users_are_hashed_and_added_by_command(tmp_path):
     assert bad.returncode == 2 and "unknown department 'navy'" in bad.stderr
 
 
-def test_translation_table_is_complete():
-    import app  # noqa: F401 - imports every page, which register their strings
-    import layouts.department  # noqa: F401
-    import layouts.exercise  # noqa: F401
-    import layouts.feeds  # noqa: F401
-    import layouts.map  # noqa: F401
-
-    missing = [k for k, v in i18n.TEXT.items() for lang in i18n.LANGS if not v.get(lang)]
-    assert missing == []
-    assert i18n.t("nav.map", "zh") == "指挥地图" and i18n.t("nav.map", "en") == "Operations map"
-    assert i18n.t("no.such.key", "zh") == "no.such.key"
-
-
 # ---- the map callback's logic ------------------------------------------------------------------------
 def test_map_update_sends_nothing_when_nothing_changed_and_a_patch_when_something_did(app, r):
-    from layouts.map import map_update
+    from layouts.operator.figure import map_update
 
     res = run_replay(r, SCENARIOS / "rule_zone_incident")
     keys = Keys(res.namespace)
@@ -113,7 +99,7 @@ def test_map_update_sends_nothing_when_nothing_changed_and_a_patch_when_somethin
 
 def test_station_values_are_patched_point_by_point(app, r):
     from command.streams import StreamWriter
-    from layouts.map import map_update
+    from layouts.operator.figure import map_update
 
     res = run_replay(r, SCENARIOS / "rule_threshold")
     keys = Keys(res.namespace)
@@ -199,7 +185,7 @@ def test_incident_intake_validates_every_field_and_takes_once(client, drill_ns, 
 def test_queue_draws_the_most_severe_first_and_counts_the_rest(app, r):
     """Past 30 alerts the queue draws 30 cards (most severe, then oldest) and says how many more."""
     from command.publish.views import alert_queue
-    from layouts.map import QUEUE_SHOWN, queue_view
+    from layouts.operator.queue import QUEUE_SHOWN, queue_view
 
     res = run_replay(r, SCENARIOS / "rule_threshold")
     keys = Keys(res.namespace)
@@ -235,3 +221,32 @@ def test_password_guessing_is_slowed(client, r):
 
     r.delete(login_failures("operator"))
     assert sign_in(client, "operator").status_code == 302
+
+
+def test_operator_actions_show_the_domains_refusals(app, r, monkeypatch):
+    """A refusal reaches the operator as its message: dispatch's own errors and command/errors.py's."""
+    from command import errors
+    from layouts.operator import actions
+
+    res = run_replay(r, SCENARIOS / "rule_zone_incident")
+    keys = Keys(res.namespace)
+    a = orjson.loads(r.get(keys.alert(r.zrange(keys.alerts_open, 0, 0)[0].decode())))
+    op = {"username": "operator", "department": "emergency_management", "role": "operator"}
+    target = {"fp": a["fingerprint"], "level": a["level"]}
+    with app.server.test_request_context("/"):
+        # nothing chosen: the dialog closes, the toast says why nothing was dispatched
+        is_open, err, toast, changed = actions.confirm_action(r, keys, {**target, "action": "change"}, [], "", op, "en")
+        assert (is_open, err, toast.color, changed) == (False, "", "warning", True) and toast.children
+        # resolving without a reason: the dialog stays open with the message
+        is_open, err, toast, changed = actions.confirm_action(r, keys, {**target, "action": "resolve"}, None, "", op, "en")
+        assert is_open and err and toast is None and not changed
+
+        def refuse(*_a, **_k):
+            raise errors.Conflict("the alert moved on: look again")
+
+        monkeypatch.setattr(actions, "dispatch", refuse)
+        monkeypatch.setattr(actions, "alert_action", refuse)
+        toast = actions.dispatch_recommended(r, keys, a["fingerprint"], a["level"], op, "en", resource_ids=["B1"])
+        assert toast.children == "the alert moved on: look again" and toast.color == "warning"
+        assert actions.confirm_action(r, keys, {**target, "action": "acknowledge"}, None, "", op, "en")[:2] == \
+            (True, "the alert moved on: look again")

@@ -1,0 +1,122 @@
+"""What the operator's buttons do, as plain functions the callbacks call: dispatch the recommendation (or
+the operator's own choice), fill the action dialog, confirm an alert action. Each answers with what the
+page shows; a refusal from the domain is shown as its message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+import flask
+import orjson
+from rq import Queue
+
+from command import errors
+from command.i18n import t
+from command.keys import Keys
+from command.ops import dispatch as dispatch_ops
+from command.ops.dispatch import DEFAULT_ACK_MS, AlreadyDispatched, alert_action, clock_of, dispatch
+from command.ops.jobs import QUEUE, schedule_ack_check
+from command.publish import views
+from command.timeutil import now_ms
+
+from ..common import dept_names, fmt_time, ns_tz
+from . import words  # noqa: F401 - the page's words
+
+# The domain's refusals (command/errors.py). command/ops/dispatch.py may still raise its own older
+# CommandError (a ValueError); until it raises command.errors' classes, both are caught here.
+REFUSALS: tuple[type[Exception], ...] = tuple(dict.fromkeys(
+    (errors.CommandError, getattr(dispatch_ops, "CommandError", errors.CommandError))))
+
+
+def refusal_text(exc: Exception) -> str:
+    """What the operator reads for a refusal: its `message` (the older class has only its text)."""
+    return getattr(exc, "message", None) or str(exc)
+
+
+def ack_ms() -> int:
+    """How long a department has to acknowledge a task (the app's setting; the default outside a request)."""
+    try:
+        return int(flask.current_app.config.get("ECD_ACK_MS", DEFAULT_ACK_MS))
+    except RuntimeError:  # outside a request (tests): the default
+        return DEFAULT_ACK_MS
+
+
+def dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: str, resource_ids=None):
+    """Dispatch the recommendation (or the operator's own choice); the message the operator sees."""
+    ids = resource_ids
+    if ids is None:
+        raw = r.get(keys.alert(fp))
+        rec = views.current_recommendations(r, keys, [orjson.loads(raw)]).get(fp) if raw else None
+        ids = [i["resource_id"] for i in (rec or {}).get("items", [])]
+    now = clock_of(r, keys, now_ms())
+    tz = ns_tz(r, keys)
+    try:
+        res = dispatch(r, keys, fingerprint=fp, level=level, resource_ids=ids, operator=user["username"], now=now,
+                       ack_ms=ack_ms())
+    except REFUSALS as exc:
+        return dbc.Alert(refusal_text(exc), color="warning", dismissable=True, id="map-toast-msg")
+    if isinstance(res, AlreadyDispatched):
+        return dbc.Alert(t("map.dispatch_lost", lang, who=res.by, time=fmt_time(res.at, tz)), color="warning",
+                         dismissable=True, id="map-toast-msg")
+    # each department's acknowledgement timer runs as an RQ job on the namespace's clock
+    queue = Queue(QUEUE, connection=r)
+    for task_id in res.task_ids:
+        schedule_ack_check(queue, keys.ns, task_id, 0.5)
+    names = dept_names(lang)
+    return dbc.Alert(t("map.dispatch_ok", lang, n=len(res.resource_ids), s="" if len(res.resource_ids) == 1 else "s",
+                       subject=res.subject,
+                       depts=", ".join(names.get(d, d) for d in res.departments)),
+                     color="success", dismissable=True, id="map-toast-msg")
+
+
+def action_dialog(r, keys: Keys, fp: str, action: str, lang: str) -> tuple[str, dict, list, list, dict] | None:
+    """The dialog for an alert's action: (title, target, resource options, chosen, style of the resource
+    list); None when the alert is gone. Only "change" chooses resources."""
+    raw = r.get(keys.alert(fp))
+    if raw is None:
+        return None
+    a = orjson.loads(raw)
+    title = {"change": t("map.change", lang), "acknowledge": t("map.ack", lang),
+             "escalate": t("map.escalate", lang), "resolve": t("map.resolve", lang)}[action] + f" · {a['subject']}"
+    options: list[dict] = []
+    value: list[str] = []
+    style: dict[str, str] = {"display": "none"}
+    if action == "change":
+        rec = views.current_recommendations(r, keys, [a]).get(fp) or {}
+        value = [i["resource_id"] for i in rec.get("items", [])]
+        options = resource_options(r, keys, a, lang)
+        style = {}
+    return title, {"fp": fp, "action": action, "level": a["level"]}, options, value, style
+
+
+def resource_options(r, keys: Keys, alert: dict, lang: str) -> list[dict]:
+    """Every available resource, nearest first, for the operator to choose from."""
+    from command.engine.recommend import haversine_km
+
+    names = dept_names(lang)
+    res = [x for x in views.resources(r, keys) if x.status.value == "available"]
+    if alert.get("lat") is not None:
+        res.sort(key=lambda x: haversine_km(alert["lat"], alert["lon"], x.lat, x.lon))
+    out = []
+    for x in res:
+        d = haversine_km(alert["lat"], alert["lon"], x.lat, x.lon) if alert.get("lat") is not None else None
+        label = f"{x.name or x.id} ({x.id}) · {x.type.replace('_', ' ')} · {names.get(x.department, x.department)}"
+        out.append({"label": label + (f" · {d:.1f} km" if d is not None else ""), "value": x.id})
+    return out
+
+
+def confirm_action(r, keys: Keys, target: dict, chosen: list | None, comment: str | None, user: dict,
+                   lang: str) -> tuple[bool, str, Any, bool]:
+    """The dialog's Confirm: (keep the dialog open, its error, the toast or None, whether anything changed)."""
+    if target["action"] == "change":
+        msg = dispatch_recommended(r, keys, target["fp"], target["level"], user, lang, resource_ids=chosen or [])
+        return False, "", msg, True
+    try:
+        alert_action(r, keys, fingerprint=target["fp"], action=target["action"], user=user["username"],
+                     now=clock_of(r, keys, now_ms()), comment=comment or "")
+    except REFUSALS as exc:
+        return True, refusal_text(exc), None, False
+    label = t({"acknowledge": "map.ack", "escalate": "map.escalate", "resolve": "map.resolve"}[target["action"]], lang)
+    return False, "", dbc.Alert(t("map.done", lang, action=label), color="info", dismissable=True,
+                                id="map-toast-msg"), True

@@ -1,0 +1,167 @@
+"""The operator's side panel: the alert queue as cards (most severe, then oldest) and the dispatch board
+with each department's task timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import html, no_update
+
+from command.i18n import t
+from command.keys import Keys
+from command.ops.dispatch import clock_of
+from command.publish import views
+from command.timeutil import humanize_ms, now_ms
+
+from ..common import dept_names, fmt_time, level_badge, ns_tz
+from . import words  # noqa: F401 - the page's words
+
+
+# ---- the alert queue -----------------------------------------------------------------------------------
+def _what(a: dict, lang: str) -> str:
+    if a["rule_kind"] == "stale":
+        return t("what.silent", lang, d=humanize_ms(int((a.get("value") or 0) * 60_000)))
+    if a["rule_kind"] == "zone_incident" or a.get("value") is None:
+        return a.get("message", "")
+    return t("what.value", lang, value=f"{a['value']:.2f}", unit=a.get("unit", ""))
+
+
+def _trend(a: dict) -> str | None:
+    rate = a.get("trend_per_h")
+    if rate is None:
+        return None
+    unit = a.get("unit", "")
+    return f"{rate:+.2f} {unit}/h" if not unit.endswith("/h") else f"{rate:+.2f} {unit}/h"
+
+
+def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, str]) -> dbc.Card:
+    fp, level = a["fingerprint"], a["level"]
+    notes = a.get("notes") or {}
+    rec = a.get("recommendation")
+    claim = a.get("claim")
+    where = a["subject_name"]
+    if lang == "zh" and a.get("subject_name_zh"):
+        where = a["subject_name_zh"]
+    zone = f" · {a['zone']}" if a.get("zone") else ""
+    lines: list[Any] = [
+        html.Div([level_badge(level, lang), html.B(f" {t('rule.' + a['rule_kind'], lang)}"),
+                  html.Span(f" · {a['rule']}", className="muted")], className="card-head"),
+        html.Div([html.B(where), html.Span(f" ({a['subject']}){zone}", className="muted")]),
+        html.Div(_what(a, lang), className="what"),
+        html.Div(t("map.since", lang, time=fmt_time(a["opened_at"], tz, with_date=True),
+                   age=humanize_ms(max(0, now - a["opened_at"]))), className="muted"),
+    ]
+    trend = _trend(a)
+    if trend:
+        extra = f" · {a['outlook']}" if a.get("outlook") else ""
+        lines.append(html.Div(t("map.trend", lang, rate=trend) + extra, className="trend"))
+    if notes.get("acknowledged_by"):
+        lines.append(html.Div("✔ " + t("map.acked_by", lang, who=notes["acknowledged_by"],
+                                      time=fmt_time(int(notes["acknowledged_at"]), tz))
+                              + (f": {notes['ack_comment']}" if notes.get("ack_comment") else ""), className="note ack"))
+    if notes.get("escalated_by"):
+        lines.append(html.Div("⬆ " + t("map.escalated_by", lang, who=notes["escalated_by"],
+                                      time=fmt_time(int(notes["escalated_at"]), tz))
+                              + (f": {notes['escalate_note']}" if notes.get("escalate_note") else ""), className="note esc"))
+    if rec and rec.get("items"):
+        items = [html.Li([html.B(i.get("name") or i["resource_id"]), f" ({i['resource_id']}) · ",
+                          names.get(i["department"], i["department"]), f" · {i['distance_km']:.1f} km",
+                          html.Div(i["reason"], className="reason")]) for i in rec["items"]]
+        head = t("map.recommended", lang) + (" · " + t("map.refreshed", lang) if rec.get("refreshed") else "")
+        lines.append(html.Div([html.Div(head, className="sub"), html.Ul(items, className="recs")]))
+        for s in rec.get("shortfall", []):
+            lines.append(html.Div(t("map.shortfall", lang, found=s["found"], wanted=s["wanted"],
+                                    type=s["type"].replace("_", " ")), className="shortfall"))
+    buttons = []
+    if claim:
+        lines.append(html.Div(t("map.dispatched_by", lang, who=claim["by"], time=fmt_time(claim["at"], tz)),
+                              className="claimed", id={"type": "map-claimed", "fp": fp}))
+    elif rec and rec.get("items"):
+        buttons += [
+            dbc.Button(t("map.dispatch", lang), id={"type": "map-dispatch", "fp": fp, "level": level},
+                       color="danger", size="sm", className="me-1", n_clicks=0),
+            dbc.Button(t("map.change", lang), id={"type": "map-action", "fp": fp, "action": "change"},
+                       color="secondary", outline=True, size="sm", className="me-1", n_clicks=0),
+        ]
+    buttons += [dbc.Button(t(f"map.{k}", lang), id={"type": "map-action", "fp": fp, "action": act},
+                           color="secondary", outline=True, size="sm", className="me-1", n_clicks=0)
+                for k, act in (("ack", "acknowledge"), ("escalate", "escalate"), ("resolve", "resolve"))]
+    lines.append(html.Div(buttons, className="actions"))
+    return dbc.Card(dbc.CardBody(lines), className=f"alert-card lvl-border-{level}", id={"type": "map-card", "fp": fp})
+
+
+QUEUE_SHOWN = 30  # cards drawn at once: the browser slows with every card (see docs/performance.md)
+
+
+def queue_view(r, keys: Keys, lang: str, show_all: bool = False) -> list:
+    """The most severe, then oldest, alerts as cards; past QUEUE_SHOWN a count of the rest and a toggle."""
+    queue = views.alert_queue(r, keys)
+    if not queue:
+        return [html.Div(t("map.no_alerts", lang), className="muted empty", id="map-queue-empty")]
+    tz = ns_tz(r, keys)
+    now = clock_of(r, keys, now_ms())
+    names = dept_names(lang)
+    shown = queue if show_all else queue[:QUEUE_SHOWN]
+    cards: list = [alert_card(a, lang, tz, now, names) for a in shown]
+    rest = queue[len(shown):]
+    if rest or show_all and len(queue) > QUEUE_SHOWN:
+        by_level: dict[str, int] = {}
+        for a in rest:
+            by_level[a["level"]] = by_level.get(a["level"], 0) + 1
+        counts = ", ".join(f"{n} {t(f'level.{lv}', lang)}" for lv, n in by_level.items())
+        label = t("map.show_fewer", lang) if show_all else t("map.show_all", lang, n=len(rest), counts=counts)
+        cards.append(html.Div(dbc.Button(label, id="map-queue-toggle", color="link", size="sm", n_clicks=0),
+                              className="queue-more"))
+    return cards
+
+
+# ---- dispatch tracking -------------------------------------------------------------------------------
+def _timeline(task: dict, lang: str, tz: str | None, now: int, names: dict[str, str]) -> html.Div:
+    steps = [html.Span([t("status.assigned", lang), " ", fmt_time(task["created_at"], tz)], className="step done")]
+    for h in task["history"]:
+        label = t(f"status.{h['status']}", lang)
+        extra = []
+        if h.get("people_assisted") is not None:
+            extra.append(f"👥{h['people_assisted']}")
+        if h.get("note"):
+            extra.append(h["note"][:60])
+        steps.append(html.Span([" → ", label, " ", fmt_time(h["at"], tz), (" · " + " · ".join(extra)) if extra else ""],
+                               className=f"step st-{h['status']}"))
+    since = humanize_ms(max(0, now - task["updated_at"]))
+    flag = html.Div(t("map.flag", lang, reason=task["flagged"]), className="flag") if task.get("flagged") else None
+    return html.Div([html.B(names.get(task["department"], task["department"])),
+                     html.Span(f" [{', '.join(task['resource_ids'])}] ", className="muted"),
+                     html.Div(steps, className="timeline", id={"type": "map-timeline", "task": task["id"]}),
+                     html.Div(t("map.last_update", lang, age=t("common.ago", lang, d=since)), className="muted small"),
+                     flag], className=f"task st-{task['status']}")
+
+
+def dispatch_view(r, keys: Keys, lang: str) -> list:
+    board = views.dispatch_board(r, keys)
+    if not board:
+        return [html.Div(t("map.no_dispatches", lang), className="muted empty")]
+    tz = ns_tz(r, keys)
+    now = clock_of(r, keys, now_ms())
+    names = dept_names(lang)
+    out = []
+    for item in board:
+        d = item["dispatch"]
+        out.append(html.Div([
+            html.Div([level_badge(d["level"], lang), html.B(f" {d['subject']}"),
+                      html.Span(f" · {d['operator']} · {fmt_time(d['created_at'], tz)}", className="muted")]),
+            *[_timeline(task, lang, tz, now, names) for task in item["tasks"]],
+        ], className="dispatch", id={"type": "map-dispatch-item", "id": d["id"]}))
+    return out
+
+
+def side_update(r, keys: Keys, lang: str | None, show_all: bool, client: list | None) -> tuple[Any, Any, Any]:
+    """The side panel's callback logic: (queue, dispatch board, signature), or nothing when what they show
+    (the versions, the language, the toggle, the clock's minute) has not changed since `client`."""
+    ver = views.versions(r, keys)
+    clock = ver["clock"] or now_ms()
+    sig = [keys.ns, lang, bool(show_all), ver["alerts"], ver["dispatches"], ver["status"], ver["resources"],
+           clock // 60_000]
+    if client == sig:
+        return no_update, no_update, no_update
+    return queue_view(r, keys, lang or "en", bool(show_all)), dispatch_view(r, keys, lang or "en"), sig

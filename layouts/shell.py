@@ -1,0 +1,167 @@
+"""The Dash app factory and the shell around every page: the top bar (brand, pages, clock, view menu,
+language, user), the exercise banner, and the callbacks that choose the language and the namespace and
+draw the page the address asks for."""
+
+from __future__ import annotations
+
+import os
+
+import flask
+from dash import Dash, Input, Output, State, callback, dcc, html, no_update
+
+from command import i18n
+from command.config import PROJECT_ROOT, Settings
+from command.i18n import t
+
+from .common import current_user, dept_names, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
+from .signin import ROLE_HOME, register_routes, secret_key
+
+PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds"}
+PAGE_ROLES = {"map": ("operator", "planner"), "department": ("department", "operator"),
+              "exercise": ("planner", "operator"), "feeds": ("operator", "planner")}
+
+
+def shell() -> html.Div:
+    return html.Div([
+        dcc.Location(id="url"),
+        dcc.Store(id="lang", storage_type="local"),
+        dcc.Store(id="ns", storage_type="session"),
+        dcc.Interval(id="shell-tick", interval=2000),
+        html.Div(id="shell-banner"),
+        html.Header([
+            html.A(id="shell-brand", href="/", className="brand"),
+            html.Nav(id="shell-nav", className="nav-links"),
+            html.Div(id="shell-clock", className="clock"),
+            dcc.Dropdown(id="shell-ns", clearable=False, persistence=True, persistence_type="session",
+                         className="ns-select", style={"minWidth": "260px"}),
+            html.Button(id="shell-lang", className="lang-btn", n_clicks=0),
+            html.Span(id="shell-user", className="user"),
+            html.A(id="shell-logout", href="/logout", className="logout"),
+        ], className="topbar"),
+        html.Main(id="page", className="page"),
+    ])
+
+
+def create_app(settings: Settings | None = None, redis_url: str | None = None) -> Dash:
+    settings = settings or Settings()
+    app = Dash(__name__, assets_folder=str(PROJECT_ROOT / "assets"), title="Flood command · 防汛指挥",
+               suppress_callback_exceptions=True,
+               update_title=None, meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}])
+    server = app.server
+    server.secret_key = secret_key(settings)
+    server.config.update(ECD_REDIS_URL=redis_url or settings.redis_url or os.environ.get("REDIS_URL"),
+                         ECD_MAP_STYLE=settings.map_style, ECD_MAP_TILES=settings.map_tiles,
+                         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    if not server.config["ECD_REDIS_URL"]:
+        raise RuntimeError("the web app needs REDIS_URL (python app.py sets it)")
+    server.config["ECD_ACK_MS"] = int(settings.ack_minutes * 60_000)
+    register_routes(server, settings)
+    import layouts.department  # noqa: F401 - registers the page's callbacks
+    import layouts.exercise  # noqa: F401
+    import layouts.feeds  # noqa: F401
+    import layouts.operator.callbacks  # noqa: F401
+
+    layouts.exercise.register_routes(server)
+    import layouts.interop
+
+    layouts.interop.register_routes(server)
+    app.layout = shell
+    # Dash registers its scripts on the first request; with threaded workers two first requests race
+    # and one gets a 500 ("dash is not a registered library"). Set up before serving anything.
+    with server.test_request_context("/"):
+        app._setup_server()
+    return app
+
+
+# ---- shell callbacks ----------------------------------------------------------------------------------
+@callback(Output("lang", "data"), Input("shell-lang", "n_clicks"), State("lang", "data"))
+def _lang(n, lang):
+    if not n:
+        if lang in i18n.LANGS:
+            return no_update
+        best = flask.request.accept_languages.best or ""
+        return "zh" if best.startswith("zh") else "en"
+    return "en" if lang == "zh" else "zh"
+
+
+@callback(Output("shell-ns", "options"), Output("shell-ns", "value"),
+          Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"))
+def _ns_options(_n, lang, current):
+    if current_user() is None:
+        return no_update, no_update
+    return namespace_options(rds(), lang or "en", current)
+
+
+def namespace_options(r, lang: str, current: str | None) -> tuple[list[dict], str | object]:
+    """The view menu: live, then each drill that has not failed; the value stays, else a running drill."""
+    from command.keys import LIVE
+    from command.ops.drills import list_drills
+
+    drills = [d for d in list_drills(r) if d.get("status") not in ("failed",)]
+    options = [{"label": "● " + t("shell.live", lang), "value": LIVE}]
+    for d in drills:
+        label = t("shell.drill", lang, name=d.get("scenario", d["namespace"]))
+        options.append({"label": f"{label} · {d['namespace'][-8:]} · {d.get('status', '')}", "value": d["namespace"]})
+    values = {o["value"] for o in options}
+    if current in values:
+        return options, no_update
+    running = [d["namespace"] for d in drills if d.get("status") in ("running", "starting")]
+    return options, (running[0] if running else LIVE)
+
+
+@callback(Output("ns", "data"), Input("shell-ns", "value"))
+def _ns(value):
+    return value
+
+
+@callback(Output("page", "children"), Output("shell-nav", "children"), Output("shell-brand", "children"),
+          Output("shell-user", "children"), Output("shell-logout", "children"), Output("shell-lang", "children"),
+          Input("url", "pathname"), Input("lang", "data"), Input("ns", "data"))
+def _render(pathname, lang, ns):
+    from layouts import department, exercise, feeds
+    from layouts import operator as operator_page
+
+    lang = lang or "en"
+    user = current_user()
+    if user is None:
+        return html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", ""
+    page = PAGES.get(pathname or "/")
+    links = [dcc.Link(t(f"nav.{'map' if p == 'map' else p}", lang), href=path, className="nav-link",
+                      id=f"shell-nav-{p}")
+             for path, p in PAGES.items() if user["role"] in PAGE_ROLES[p]]
+    who = t("shell.signed_in", lang, name=user["name"], department=dept_names(lang).get(user["department"], user["department"]))
+    head = (links, t("app.title", lang), who, t("shell.sign_out", lang), t("shell.language", lang))
+    if page is None:
+        return (html.Div(t("shell.not_found", lang), className="muted p-4"), *head)
+    if user["role"] not in PAGE_ROLES[page]:
+        return (html.Div([t("shell.forbidden", lang), " ", dcc.Link("→", href=ROLE_HOME[user["role"]])],
+                         className="p-4", id="shell-forbidden"), *head)
+    module = {"map": operator_page, "department": department, "exercise": exercise, "feeds": feeds}[page]
+    return (module.layout(lang, ns), *head)
+
+
+@callback(Output("shell-banner", "children"), Output("shell-clock", "children"),
+          Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"))
+def _clock(_n, ns, lang):
+    if current_user() is None:
+        return no_update, no_update
+    return clock_view(rds(), namespace(ns), lang or "en")
+
+
+def clock_view(r, keys, lang: str) -> tuple[html.Div | None, html.Span]:
+    """The exercise banner (None on live) and the clock: the namespace's time, its speed in a drill."""
+    from command.ops.drills import drill_state
+
+    raw = r.get(keys.clock)
+    tz = ns_tz(r, keys)
+    exercise = is_exercise(r, keys)
+    label = t("shell.scenario_clock" if exercise else "shell.clock", lang)
+    clock = fmt_time(int(raw), tz, with_date=True) if raw else "—"
+    extra = ""
+    if exercise:
+        st = drill_state(r, keys.ns)
+        if st:
+            extra = f" · {st.get('speed', '')}x" + (" · ⏸" if st.get("paused") == "1" else "")
+    banner = exercise_banner(lang, (r.hget(keys.meta, "scenario") or b"").decode()) if exercise else None
+    return banner, html.Span([html.Span(label + " ", className="muted"), html.B(clock, id="shell-clock-time"),
+                              html.Span(f" {tz or 'UTC'}{extra}", className="muted")])
