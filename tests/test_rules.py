@@ -7,6 +7,8 @@ import random
 import orjson
 import pytest
 
+from command import i18n
+from command.errors import InvalidInput
 from command.models import Incident, Reading, Station, Zone
 from command.rules import (
     HOUR_MS,
@@ -94,6 +96,15 @@ def test_duplicate_rule_ids_refused():
     rule = {"id": "x", "kind": "threshold", "above": {"red": 2}}
     with pytest.raises(RuleError, match="duplicate id"):
         parse_rules({"rules": [rule, rule]})
+
+
+def test_rule_error_is_invalid_input_with_the_same_message():
+    with pytest.raises(InvalidInput) as exc:
+        parse_rules({"rules": [{"id": "x", "kind": "stale", "after": "1h", "level": "blue"}]}, source="r.yaml")
+    err = exc.value
+    assert isinstance(err, RuleError) and isinstance(err, ValueError)
+    assert str(err) == err.message == "r.yaml: rule 'x': `level` must be one of ['yellow', 'orange', 'red'], got 'blue'"
+    assert err.status == 422 and err.errors == {}
 
 
 # ---- level mechanics ----------------------------------------------------------------------------
@@ -198,6 +209,26 @@ def test_stale_opens_on_the_clock_without_any_reading_and_resolves_on_data():
     assert [(c.event, c.alert["subject"], c.alert["value"]) for c in back] == [("resolve", "A", 120.0)]
 
 
+def test_stale_without_match_kind_watches_the_station_own_kind_only():
+    """Regression: a `stale` rule without `match.kind` measured silence on the station's own kind but
+    resolved on a reading of any kind, so a water-level gauge that still sent discharge flipped open /
+    resolved tick after tick, a new fingerprint each time. As docs/rules.md says, it watches the
+    station's own kind for both: another kind neither keeps the station fresh nor resolves the alert."""
+    rules = {"rules": [{"id": "silent", "kind": "stale", "after": "1h", "level": "yellow"}]}
+    ev = evaluator(rules, [station("A")])  # a water_level station
+    ev.on_reading(Reading("A", "water_level", T0, 1.0))
+    events = []
+    for m in range(5, 181, 5):  # only discharge from here on, and a clock tick after each reading
+        for ch in ev.on_reading(Reading("A", "discharge", T0 + m * M, 12.0)) + ev.on_tick(T0 + m * M):
+            events.append((m, ch.event, ch.alert["fingerprint"]))
+    assert [(m, e) for m, e, _ in events] == [(60, "open")]  # silent on water_level since 0: one alert
+    (alert,) = ev.open_alerts()
+    assert alert["fingerprint"] == events[0][2] and alert["value"] == 180.0
+    back = ev.on_reading(Reading("A", "water_level", T0 + 185 * M, 1.1))  # its own kind again: resolved
+    assert [(c.event, c.alert["fingerprint"]) for c in back] == [("resolve", events[0][2])]
+    assert ev.on_tick(T0 + 190 * M) == []  # and fresh again
+
+
 def test_zone_incident_only_in_matching_zone_and_category():
     rules = {"levels": ["yellow", "orange", "red"], "rules": [
         {"id": "zi", "kind": "zone_incident", "zones": {"risk": "high"}, "categories": ["trapped_people"],
@@ -229,6 +260,15 @@ def test_trend_and_projected_time_to_the_next_level():
     assert alert["next_level"] == "orange"
     assert alert["next_level_eta"] == T0 + 60 * M + 90 * M
     assert describe_eta(alert) == "orange in about 1 h 30 min"
+
+
+def test_outlook_words_come_from_the_translation_table():
+    alert = {"next_level": "red", "next_level_eta": T0 + 130 * M, "updated_at": T0}
+    assert describe_eta(alert) == "red in about 2 h 10 min"
+    assert describe_eta({**alert, "next_level_eta": T0}) == "red pending"
+    assert describe_eta({**alert, "next_level": "amber"}) == "amber in about 2 h 10 min"  # a level of the rules' own
+    assert describe_eta(alert, "zh") == i18n.t("rules.outlook.eta", "zh", level="红色", duration="2 h 10 min")
+    assert describe_eta({**alert, "next_level_eta": None}) is None
 
 
 def test_state_round_trip_resumes_identically():
