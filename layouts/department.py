@@ -8,10 +8,11 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from command import i18n
+from command.errors import InvalidInput
 from command.i18n import t
 from command.models import TASK_NEXT
 from command.ops.dispatch import CommandError, Forbidden, clock_of, department_tasks, update_task
-from command.ops.incidents import CATEGORIES, SEVERITIES, FieldErrors, submit, validate_report
+from command.ops.incidents import CATEGORIES, FORM, SEVERITIES, Actor, submit
 from command.publish import views
 from command.timeutil import humanize_ms, now_ms
 
@@ -235,15 +236,25 @@ def _report(n, category, severity, lat, lon, description, ns, lang):
     if not n:  # a render, not a click
         return (no_update,) * 6
     user = require_user("department", "operator")
-    lang = lang or "en"
-    r, keys = rds(), namespace(ns)
     form = {"category": category, "severity": severity, "lat": lat, "lon": lon, "description": description}
+    return report_incident(rds(), namespace(ns), user, form, lang or "en")
+
+
+REPORT_FIELDS = ("category", "severity", "lat", "lon", "description")
+
+
+def report_incident(r, keys, user: dict, form: dict, lang: str) -> tuple:
+    """The report form's logic: (message, an error under each of REPORT_FIELDS). The incident goes
+    through `command.ops.incidents.submit` like any other, owned by the session's department."""
+    if isinstance(form.get("description"), str):
+        form = {**form, "description": form["description"].strip()}
     try:
-        inc = validate_report(form, now=clock_of(r, keys, now_ms()))
-    except FieldErrors as exc:
+        done = submit(r, keys, form, Actor.of_user(user), FORM)
+    except InvalidInput as exc:
         e = exc.errors
-        return (dbc.Alert(t("dept.fix", lang), color="warning"),
-                *[e.get(f, "") for f in ("category", "severity", "lat", "lon", "description")])
-    submit(r, keys, inc, who=user["username"])
+        other = "; ".join(f"{k}: {v}" for k, v in e.items() if k not in REPORT_FIELDS)
+        return (dbc.Alert(t("dept.fix", lang) + (f" ({other})" if other else ""), color="warning"),
+                *[e.get(f, "") for f in REPORT_FIELDS])
+    inc = done.incident
     return (dbc.Alert(t("dept.reported", lang, id=inc.id, category=t(f"cat.{inc.category}", lang)), color="success",
                       id="dept-inc-ok"), "", "", "", "", "")

@@ -4,7 +4,9 @@
 - `GET /api/<ns>/alerts.atom`: an Atom feed of the current alerts as CAP 1.2;
 - `GET /api/<ns>/cap/<fingerprint>.xml`: an alert's newest CAP 1.2 message;
 - `POST /api/<ns>/incidents`: incident intake from another dispatch system (JSON; 201, 200 when
-  already taken, 422 with a message per bad field, nothing half-written).
+  already taken, 422 with a message per bad field, 403 when the incident belongs to another
+  department, 400/413 for a body that is not JSON, nested too deep or over 16 KB; nothing
+  half-written). Validation and the write are `command.ops.incidents.submit`, as for the form.
 
 Sign-in is a browser session or HTTP Basic with a dashboard user (so a script or QGIS can use it).
 `<ns>` is `live` or a drill's namespace.
@@ -13,8 +15,10 @@ Sign-in is a browser session or HTTP Basic with a dashboard user (so a script or
 from __future__ import annotations
 
 import base64
+import json
 
 import flask
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from command.keys import Keys
 from command.trust.auth import authenticate, load_users
@@ -22,6 +26,8 @@ from command.trust.auth import authenticate, load_users
 from .common import rds
 
 LAYERS = ("stations", "zones", "alerts", "resources", "warnings")
+MAX_BODY = 16 * 1024  # an incident is well under 3 KB
+MAX_DEPTH = 4  # an incident is one flat object
 
 
 def basic_auth_user(users_file) -> dict | None:
@@ -77,21 +83,70 @@ def register_routes(server: flask.Flask) -> None:
 
     @server.route("/api/<ns>/incidents", methods=["POST"])
     def _intake(ns: str):
-        from command.trust import audit
-        from feeds.intake import IntakeError, submit_incident, validate_incident
+        from command.errors import CommandError
+        from command.ops import incidents
 
         user = flask.g.get("api_user") or flask.session.get("user")
+        if not user:
+            return flask.jsonify({"error": "not signed in"}), 401
         keys = _keys(ns)
-        payload = flask.request.get_json(silent=True)
-        if payload is None:
-            return flask.jsonify({"errors": {"body": "expected a JSON object (Content-Type: application/json)"}}), 400
+        payload, problem = _json_body()
+        if problem is not None:
+            return problem
         try:
-            inc = validate_incident(payload)
-        except IntakeError as exc:
-            return flask.jsonify({"errors": exc.errors}), 422
-        r = rds()
-        taken = submit_incident(r, keys, inc)
-        if taken:
-            audit.record(r, keys, who=user["username"], action="incident_intake", at=inc.time,
-                         details={"incident": inc.id, "category": inc.category, "status": inc.status})
-        return flask.jsonify({"id": inc.id, "taken": taken}), 201 if taken else 200
+            done = incidents.submit(rds(), keys, payload, incidents.Actor.of_user(user), incidents.INTAKE)
+        except CommandError as exc:  # InvalidInput 422 with a message per field, Forbidden 403
+            return flask.jsonify(exc.to_json()), exc.status
+        return flask.jsonify({"id": done.incident.id, "taken": done.taken}), 201 if done.taken else 200
+
+
+def _body_error(status: int, message: str):
+    return flask.jsonify({"error": "bad_request" if status == 400 else "too_large", "message": message,
+                          "errors": {"body": message}}), status
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_body():
+    """The request's JSON body, or (None, a 400/413 answer): at most MAX_BODY bytes, UTF-8, nested
+    at most MAX_DEPTH deep. NaN and huge numbers parse, and the validator refuses them per field."""
+    req = flask.request
+    if not req.is_json:
+        return None, _body_error(400, "expected a JSON object (Content-Type: application/json)")
+    if req.content_length is not None and req.content_length > MAX_BODY:
+        return None, _body_error(413, f"the body is larger than {MAX_BODY:,} bytes")
+    req.max_content_length = MAX_BODY  # also bounds a body sent without a length (chunked)
+    try:
+        raw = req.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return None, _body_error(413, f"the body is larger than {MAX_BODY:,} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, _body_error(400, "the body is not UTF-8")
+    if _json_depth(text) > MAX_DEPTH:
+        return None, _body_error(400, f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError):
+        return None, _body_error(400, "the body is not valid JSON")

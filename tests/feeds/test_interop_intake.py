@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from command.engine.consumer import Engine
+from command.errors import InvalidInput
 from command.keys import Keys
 from command.models import ExternalWarning
+from command.ops.incidents import INTAKE, Actor, validate_incident, with_zone, write_incident
 from command.publish.geojson import (
     collect_open_alerts,
     collect_resources,
@@ -18,7 +20,6 @@ from command.publish.report import collect_alerts
 from command.scenarios.replay import run_replay
 from command.streams import shard_count
 from command.timeutil import parse_time
-from feeds.intake import IntakeError, submit_incident, validate_incident
 
 from ..conftest import SCENARIOS
 
@@ -62,20 +63,22 @@ def test_geojson_warning_layer_and_zone_warnings(r, keys):
 
 GOOD = {"id": "CAD-2026-0142", "time": "2026-07-01T02:40:00+08:00", "category": "trapped_people",
         "lat": 30.02, "lon": 114.02, "severity": "red", "description": "Family on a roof"}
+NOW = parse_time("2026-07-01T03:00:00+08:00")  # the namespace clock the reports are checked against
+WATER = Actor("water", "water_authority", "department")
 
 
 def test_intake_validates_every_field_at_once():
-    with pytest.raises(IntakeError) as exc:
+    with pytest.raises(InvalidInput) as exc:
         validate_incident({"id": "bad id!", "time": "2026-07-01 02:40", "category": "Trapped People",
-                           "lat": 95, "lon": "east", "colour": "red", "status": "maybe"})
+                           "lat": 95, "lon": "east", "colour": "red", "status": "maybe"}, INTAKE, now=NOW)
     assert set(exc.value.errors) == {"id", "time", "category", "lat", "lon", "colour", "status"}
     assert "UTC offset" in exc.value.errors["time"] and "unknown field" in exc.value.errors["colour"]
-    with pytest.raises(IntakeError) as exc:
-        validate_incident({})
+    with pytest.raises(InvalidInput) as exc:
+        validate_incident({}, INTAKE, now=NOW)
     assert exc.value.errors == {k: "required" for k in ("id", "time", "category", "lat", "lon")}
-    with pytest.raises(IntakeError):
-        validate_incident(["not", "an", "object"])
-    inc = validate_incident(GOOD)
+    with pytest.raises(InvalidInput):
+        validate_incident(["not", "an", "object"], INTAKE, now=NOW)
+    inc = validate_incident(GOOD, INTAKE, now=NOW)
     assert inc.time == parse_time(GOOD["time"]) and inc.status == "open"
 
 
@@ -83,9 +86,9 @@ def test_intake_submit_is_atomic_idempotent_and_reaches_the_engine(r):
     res = run_replay(r, SCENARIOS / "rule_zone_incident", namespace="intake-test")
     keys = Keys(res.namespace)
     before = len(collect_alerts(r, keys))
-    inc = validate_incident(GOOD)
-    assert submit_incident(r, keys, inc) is True
-    assert submit_incident(r, keys, inc) is False  # the same post again: nothing written
+    inc = with_zone(r, keys, validate_incident(GOOD, INTAKE, now=NOW))
+    assert write_incident(r, keys, inc, WATER, INTAKE, now=NOW) is True
+    assert write_incident(r, keys, inc, WATER, INTAKE, now=NOW) is False  # the same post again: nothing written
     stored = r.hget(keys.incidents, inc.id)
     assert b'"zone":"Z-HIGH"' in stored  # the zone is found on intake
     n_entries = sum(r.xlen(keys.shard_stream(s)) for s in range(shard_count(r, keys)))
@@ -95,6 +98,6 @@ def test_intake_submit_is_atomic_idempotent_and_reaches_the_engine(r):
     eng.release()
     alerts = collect_alerts(r, keys)
     assert len(alerts) == before + 1 and alerts[-1]["subject"] == "CAD-2026-0142" and alerts[-1]["level"] == "red"
-    closed = validate_incident({**GOOD, "status": "closed", "time": "2026-07-01T03:40:00+08:00"})
-    assert submit_incident(r, keys, closed) is True
+    closed = validate_incident({**GOOD, "status": "closed", "time": "2026-07-01T03:40:00+08:00"}, INTAKE, now=NOW)
+    assert write_incident(r, keys, closed, WATER, INTAKE, now=NOW) is True
     assert sum(r.xlen(keys.shard_stream(s)) for s in range(shard_count(r, keys))) == n_entries + 1
