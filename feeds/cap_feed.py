@@ -26,7 +26,8 @@ from lxml import etree
 from command.models import ExternalWarning
 from command.timeutil import parse_time
 
-from .base import ParseResult, PayloadError, Rejected, Request, Source
+from .errors import PayloadError
+from .source import ParseResult, Rejected, Request, Source
 
 CAP12 = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_NAMESPACES = (CAP12, "urn:oasis:names:tc:emergency:cap:1.1")

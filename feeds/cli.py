@@ -11,8 +11,12 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .source import ParseResult
 
 PARSE_SOURCES = ("usgs", "ea", "open-meteo", "nws", "cap")
 
@@ -66,8 +70,29 @@ def _parse_payload(source: str, payload: bytes, args: argparse.Namespace | None 
     return {"usgs": usgs.parse, "ea": ea.parse, "nws": nws.parse, "cap": cap_feed.parse}[source](payload)
 
 
+def iter_json_lines(result: ParseResult) -> Iterable[dict[str, Any]]:
+    """What `feeds parse` prints: stations, readings, forecasts, warnings, links, rejected records."""
+    from command.timeutil import to_iso
+
+    for st in result.stations:
+        yield {"type": "station", **st.model_dump()}
+    for rd in result.readings:
+        yield {"type": "reading", **rd.to_json()}
+    for fc in result.forecasts:
+        yield {"type": "forecast", **fc.to_json()}
+    for w in result.warnings:
+        d = w.model_dump()
+        for t in ("sent", "onset", "expires", "ends"):
+            d[t] = to_iso(d[t])
+        yield {"type": "warning", **d}
+    for link in result.follow:
+        yield {"type": "link", "url": link}
+    for rej in result.rejected:
+        yield {"type": "rejected", "reason": rej.reason, "record": rej.record}
+
+
 def cmd_parse(args: argparse.Namespace, settings: Any = None) -> int:
-    from .base import PayloadError, iter_json_lines
+    from .errors import PayloadError
 
     try:
         payload = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
@@ -104,7 +129,7 @@ def cmd_run(args: argparse.Namespace, settings: Any) -> int:
     from command.keys import Keys
     from command.runtime.redis_server import redis_for
 
-    from .base import read_health
+    from .health import read_health
     from .runner import FeedConfigError, FeedRunner, build_sources, load_config, prepare_namespace
 
     try:

@@ -21,6 +21,9 @@ Flood warnings: ``severityLevel`` 1 Severe Flood Warning -> CAP Extreme, 2 Flood
 3 Flood Alert -> Moderate, 4 (no longer in force) -> a Cancel. The warning id is
 ``ea:<floodAreaID>``: one warning per flood area, updated in place. Times without an offset
 (``timeRaised`` ...) are UK local time (Europe/London).
+
+Reading values are cleaned by `command.values.clean_number`: a missing, non-numeric, boolean (never
+1.0) or non-finite value is rejected with its reason, as is EA's no-data value -999999.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from command.errors import InvalidInput
 from command.models import ExternalWarning, Station
 from command.units import UnitError, factor_for
+from command.values import clean_number
 
-from .base import FeedReading, ParseResult, PayloadError, Rejected, Request, Source, load_json
+from .errors import PayloadError
+from .http import load_json
+from .source import FeedReading, ParseResult, Rejected, Request, Source
 
 LONDON = ZoneInfo("Europe/London")
 PARAMETER_KIND = {"level": "water_level", "flow": "discharge", "rainfall": "rainfall", "wind": "wind_speed"}
@@ -42,6 +49,7 @@ PARAMETER_KIND = {"level": "water_level", "flow": "discharge", "rainfall": "rain
 UNIT_NAMES = {"m": "m", "masd": "m", "maod": "m", "mbdat": "m", "m3/s": "m3/s", "m3_s": "m3/s", "mm": "mm",
               "m/s": "m/s", "knots": "kn", "kn": "kn"}
 MAIN_LEVEL = ("stage", "tidal_level", "groundwater")
+NO_DATA = -999999.0  # EA's sentinel for a reading it has no value for
 SEVERITY = {1: ("Extreme", "Immediate", "Observed"), 2: ("Severe", "Immediate", "Likely"),
             3: ("Moderate", "Expected", "Possible")}
 _MEASURE_RE = re.compile(r"^(?P<station>.+?)-(?P<parameter>level|flow|rainfall|wind|temperature)-"
@@ -124,21 +132,17 @@ def _thresholds(scale: Any) -> dict[str, float]:
 
 def _reading(out: ParseResult, item: dict[str, Any], sid: str, kind: str, unit_name: str) -> None:
     rec = {k: item.get(k) for k in ("@id", "dateTime", "measure", "value")}
-    value = item.get("value")
-    if value is None:
-        out.rejected.append(Rejected(rec, "missing value"))
+    raw = item.get("value")
+    if isinstance(raw, list):
+        out.rejected.append(Rejected(rec, f"several values for one time ({raw!r})"))
         return
-    if isinstance(value, list):
-        out.rejected.append(Rejected(rec, f"several values for one time ({value!r})"))
+    try:
+        value = clean_number(raw)
+    except InvalidInput as exc:
+        out.rejected.append(Rejected(rec, exc.message))
         return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            out.rejected.append(Rejected(rec, f"non-numeric value {value!r}"))
-            return
-    if value in (-999999, -999999.0) or value != value:
-        out.rejected.append(Rejected(rec, f"no-data value {value}"))
+    if value == NO_DATA:
+        out.rejected.append(Rejected(rec, f"no-data value {raw if isinstance(raw, int | float) else value}"))
         return
     conv = _factor(unit_name, kind)
     if isinstance(conv, str):
@@ -150,7 +154,7 @@ def _reading(out: ParseResult, item: dict[str, Any], sid: str, kind: str, unit_n
     except (KeyError, TypeError, ValueError):
         out.rejected.append(Rejected(rec, f"invalid time {item.get('dateTime')!r}"))
         return
-    out.readings.append(FeedReading(sid, kind, t, float(value) * factor, si))
+    out.readings.append(FeedReading(sid, kind, t, value * factor, si))
 
 
 def _station(out: ParseResult, item: dict[str, Any]) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 from command.models import ExternalWarning
 from command.timeutil import parse_time
 
-from .base import ParseResult, PayloadError, Rejected, Request, Source, load_json
+from .errors import PayloadError
+from .http import load_json
+from .source import ParseResult, Rejected, Request, Source
 
 MSG_TYPES = {"Alert", "Update", "Cancel", "Ack", "Error"}
 

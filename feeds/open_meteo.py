@@ -8,8 +8,10 @@ entries and to ``keys.forecasts``, never to the observed ``r`` readings.
 Quirks handled: ``hourly.time`` is local wall-clock time with no offset (the ``timezone`` name is
 applied, so a DST change is right; ``utc_offset_seconds`` when the name is unknown); the arrays are
 column-oriented with units in ``hourly_units`` (``mm``/``inch``, ``km/h``/``m/s``/``mp/h``/``kn``);
-``null`` inside an array is a missing value; latitude/longitude are snapped to the model grid;
-``{"error": true, "reason": ...}`` is an error body.
+``null`` inside an array is a missing value (any other value goes through
+`command.values.clean_number`: a boolean, non-numeric or non-finite one is rejected with its
+reason); latitude/longitude are snapped to the model grid; ``{"error": true, "reason": ...}`` is
+an error body.
 
 The response does not say which model run produced it: `issued` is what the caller passes (the
 coordinator passes the fetch time, floored to the hour), else the first hour of the series. The
@@ -23,10 +25,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from command.errors import InvalidInput
 from command.models import Station
 from command.units import UnitError, factor_for
+from command.values import clean_number
 
-from .base import FeedReading, ParseResult, PayloadError, Rejected, Request, Source, load_json
+from .errors import PayloadError
+from .http import load_json
+from .source import FeedReading, ParseResult, Rejected, Request, Source
 
 VARIABLES = {"precipitation": "rainfall", "rain": "rainfall", "wind_speed_10m": "wind_speed",
              "windspeed_10m": "wind_speed"}
@@ -108,10 +114,12 @@ def parse(payload: bytes, *, point: str | None = None, issued: int | None = None
                 out.rejected.append(Rejected({"variable": var, "time": text, "value": None},
                                              "missing value (null)"))
                 continue
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                out.rejected.append(Rejected({"variable": var, "time": text, "value": v}, f"non-numeric value {v!r}"))
+            try:
+                value = clean_number(v)
+            except InvalidInput as exc:
+                out.rejected.append(Rejected({"variable": var, "time": text, "value": v}, exc.message))
                 continue
-            out.forecasts.append(FeedReading(sid, kind, t, float(v) * factor, si, issued=issued))
+            out.forecasts.append(FeedReading(sid, kind, t, value * factor, si, issued=issued))
     if kinds_found:
         kind = "rainfall" if "rainfall" in kinds_found else kinds_found[0]
         out.stations.append(Station(id=sid, name=name or sid, kind=kind, lon=plon, lat=plat,

@@ -39,8 +39,8 @@ from command.scenarios.replay import delete_namespace
 from command.streams import shard_count
 from command.timeutil import now_ms, to_iso
 
-from .base import Source
 from .runner import FeedRunner, prepare_namespace
+from .source import Source
 
 
 @dataclass

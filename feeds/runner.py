@@ -28,11 +28,13 @@ from command.rules import RuleError, parse_rules
 from command.streams import ensure_group, shard_count
 from command.timeutil import now_ms
 
-from .base import FeedCoordinator, PollReport, Source
 from .cap_feed import CAPSource
+from .coordinator import FeedCoordinator
 from .ea import EASource
+from .health import PollReport
 from .nws import NWSSource
 from .open_meteo import OpenMeteoSource
+from .source import Source
 from .usgs import USGSSource
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,9 @@ Request: ``https://waterservices.usgs.gov/nwis/iv/?format=json&sites=A,B&paramet
 (latest value of each series; add ``period=P1D`` for a day). Quirks handled (see
 tests/fixtures/README.md): values are *strings*; ``noDataValue`` is the *number* -999999.0;
 ``variableName`` carries HTML entities; times are site-local with an offset; each series is keyed
-``USGS:<site>:<param>:<statistic>``; sites report at different times.
+``USGS:<site>:<param>:<statistic>``; sites report at different times. Values are cleaned by
+`command.values.clean_number` (a missing, non-numeric, boolean or non-finite value is rejected with
+its reason), then checked against the no-data value.
 
 Station ids are ``usgs:<site number>`` (e.g. ``usgs:01646500``).
 """
@@ -14,11 +16,15 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from command.errors import InvalidInput
 from command.models import Station
 from command.timeutil import parse_time
 from command.units import UnitError, factor_for
+from command.values import clean_number
 
-from .base import FeedReading, ParseResult, PayloadError, Rejected, Request, Source, load_json
+from .errors import PayloadError
+from .http import load_json
+from .source import FeedReading, ParseResult, Rejected, Request, Source
 
 # USGS parameter code -> reading kind
 PARAMETERS = {
@@ -34,6 +40,14 @@ SENTINELS = (-999999.0, -999999)
 
 def _series_name(ts: dict[str, Any]) -> str:
     return str(ts.get("name") or "?")
+
+
+def _nodata(raw: Any) -> float | None:
+    """The series' `noDataValue` (a number in WaterML-JSON); None when absent or unusable."""
+    try:
+        return clean_number(raw)
+    except InvalidInput:
+        return None
 
 
 def parse(payload: bytes) -> ParseResult:
@@ -81,7 +95,7 @@ def parse(payload: bytes) -> ParseResult:
             except (KeyError, TypeError, ValueError):
                 out.rejected.append(Rejected({"series": name, "geoLocation": geo},
                                              "site has no latitude/longitude: no station made (readings kept)"))
-        nodata = var.get("noDataValue")
+        nodata = _nodata(var.get("noDataValue"))
         for block in ts.get("values") or []:
             for v in block.get("value") or []:
                 raw = v.get("value")
@@ -91,19 +105,13 @@ def parse(payload: bytes) -> ParseResult:
                 except (KeyError, TypeError, ValueError) as exc:
                     out.rejected.append(Rejected(rec, f"invalid time: {exc}"))
                     continue
-                if raw is None or str(raw).strip() == "":
-                    out.rejected.append(Rejected(rec, "missing value"))
-                    continue
                 try:
-                    value = float(raw)
-                except (TypeError, ValueError):
-                    out.rejected.append(Rejected(rec, f"non-numeric value {raw!r}"))
+                    value = clean_number(raw)
+                except InvalidInput as exc:
+                    out.rejected.append(Rejected(rec, exc.message))
                     continue
-                if value in SENTINELS or (nodata is not None and value == float(nodata)):
+                if value in SENTINELS or value == nodata:
                     out.rejected.append(Rejected(rec, f"no-data value {raw} (the series' noDataValue)"))
-                    continue
-                if value != value or value in (float("inf"), float("-inf")):
-                    out.rejected.append(Rejected(rec, f"non-finite value {raw!r}"))
                     continue
                 out.readings.append(FeedReading(sid, kind, t, value * factor, si))
     # a site with a gage height is a water-level station; otherwise its first kind

@@ -52,7 +52,7 @@ def deadletters(r, keys: Keys, count: int = 100) -> list[dict[str, Any]]:
 
 
 def view(r, keys: Keys, lang: str) -> list:
-    from feeds.base import all_health, feed_status
+    from feeds.health import all_health, feed_status
 
     now = now_ms()
     tz = ns_tz(r, keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
@@ -63,6 +64,27 @@ def test_conflicting_duplicate_is_quarantined(tmp_path):
     assert reasons == ["conflicting duplicate: another value for the same station, kind and time",
                        "time '2026-07-01 00:30' has no UTC offset"]
     assert sc.duplicates == 1
+
+
+def test_scenario_value_inf_nan_true_are_quarantined_with_the_feeds_reasons(tmp_path):
+    # the same cleaner and reasons as every feed adapter (command.values.clean_number), not a rule of its own
+    folder = tmp_path / "s"
+    shutil.copytree(SCENARIOS / "rule_threshold", folder)
+    doc = (folder / "scenario.yaml").read_text().replace("../tiny_common", str(SCENARIOS / "tiny_common"))
+    (folder / "scenario.yaml").write_text(doc)
+    rows = ["inf", "nan", "true", "-Infinity", "1e400", "1_000", "TRUE", " 2.5e0 "]
+    with (folder / "readings.csv").open("a") as fh:
+        for i, raw in enumerate(rows):
+            fh.write(f"2026-07-01T05:{i:02d}:00+08:00,WL-A,water_level,{raw},m\n")
+    before = load_scenario(SCENARIOS / "rule_threshold")
+    sc = load_scenario(folder)
+    assert [(q["row"]["value"], q["reason"]) for q in sc.quarantine[len(before.quarantine):]] == [
+        ("inf", "non-finite value 'inf'"), ("nan", "non-finite value 'nan'"), ("true", "non-numeric value 'true'"),
+        ("-Infinity", "non-finite value '-Infinity'"), ("1e400", "non-finite value '1e400'"),
+        ("1_000", "non-numeric value '1_000'"), ("TRUE", "non-numeric value 'TRUE'")]
+    assert sc.quarantine[: len(before.quarantine)] == before.quarantine  # empty value, n/a ... as before
+    assert len(sc.readings) == len(before.readings) + 1 and sc.readings.value.iloc[-1] == 2.5
+    assert sc.readings.value.map(math.isfinite).all()
 
 
 def test_incidents_get_their_zone_and_bad_rows_are_quarantined():

@@ -23,10 +23,12 @@ from shapely.prepared import prep
 from shapely.validation import explain_validity
 
 from command.config import SAMPLE_DATA
+from command.errors import InvalidInput
 from command.models import READING_KINDS, Incident, Resource, Station, Zone
 from command.rules import RuleError, RuleSet, parse_rules
 from command.timeutil import parse_duration, parse_time
 from command.units import KIND_UNITS, UnitError, factor_for
+from command.values import clean_number
 
 READINGS_HEADER = ["time", "station_id", "kind", "value", "unit"]
 INCIDENTS_HEADER = ["time", "incident_id", "category", "lat", "lon", "severity", "description"]
@@ -270,6 +272,14 @@ def _quarantine_record(source: str, line: int, row: dict, reason: str) -> dict[s
     return {"source": source, "line": line, "row": row, "reason": reason}
 
 
+def _clean_value(raw: str) -> tuple[float, str]:
+    """A CSV reading value through `command.values.clean_number`: (value, "") or (NaN, the reason)."""
+    try:
+        return clean_number(raw), ""
+    except InvalidInput as exc:
+        return np.nan, exc.message
+
+
 def load_readings(path: Path, stations: dict[str, Station]) -> tuple[pd.DataFrame, list[dict], int]:
     """Readings in SI, sorted by time; the quarantined rows; the count of exact duplicates ignored."""
     _check_header(path, READINGS_HEADER)
@@ -296,9 +306,11 @@ def load_readings(path: Path, stations: dict[str, Station]) -> tuple[pd.DataFram
     flag(t.isna(), "invalid time " + df["time"].map(repr))
     flag(~df["station_id"].isin(stations.keys()), "unknown station " + df["station_id"].map(repr))
     flag(~df["kind"].isin(READING_KINDS), "unknown kind " + df["kind"].map(repr))
-    value = pd.to_numeric(df["value"], errors="coerce")
+    # value: `command.values.clean_number`, once per distinct text ("empty value" is the CSV's own word)
+    checked = {raw: _clean_value(raw) for raw in df["value"].unique()}
+    value = df["value"].map({raw: v for raw, (v, _why) in checked.items()}).astype("float64")
     flag(df["value"] == "", "empty value")
-    flag(value.isna() | ~np.isfinite(value), "non-numeric value " + df["value"].map(repr))
+    flag(value.isna(), df["value"].map({raw: why for raw, (_v, why) in checked.items()}))
     # unit: look up each distinct (unit, kind) pair once
     factors = np.full(len(df), np.nan)
     for (unit, kind), idx in df.groupby(["unit", "kind"]).groups.items():

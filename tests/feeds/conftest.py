@@ -12,7 +12,8 @@ from pytest_httpserver import HTTPServer
 
 from command.keys import Keys
 from command.streams import decode
-from feeds.base import FeedCoordinator, Source
+from feeds.coordinator import FeedCoordinator
+from feeds.source import Source
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -16,7 +16,7 @@ from command.keys import Keys
 from command.publish.report import collect_alerts
 from command.scenarios.load import load_scenario
 from command.scenarios.replay import run_replay
-from feeds.base import read_health
+from feeds.health import read_health
 from feeds.record import record
 from feeds.usgs import USGSSource
 

@@ -16,9 +16,9 @@ from command.publish.report import collect_alerts
 from command.rules import RuleError, ShardEvaluator, parse_rules
 from command.streams import StreamWriter, shard_count
 from command.timeutil import parse_time
-from feeds.base import read_health
 from feeds.cap_feed import CAPSource
 from feeds.ea import EASource
+from feeds.health import read_health
 from feeds.nws import NWSSource
 from feeds.open_meteo import OpenMeteoSource
 from feeds.runner import prepare_namespace

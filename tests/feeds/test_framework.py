@@ -10,18 +10,10 @@ import pytest
 from werkzeug import Response
 
 from command.streams import READING
-from feeds.base import (
-    FeedCoordinator,
-    PayloadError,
-    PermanentError,
-    RateLimited,
-    RetryPolicy,
-    TransientError,
-    feed_status,
-    load_json,
-    parse_retry_after,
-    read_health,
-)
+from feeds.coordinator import FeedCoordinator
+from feeds.errors import PayloadError, PermanentError, RateLimited, TransientError
+from feeds.health import feed_status, read_health
+from feeds.http import RetryPolicy, load_json, parse_retry_after
 from feeds.usgs import USGSSource
 
 from .conftest import coordinator, deadletters, fixture_bytes, readings_in_stream, usgs_variant
@@ -104,7 +96,7 @@ def test_500_every_time_keeps_last_good_data_and_recovers(server, r, keys, clock
     for _ in range(3):
         server.expect_oneshot_request(PATH).respond_with_data("<h1>Internal Server Error</h1>", status=500)
     clock.advance(300)
-    with caplog.at_level("WARNING", logger="feeds.base"):
+    with caplog.at_level("WARNING", logger="feeds.health"):
         rep = c.poll()
     assert not rep.ok
     h = read_health(r, keys, "usgs")
@@ -117,14 +109,14 @@ def test_500_every_time_keeps_last_good_data_and_recovers(server, r, keys, clock
         server.expect_oneshot_request(PATH).respond_with_data("oops", status=503)
     clock.advance(300)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="feeds.base"):
+    with caplog.at_level("WARNING", logger="feeds.health"):
         c.poll()
     assert read_health(r, keys, "usgs")["consecutive_failures"] == 2 and not caplog.messages
     # recovery: logged once, counters reset, new data taken
     server.expect_oneshot_request(PATH).respond_with_data(
         usgs_variant({"01491000:00065": [("2020-02-13T17:30:00.000-05:00", "4.40")]}), content_type="application/json")
     clock.advance(300)
-    with caplog.at_level("WARNING", logger="feeds.base"):
+    with caplog.at_level("WARNING", logger="feeds.health"):
         assert c.poll().ok
     assert any("recovered" in m for m in caplog.messages)
     h = read_health(r, keys, "usgs")
@@ -211,7 +203,7 @@ def test_station_that_disappears_is_named_until_it_returns(server, r, keys, cloc
     for _ in range(2):
         server.expect_oneshot_request(PATH).respond_with_data(gone, content_type="application/json")
     clock.advance(300)
-    with caplog.at_level("WARNING", logger="feeds.base"):
+    with caplog.at_level("WARNING", logger="feeds.health"):
         rep = c.poll()
     assert rep.ok and rep.readings == 2 and rep.missing == ["usgs:01645000"]
     assert read_health(r, keys, "usgs")["missing"] == "usgs:01645000"
@@ -315,8 +307,30 @@ def test_backoff_is_exponential_capped_and_jittered():
 
     p = RetryPolicy(max_tries=6, base=1, cap=5)
     rng = random.Random(1)
-    waits = [p.delay(n, rng) for n in range(1, 6)]
-    assert 0.5 <= waits[0] <= 1 and 1 <= waits[1] <= 2 and 2 <= waits[2] <= 4 and 2.5 <= waits[4] <= 5
+    # the n-th wait is uniform in [d/2, d], d = min(cap, base * 2**(n-1)): 1, 2, 4, then capped at 5
+    for attempt, d in [(1, 1), (2, 2), (3, 4), (4, 5), (5, 5), (9, 5)]:
+        waits = [p.delay(attempt, rng) for _ in range(50)]
+        assert all(d / 2 <= w <= d for w in waits), (attempt, min(waits), max(waits))
+        assert len(set(waits)) == len(waits)  # jittered: no two waits for the same attempt alike
+        assert min(waits) < d / 2 + d / 8 and max(waits) > d - d / 8  # spread over the range, not an offset
+    # the jitter comes from the RNG passed in: the same seed gives the same waits, another seed others
+    same = [[p.delay(3, random.Random(7)) for _ in range(2)] for _ in range(2)]
+    assert same[0] == same[1]
+    assert p.delay(3, random.Random(7)) != p.delay(3, random.Random(8))
+
+
+def test_feed_errors_are_command_errors_and_keep_their_attributes(server, r, keys, clock, sleeps):
+    from command.errors import CommandError
+
+    server.expect_request(PATH).respond_with_data("slow down", status=429, headers={"Retry-After": "900"})
+    err = coordinator(usgs(server), r, keys, clock, sleeps).poll().errors[0]
+    assert isinstance(err, RateLimited) and isinstance(err, TransientError) and isinstance(err, CommandError)
+    assert err.retryable and err.status == 429 and err.retry_after == 900 and err.url.startswith(server.url_for(PATH))
+    assert str(err) == err.message == "HTTP 429 TOO MANY REQUESTS: slow down"
+    assert err.to_json() == {"error": "feed_rate_limited", "message": "HTTP 429 TOO MANY REQUESTS: slow down"}
+    for cls in (PermanentError, PayloadError):
+        e = cls("no")
+        assert isinstance(e, CommandError) and not e.retryable and e.status is None and e.retry_after is None
 
 
 def test_load_json_names_what_it_got():

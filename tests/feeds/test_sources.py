@@ -8,7 +8,7 @@ import pytest
 
 from command.timeutil import parse_time
 from feeds import cap_feed, ea, nws, open_meteo, usgs
-from feeds.base import PayloadError
+from feeds.errors import PayloadError
 
 from .conftest import fixture_bytes, fixture_json
 
