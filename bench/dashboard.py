@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 from command.config import SAMPLE_DATA, Settings  # noqa: E402
 from command.keys import DRILLS, LIVE, Keys  # noqa: E402
 from command.runtime.redis_server import EmbeddedRedis  # noqa: E402
-from command.scenarios.replay import delete_namespace  # noqa: E402
+from command.scenarios.namespaces import delete_namespace  # noqa: E402
 from command.timeutil import now_ms, parse_time  # noqa: E402
 
 TARGET_MAP_MS = 300.0
@@ -141,8 +141,8 @@ def make_exercise(r: redis.Redis, sizes: Sizes, seed: int = 7) -> Exercise:
     from command.models import Incident, Resource, ResourceStatus, Station
     from command.rules import parse_rules
     from command.scenarios.load import Scenario, ZoneLocator, load_zones
+    from command.scenarios.namespaces import load_namespace
     from command.streams import StreamWriter
-    from feeds.replay import load_namespace
 
     keys = Keys(f"bench-dash-{uuid.uuid4().hex[:8]}")
     name = f"bench_dashboard_{keys.ns[-8:]}"
@@ -652,7 +652,8 @@ def bench_browser(app: RunningApp, ex: Exercise, r: redis.Redis, sizes: Sizes) -
             wait_for(banner_ok, 20, what="the exercise banner after choosing the namespace")
         wait_for(lambda: driver.execute_script(JS_FIGURE_POINTS) == sizes.stations, 60, what="the map's gauges")
         map_s = time.perf_counter() - t_login
-        from layouts.operator.queue import QUEUE_SHOWN  # the queue draws this many cards; the rest are counted
+        # the queue draws this many cards; the rest are counted
+        from layouts.operator.queue import QUEUE_SHOWN
 
         wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "div.alert-card")) >= min(sizes.alerts, QUEUE_SHOWN),
                  60, what="the alert cards")

@@ -66,10 +66,10 @@ from command.engine.consumer import Engine  # noqa: E402
 from command.keys import ENGINE_GROUP, Keys  # noqa: E402
 from command.runtime.redis_server import EmbeddedRedis  # noqa: E402
 from command.scenarios.load import load_scenario  # noqa: E402
-from command.scenarios.replay import delete_namespace, run_replay  # noqa: E402
+from command.scenarios.namespaces import delete_namespace, load_namespace  # noqa: E402
+from command.scenarios.replay import run_replay  # noqa: E402
 from command.streams import reading_entry  # noqa: E402
 from command.timeutil import parse_time, to_iso  # noqa: E402
-from feeds.replay import load_namespace  # noqa: E402
 
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 250.0

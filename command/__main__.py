@@ -18,7 +18,7 @@ from command.scenarios.load import ScenarioError
 
 
 def _speed(text: str) -> float | None:
-    from feeds.replay import parse_speed
+    from command.scenarios.clock import parse_speed
 
     try:
         return parse_speed(text)
@@ -89,31 +89,23 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-
     from command.engine.consumer import Engine
     from command.keys import Keys
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+    def started(eng: Engine) -> None:
+        print(f"engine {eng.consumer} on namespace {eng.keys.ns}: shards {sorted(eng.shards)} of {eng.nshards}",
+              flush=True)
+
     with redis_for(settings) as r:
         eng = Engine(r, Keys(args.namespace or settings.namespace), consumer=args.consumer,
                      batch=args.batch or settings.engine_batch, block_ms=settings.engine_block_ms,
                      lease_ms=settings.lease_ms, max_shards=args.max_shards,
                      live_tick_s=settings.tick_seconds if args.live_ticks else None)
-        eng.start()
-        print(f"engine {eng.consumer} on namespace {eng.keys.ns}: shards {sorted(eng.shards)} of {eng.nshards}",
-              flush=True)
-        idle_since = time.monotonic()
-        try:
-            while not stop.is_set():
-                if eng.poll(block_ms=settings.engine_block_ms):
-                    idle_since = time.monotonic()
-                elif args.exit_when_idle is not None and time.monotonic() - idle_since > args.exit_when_idle:
-                    break
-        finally:
-            eng.release()
+        eng.run(stop, exit_when_idle=args.exit_when_idle, on_start=started)
         print(f"engine {eng.consumer} stopped after {eng.processed} entries", flush=True)
     return 0
 
@@ -143,10 +135,10 @@ def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from rq import Queue, Worker
 
-    from command.ops.jobs import QUEUE
+    from command.keys import RQ_QUEUE
 
     with redis_for(settings) as r:
-        worker = Worker([Queue(QUEUE, connection=r)], connection=r)
+        worker = Worker([Queue(RQ_QUEUE, connection=r)], connection=r)
         worker.work(with_scheduler=True, burst=args.burst)
     return 0
 

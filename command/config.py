@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     map_tiles: str | None = None
     # A dispatched task not acknowledged within this many minutes (on the namespace's clock) is flagged.
     ack_minutes: float = Field(default=10.0, gt=0)
-    sample_data: Path = SAMPLE_DATA
     default_scenario: Path = DEFAULT_SCENARIO
 
     @property

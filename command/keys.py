@@ -4,9 +4,12 @@ Layout (``ecd`` is the product prefix, ``ns`` the namespace: ``live`` or one per
 
 - shard keys carry ``{ns:sN}`` as a Redis Cluster hash tag, so a shard's input stream and the
   rule state that resumes it always live in one slot: ``ecd:{ns:s0}:readings``, ``ecd:{ns:s0}:state``;
-- everything else is ``ecd:ns:<name>``.
+- everything else is ``ecd:ns:<name>``;
+- a few keys are global (``GLOBAL_KEYS``): their names are reserved, so no namespace reaches them.
 
-A namespace never shares a key with another, so a drill cannot touch live data.
+A namespace never shares a key with another, nor with a global key, so a drill cannot touch live
+data and deleting a namespace deletes nothing else. The RQ queue name and the CAP identifier stem
+are here too.
 """
 
 from __future__ import annotations
@@ -15,20 +18,30 @@ import re
 import zlib
 
 PREFIX = "ecd"
-ENGINE_GROUP = "engine"
-_NS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
+ENGINE_GROUP = "engine"  # the engine's consumer group on every shard stream
+RQ_QUEUE = PREFIX  # the RQ queue of background jobs (RQ keeps its own `rq:*` keys for it)
+CAP_ID_PREFIX = PREFIX  # CAP message identifiers are `ecd.<ns>.<fp>...` (docs/cap.md)
 LIVE = "live"
-# Global (not per namespace): the drills that exist, and the commands the exercise page sends them.
+_NS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: `$` lets a trailing newline in
+
+# Global keys (not per namespace): the drills that exist, the commands the exercise page sends them,
+# and the sign-in throttle.
 DRILLS = f"{PREFIX}:drills"
 DRILL_COMMANDS = f"{PREFIX}:drills:commands"
 DRILL_CURSOR = f"{PREFIX}:drills:cursor"  # the last command the drill runner handled
+LOGIN_FAILURES = f"{PREFIX}:auth:failures"  # + `:<user>`, see login_failures()
+
+# Every global key, or the stem of a family of them. A namespace may not be named like the segment
+# after the prefix of any of them: `ecd:<ns>:*` (a namespace's keys, and the pattern that deletes
+# them) could otherwise reach a global key (a namespace `drills` would delete the drill runner's
+# command stream). A new global key added here reserves its name by itself.
+GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES)
+RESERVED_NAMESPACES = frozenset(k.split(":")[1] for k in GLOBAL_KEYS)
 
 
 def login_failures(username: str) -> str:
     """Counter of a user name's recent failed sign-ins (expires), to slow password guessing."""
-    return f"{PREFIX}:auth:failures:{username.lower()[:64]}"
+    return f"{LOGIN_FAILURES}:{username.lower()[:64]}"
 
 
 def shard_of(subject_id: str, shards: int) -> int:
@@ -43,9 +56,12 @@ class Keys:
 
     __slots__ = ("ns", "_p")
 
-    def __init__(self, namespace: str = "live") -> None:
-        if not _NS_RE.match(namespace):
+    def __init__(self, namespace: str = LIVE) -> None:
+        if not _NS_RE.fullmatch(namespace):
             raise ValueError(f"invalid namespace {namespace!r}: letters, digits, '_', '-', '.' only")
+        if namespace in RESERVED_NAMESPACES:
+            raise ValueError(f"invalid namespace {namespace!r}: reserved for a global key "
+                             f"(not one of {', '.join(sorted(RESERVED_NAMESPACES))})")
         self.ns = namespace
         self._p = f"{PREFIX}:{namespace}"
 
@@ -238,6 +254,12 @@ class Keys:
     def replay_control(self) -> str:
         """Hash: a drill's replay state: speed, paused, scenario time (the exercise page drives it)."""
         return f"{self._p}:replay"
+
+    # --- identifiers outside Redis --------------------------------------------------------------
+    @property
+    def cap_prefix(self) -> str:
+        """The stem of this namespace's CAP message identifiers: `<stem>.<fp>`, `.u<n>`, `.end`."""
+        return f"{CAP_ID_PREFIX}.{self.ns}"
 
     def pattern(self) -> list[str]:
         """Glob patterns matching every key of this namespace (for cleanup)."""

@@ -130,31 +130,6 @@ class Reading:
     value: float  # SI
 
 
-class Alert(Model):
-    fingerprint: str
-    rule: str
-    rule_kind: str
-    subject: str  # station, zone or incident id
-    subject_type: Literal["station", "incident", "zone"] = "station"
-    status: Literal["open", "resolved"] = "open"
-    level: str  # current level while open; the last level held once resolved
-    peak_level: str
-    value: float | None = None
-    peak_value: float | None = None
-    unit: str = ""
-    first_breach_at: int  # epoch ms the value first crossed (start of the `for` wait)
-    opened_at: int
-    updated_at: int
-    resolved_at: int | None = None
-    lon: float | None = None
-    lat: float | None = None
-    zone: str | None = None
-    trend_per_h: float | None = None  # rate of change of the rule's value per hour, over the last hour
-    next_level: str | None = None
-    next_level_eta: int | None = None  # epoch ms when `next_level`'s bound is crossed at the current trend
-    message: str = ""
-
-
 class RecommendedResource(Model):
     resource_id: str
     type: str

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-_DURATION_RE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|min|s|m|h|d))+$")
+_DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|min|s|m|h|d))+")  # fullmatch, never `$`
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 
@@ -16,7 +16,7 @@ def parse_duration(text: str | int | float) -> int:
     if isinstance(text, int | float) and not isinstance(text, bool):
         return int(text * 1000)
     compact = str(text).replace(" ", "")
-    if not _DURATION_RE.match(compact):
+    if not _DURATION_RE.fullmatch(compact):
         raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h, 2h30m, 2d)")
     return int(sum(float(n) * _UNIT_MS[u] for n, u in _PART_RE.findall(compact)))
 

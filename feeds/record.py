@@ -35,7 +35,7 @@ from command.keys import Keys
 from command.models import Station, Zone
 from command.publish.report import collect_stream
 from command.scenarios.load import READINGS_HEADER, RESOURCES_HEADER
-from command.scenarios.replay import delete_namespace
+from command.scenarios.namespaces import delete_namespace
 from command.streams import shard_count
 from command.timeutil import now_ms, to_iso
 

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import redis
 import yaml
 
-from command.config import PROJECT_ROOT, SAMPLE_DATA
+from command.config import PROJECT_ROOT
 from command.keys import Keys
-from command.rules import RuleError, parse_rules
-from command.streams import ensure_group, shard_count
+from command.rules import RuleError
+from command.scenarios import namespaces
 from command.timeutil import now_ms
 
 from .cap_feed import CAPSource
@@ -102,33 +101,12 @@ def build_sources(config: dict[str, Any], only: list[str] | None = None) -> list
 
 def prepare_namespace(r: redis.Redis, keys: Keys, *, rules: str | Path | None = None, zones: str | Path | None = None,
                       mode: str = "live", shards: int = 1) -> None:
-    """Make a namespace ready for feeds and an engine: meta, shard groups, rules (and zones)."""
-    r.hsetnx(keys.meta, "mode", mode)
-    r.hsetnx(keys.meta, "scenario", keys.ns)
-    n = shard_count(r, keys, shards)
-    for s in range(n):
-        ensure_group(r, keys.shard_stream(s))
-    changed = False
-    if rules is not None or r.get(keys.rules) is None:
-        path = Path(rules) if rules is not None else SAMPLE_DATA / "rules.yaml"
-        doc = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-        try:
-            parse_rules(doc, source=str(path))
-        except RuleError as exc:
-            raise FeedConfigError(str(exc)) from None
-        r.set(keys.rules, orjson.dumps(doc))
-        changed = True
-    if zones is not None:
-        from command.scenarios.load import load_zones
-
-        zs = load_zones(Path(zones))
-        if zs:
-            r.hset(keys.zones, mapping={z.id: z.model_dump_json() for z in zs.values()})
-        changed = True
-    if changed:
-        r.hincrby(keys.meta, "registry_version", 1)
-    if r.get(keys.clock) is None:
-        r.set(keys.clock, now_ms())
+    """`command.scenarios.namespaces.prepare_namespace`, with a rules file that cannot be used
+    reported as a configuration error."""
+    try:
+        namespaces.prepare_namespace(r, keys, rules=rules, zones=zones, mode=mode, shards=shards)
+    except RuleError as exc:
+        raise FeedConfigError(str(exc)) from None
 
 
 class FeedRunner:

@@ -214,10 +214,68 @@ def test_unacknowledged_task_is_flagged_on_the_namespace_clock(r, drill):
     assert not flag_unacknowledged(r, keys, tid, 1000 + 60 * MIN)
 
 
+def test_without_a_namespace_clock_the_timer_waits_rather_than_read_the_wall_clock(r, drill):
+    keys, alerts = drill
+    d = dispatch(r, keys, fingerprint=alerts["I4"]["fingerprint"], level="red", resource_ids=["B1"], operator="op",
+                 now=1000, ack_ms=10 * MIN)  # a deadline long past on the wall clock
+    r.delete(keys.clock)  # e.g. live before its first tick
+    queue = Queue(QUEUE, connection=r)
+    job = queue.enqueue(check_acknowledgement, keys.ns, f"{d.id}-fire_rescue")
+    SimpleWorker([queue], connection=r).work(burst=True)
+    assert job.return_value() == "waiting"
+    assert get_task(r, keys, f"{d.id}-fire_rescue", None).flagged is None
+
+
+def test_refusals_are_the_domain_errors_with_their_messages(r, drill):
+    from command import errors
+
+    keys, alerts = drill
+    fp = alerts["I4"]["fingerprint"]
+    cases = [
+        (errors.InvalidInput, "choose at least one resource", lambda: dispatch(
+            r, keys, fingerprint=fp, level="red", resource_ids=[], operator="op", now=1)),
+        (errors.NotFound, "unknown resource ZZ", lambda: dispatch(
+            r, keys, fingerprint=fp, level="red", resource_ids=["ZZ"], operator="op", now=1)),
+        (errors.NotFound, "unknown alert nope", lambda: dispatch(
+            r, keys, fingerprint="nope", level="red", resource_ids=["B1"], operator="op", now=1)),
+        (errors.Conflict, "is out of service, not available", lambda: dispatch(
+            r, keys, fingerprint=fp, level="red", resource_ids=["P3"], operator="op", now=1)),
+        (errors.NotFound, "unknown task t-1", lambda: get_task(r, keys, "t-1", None)),
+        (errors.InvalidInput, "unknown action 'snooze'", lambda: alert_action(
+            r, keys, fingerprint=fp, action="snooze", user="op", now=1)),
+    ]
+    for cls, message, call in cases:
+        with pytest.raises(cls) as exc:
+            call()
+        assert message in str(exc.value) and isinstance(exc.value, CommandError)
+    assert CommandError is errors.CommandError and Forbidden is errors.Forbidden  # the old names still work
+
+
+def test_read_model_caches_stay_bounded_over_many_drills(r):
+    from command.publish import views
+
+    for cache in (views._STATIONS, views._RULES):
+        cache.clear()
+    import yaml
+
+    from command.config import SAMPLE_DATA
+
+    rules = orjson.dumps(yaml.safe_load((SAMPLE_DATA / "rules.yaml").read_text(encoding="utf-8")))
+    for i in range(3000):
+        keys = Keys(f"drill-x-{i:08x}")
+        r.set(keys.rules, rules)
+        views.station_index(r, keys)
+        views._ruleset(r, keys)
+    for cache in (views._STATIONS, views._RULES):
+        assert len(cache) == cache.maxsize == views.CACHED_NAMESPACES
+    # the most recently used namespaces are the ones kept
+    assert views._STATIONS.get("drill-x-00000bb7") is not None and views._STATIONS.get("drill-x-00000000") is None
+
+
 def test_a_drill_dispatch_never_touches_a_live_resource(r, drill):
     """Live and the drill hold the same unit B1: dispatching it in the drill leaves live's B1 available."""
     from command.scenarios.load import load_scenario
-    from feeds.replay import load_namespace
+    from command.scenarios.namespaces import load_namespace
 
     keys, alerts = drill
     live = Keys("live")

@@ -215,3 +215,24 @@ def test_results_do_not_depend_on_the_batch_size(r):
     assert alerts_of(r, one.namespace) == alerts_of(r, big.namespace)
     wlf = [a for a in alerts_of(r, big.namespace) if a["subject"] == "WL-F"][0]
     assert wlf["peak_value"] == 240.0  # silent from 00:00 to the end at 04:00
+
+
+def test_run_is_the_one_loop_it_stops_when_idle_and_gives_its_shards_back(r):
+    """`Engine.run` (the loop `python -m command engine` runs): started callback, work, idle exit, release."""
+    import threading
+
+    ref = run_replay(r, SCENARIOS / "rule_threshold")
+    res = run_replay(r, SCENARIOS / "rule_threshold", run_engine=False)
+    keys = Keys(res.namespace)
+    eng = Engine(r, keys, consumer="batch", block_ms=10)
+    seen = []
+    t0 = time.monotonic()
+    eng.run(threading.Event(), exit_when_idle=0.3, on_start=lambda e: seen.append(sorted(e.shards)))
+    assert time.monotonic() - t0 < 10
+    assert seen == [[0]]
+    assert alerts_of(r, res.namespace) == alerts_of(r, ref.namespace)
+    assert eng.shards == {} and r.get(keys.shard_lease(0)) is None  # a clean stop hands the shard over
+    stop = threading.Event()
+    stop.set()
+    eng.run(stop)  # told to stop: returns at once, nothing left held
+    assert r.get(keys.shard_lease(0)) is None

@@ -1,38 +1,183 @@
-"""Key formats are a contract with every process that shares the Redis: pinned here (as rq does)."""
+"""Key formats are a contract with every process that shares the Redis: pinned here (as rq does).
+
+The tests introspect `command.keys`: a key added to `Keys` or to the module without being pinned
+here fails `test_every_key_is_pinned`, so no key format changes unnoticed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from fnmatch import fnmatchcase
 
 import pytest
 
-from command.keys import Keys, shard_of
+from command import keys as keys_module
+from command.keys import GLOBAL_KEYS, RESERVED_NAMESPACES, Keys, login_failures, shard_of
+
+# Keys(ns) members: name -> (arguments, format with {ns}); properties take no arguments.
+NAMESPACED = {
+    "shard_stream": ((3,), "ecd:{{{ns}:s3}}:readings"),
+    "shard_state": ((3,), "ecd:{{{ns}:s3}}:state"),
+    "shard_lease": ((3,), "ecd:{{{ns}:s3}}:lease"),
+    "meta": ((), "ecd:{ns}:meta"),
+    "clock": ((), "ecd:{ns}:clock"),
+    "stations": ((), "ecd:{ns}:stations"),
+    "zones": ((), "ecd:{ns}:zones"),
+    "resources": ((), "ecd:{ns}:resources"),
+    "basemap": ((), "ecd:{ns}:basemap"),
+    "rules": ((), "ecd:{ns}:rules"),
+    "alerts_stream": ((), "ecd:{ns}:alerts"),
+    "alert": (("fp1",), "ecd:{ns}:alert:fp1"),
+    "alerts_open": ((), "ecd:{ns}:alerts:open"),
+    "alerts_index": ((), "ecd:{ns}:alerts:index"),
+    "recommendations_stream": ((), "ecd:{ns}:recommendations"),
+    "recommendation": (("fp1",), "ecd:{ns}:rec:fp1"),
+    "deadletter": ((), "ecd:{ns}:deadletter"),
+    "events": ((), "ecd:{ns}:events"),
+    "latest": ((), "ecd:{ns}:latest"),
+    "latest_seq": ((), "ecd:{ns}:latest:seq"),
+    "latest_changed": ((), "ecd:{ns}:latest:changed"),
+    "series": (("WL-1",), "ecd:{ns}:series:WL-1"),
+    "incidents": ((), "ecd:{ns}:incidents"),
+    "warnings": ((), "ecd:{ns}:warnings"),
+    "warnings_stream": ((), "ecd:{ns}:warnings:events"),
+    "feeds": ((), "ecd:{ns}:feeds"),
+    "feed_health": (("usgs",), "ecd:{ns}:feed:usgs:health"),
+    "feed_hwm": (("usgs",), "ecd:{ns}:feed:usgs:hwm"),
+    "feed_http": (("usgs",), "ecd:{ns}:feed:usgs:http"),
+    "feed_stations": (("usgs",), "ecd:{ns}:feed:usgs:stations"),
+    "forecasts": ((), "ecd:{ns}:forecasts"),
+    "dispatches_stream": ((), "ecd:{ns}:dispatches"),
+    "dispatch": (("d1",), "ecd:{ns}:dispatch:d1"),
+    "dispatches_index": ((), "ecd:{ns}:dispatches:index"),
+    "dispatch_claim": (("fp1", "red"), "ecd:{ns}:dispatch-claim:fp1:red"),
+    "task": (("t1",), "ecd:{ns}:task:t1"),
+    "department_tasks": (("fire",), "ecd:{ns}:tasks:fire"),
+    "status_stream": ((), "ecd:{ns}:status"),
+    "alert_notes": (("fp1",), "ecd:{ns}:alert-notes:fp1"),
+    "audit": ((), "ecd:{ns}:audit"),
+    "audit_head": ((), "ecd:{ns}:audit:head"),
+    "replay_control": ((), "ecd:{ns}:replay"),
+}
+# Keys(ns) members that are not Redis keys
+NOT_KEYS = {
+    "ns": "{ns}",
+    "cap_prefix": "ecd.{ns}",
+    "pattern": ["ecd:{ns}:*", "ecd:{{{ns}:s*}}:*"],
+}
+# module-level names of command.keys, pinned
+MODULE = {
+    "PREFIX": "ecd",
+    "ENGINE_GROUP": "engine",
+    "RQ_QUEUE": "ecd",
+    "CAP_ID_PREFIX": "ecd",
+    "LIVE": "live",
+    "DRILLS": "ecd:drills",
+    "DRILL_COMMANDS": "ecd:drills:commands",
+    "DRILL_CURSOR": "ecd:drills:cursor",
+    "LOGIN_FAILURES": "ecd:auth:failures",
+    "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:failures"),
+    "RESERVED_NAMESPACES": frozenset({"drills", "auth"}),
+}
+MODULE_FUNCTIONS = {"login_failures", "shard_of"}
+NAMESPACES = ["live", "drill-jiangcheng_flood-0a1b2c3d", "record-1234abcd", "x", "A.b-c_9", "d" * 64]
 
 
-def test_key_formats():
-    k = Keys("live")
-    assert k.shard_stream(0) == "ecd:{live:s0}:readings"
-    assert k.shard_state(3) == "ecd:{live:s3}:state"
-    assert k.shard_lease(1) == "ecd:{live:s1}:lease"
-    assert k.alerts_stream == "ecd:live:alerts"
-    assert k.alert("abc") == "ecd:live:alert:abc"
-    assert k.alerts_open == "ecd:live:alerts:open"
-    assert k.alerts_index == "ecd:live:alerts:index"
-    assert k.recommendation("abc") == "ecd:live:rec:abc"
-    assert k.recommendations_stream == "ecd:live:recommendations"
-    assert k.deadletter == "ecd:live:deadletter"
-    assert k.stations == "ecd:live:stations" and k.resources == "ecd:live:resources"
-    assert k.meta == "ecd:live:meta" and k.clock == "ecd:live:clock" and k.rules == "ecd:live:rules"
-    from command.keys import login_failures
+def keys_of(k: Keys) -> dict[str, str]:
+    """Every Redis key `k` builds, by member name."""
+    out = {}
+    for name, (args, _) in NAMESPACED.items():
+        member = getattr(k, name)
+        out[name] = member(*args) if callable(member) else member
+    return out
 
+
+def global_keys() -> list[str]:
+    """Every global key: the module's constants and one of each family."""
+    return [*GLOBAL_KEYS, login_failures("Operator"), login_failures("x" * 100)]
+
+
+def _defined_in_keys(v: object) -> bool:
+    if inspect.ismodule(v) or type(v).__name__ == "_Feature":  # an import, `from __future__ import annotations`
+        return False
+    if inspect.isfunction(v) or inspect.isclass(v):
+        return v.__module__ == keys_module.__name__
+    return True  # a constant
+
+
+def test_every_key_is_pinned():
+    public = {n for n, _ in inspect.getmembers(Keys) if not n.startswith("_")} | set(Keys.__slots__) - {"_p"}
+    assert public == set(NAMESPACED) | set(NOT_KEYS), "pin the new Keys member's format in NAMESPACED"
+    own = {n for n, v in vars(keys_module).items() if not n.startswith("_") and _defined_in_keys(v)}
+    assert own == set(MODULE) | MODULE_FUNCTIONS | {"Keys"}, "pin the new module-level name in MODULE"
+
+
+@pytest.mark.parametrize("ns", NAMESPACES)
+def test_key_formats(ns):
+    k = Keys(ns)
+    for name, key in keys_of(k).items():
+        assert key == NAMESPACED[name][1].format(ns=ns), name
+    assert k.ns == ns
+    assert k.cap_prefix == f"ecd.{ns}"
+    assert k.pattern() == [p.format(ns=ns) for p in NOT_KEYS["pattern"]]
+
+
+def test_module_level_keys():
+    for name, value in MODULE.items():
+        assert getattr(keys_module, name) == value, name
     assert login_failures("Operator") == "ecd:auth:failures:operator"
+    assert login_failures("x" * 100) == "ecd:auth:failures:" + "x" * 64
 
 
-def test_namespaces_never_share_a_key():
-    a, b = Keys("live"), Keys("drill-1")
-    names = ["meta", "clock", "stations", "zones", "resources", "rules", "alerts_stream", "alerts_open",
-             "alerts_index", "recommendations_stream", "deadletter", "events"]
-    assert not {getattr(a, n) for n in names} & {getattr(b, n) for n in names}
-    assert a.shard_stream(0) != b.shard_stream(0)
+def test_reserved_names_come_from_the_global_keys():
+    assert RESERVED_NAMESPACES == {k.split(":")[1] for k in global_keys()}
+    for ns in RESERVED_NAMESPACES:
+        with pytest.raises(ValueError, match="reserved"):
+            Keys(ns)
 
 
-@pytest.mark.parametrize("bad", ["", "has space", "a:b", "{x}", "x" * 65])
+@pytest.mark.parametrize("ns", NAMESPACES)
+def test_a_namespace_pattern_matches_all_its_keys_and_nothing_else(ns):
+    k = Keys(ns)
+    mine = set(keys_of(k).values())
+    assert all(any(fnmatchcase(key, p) for p in k.pattern()) for key in mine)
+    for other in NAMESPACES:
+        if other != ns:
+            theirs = set(keys_of(Keys(other)).values())
+            assert not mine & theirs
+            assert not [key for key in theirs for p in k.pattern() if fnmatchcase(key, p)], (ns, other)
+    for key in global_keys():
+        assert key not in mine
+        assert not any(fnmatchcase(key, p) for p in k.pattern()), (ns, key)
+
+
+def _near(name: str) -> set[str]:
+    """Valid namespace names next to `name`: its prefixes, other cases, and with something after it."""
+    out = {name[:i] for i in range(1, len(name))} | {name.upper(), name.title(), f"{name}-1", f"{name}.x", f"{name}_"}
+    return out - {name}
+
+
+def test_no_namespace_pattern_reaches_a_global_key():
+    """No namespace that can be made reaches a global key: the names that would are refused, and
+    every name next to them (or made from any segment of a global key) matches none."""
+    segments = {seg for key in global_keys() for seg in key.split(":")}
+    candidates = segments | {n for s in segments | RESERVED_NAMESPACES for n in _near(s)} | set(NAMESPACES)
+    made = 0
+    for ns in sorted(candidates):
+        try:
+            k = Keys(ns)
+        except ValueError:
+            assert ns in RESERVED_NAMESPACES or not ns or not ns[0].isalnum() or len(ns) > 64, ns
+            continue
+        made += 1
+        for key, p in itertools.product(global_keys(), k.pattern()):
+            assert not fnmatchcase(key, p), (ns, p, key)
+    assert made > 20
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "a:b", "{x}", "x" * 65, "live\n", "live\r\n", "\nlive", "a*",
+                                 "a?", "a[b]", "-x", ".x", "_x", "drills", "auth"])
 def test_invalid_namespace_refused(bad):
     with pytest.raises(ValueError):
         Keys(bad)

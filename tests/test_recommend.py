@@ -49,3 +49,26 @@ def test_shortfall_when_too_few_are_available():
 def test_no_recommendation_without_a_request_or_a_position():
     assert recommend(ALERT, [], [res("b", "pump", 30, 114)], now=1) is None
     assert recommend(dict(ALERT, lat=None), [Recommend("pump")], [res("b", "pump", 30, 114)], now=1) is None
+
+
+def test_recommendation_stage_asks_for_resources_once_and_only_when_a_rule_asks():
+    from types import SimpleNamespace
+
+    from command.engine.recommend import recommendation_stage
+
+    calls = []
+
+    def resources():
+        calls.append(1)
+        return [res("p", "pump", 30.01, 114.0)]
+
+    quiet = SimpleNamespace(recommend=[])
+    asks = SimpleNamespace(recommend=[Recommend("pump", 1)])
+    assert recommendation_stage([(dict(ALERT, updated_at=5), quiet), (ALERT, None)], resources) == []
+    assert calls == []
+    a, b = dict(ALERT, fingerprint="a", updated_at=5), dict(ALERT, fingerprint="b", updated_at=7)
+    nowhere = dict(ALERT, fingerprint="c", lat=None, updated_at=9)
+    recs = recommendation_stage([(a, asks), (nowhere, asks), (b, asks), (a, quiet)], resources)
+    assert calls == [1]
+    # in order, made at each alert's own time (data time), none for an alert with no position
+    assert [(x.fingerprint, x.created_at, x.resource_ids) for x in recs] == [("a", 5, ["p"]), ("b", 7, ["p"])]

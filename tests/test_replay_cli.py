@@ -160,7 +160,17 @@ def test_each_replay_has_its_own_namespace(r, redis_url):
     assert r.zcard(Keys(a.namespace).alerts_index) == 2
     assert r.zcard(Keys(b.namespace).alerts_index) == 1
     assert r.zcard(Keys("live").alerts_index) == 0
-    assert not any(k.startswith(b"ecd:live") for k in r.scan_iter())
+    assert live_keys(r) == []
+
+
+def live_keys(r) -> list[bytes]:
+    """Every key of `live`, its shard keys (`ecd:{live:s0}:...`) included."""
+    return [k for p in Keys("live").pattern() for k in r.scan_iter(match=p)]
+
+
+def test_live_keys_sees_a_leaked_shard_key(r):
+    r.set(Keys("live").shard_state(0), "x")
+    assert live_keys(r) == [b"ecd:{live:s0}:state"]
 
 
 def test_replay_at_a_speed_paces_on_the_scenario_clock(r):
@@ -184,6 +194,43 @@ def test_discard_removes_the_namespace(r, tmp_path):
     assert not [k for k in r.scan_iter(match=f"*{res.namespace}*")]
 
 
+def test_discard_deletes_only_its_own_namespace(r, tmp_path):
+    from command.keys import DRILL_COMMANDS, login_failures
+    from command.scenarios.namespaces import delete_namespace
+
+    r.xadd(DRILL_COMMANDS, {"cmd": "pause"})
+    r.set(login_failures("x"), 1)
+    other = run_replay(r, SCENARIOS / "rule_accumulation")
+    before = {k for k in r.scan_iter()}
+    res = run_replay(r, SCENARIOS / "rule_threshold", out=tmp_path, keep=False)
+    assert {k for k in r.scan_iter()} == before
+    assert delete_namespace(r, Keys(other.namespace)) > 0
+    assert set(r.scan_iter()) == {DRILL_COMMANDS.encode(), login_failures("x").encode()}
+    assert res.namespace != other.namespace
+
+
+def test_a_namespace_named_like_a_global_key_is_refused(cli_env, r, tmp_path):
+    r.xadd("ecd:drills:commands", {"cmd": "pause"})
+    for ns in ("drills", "auth", "live\n"):
+        proc = replay(cli_env, SCENARIOS / "rule_accumulation", tmp_path, "--namespace", ns, "--discard")
+        assert proc.returncode != 0 and "invalid namespace" in proc.stderr
+    assert r.xlen("ecd:drills:commands") == 1
+
+
+def test_bootstrap_live_loads_the_sample_once_without_faults_or_clock(r):
+    from command.clock import namespace_now
+    from command.scenarios.namespaces import bootstrap_live
+
+    live = Keys("live")
+    bootstrap_live(r, SCENARIOS / "rule_threshold")
+    assert r.hget(live.meta, "mode") == b"live" and r.exists(live.rules) and r.hlen(live.stations) > 0
+    assert namespace_now(r, live) is None  # no clock until the first live tick
+    assert r.xlen(live.deadletter) == 0  # the sample's deliberate faults stay in the exercise
+    version = r.hget(live.meta, "registry_version")
+    bootstrap_live(r, SCENARIOS / "rule_accumulation")  # live has rules: nothing changes
+    assert r.hget(live.meta, "registry_version") == version
+
+
 def test_redis_url_is_used(cli_env, tmp_path, redis_url):
     """The CLI writes to the server REDIS_URL names (not an embedded one)."""
     proc = replay(cli_env, SCENARIOS / "rule_accumulation", tmp_path)
@@ -191,3 +238,22 @@ def test_redis_url_is_used(cli_env, tmp_path, redis_url):
     ns = proc.stdout.split("namespace ")[1].split()[0]
     assert redis.Redis.from_url(redis_url).zcard(Keys(ns).alerts_index) == 1
     assert not (tmp_path / "var" / "redis").exists()
+
+
+def test_prepare_namespace_for_live_feeds(r, tmp_path):
+    from command.clock import namespace_now
+    from command.rules import RuleError
+    from command.scenarios.namespaces import prepare_namespace
+
+    keys = Keys("rec-test")
+    prepare_namespace(r, keys, mode="record", shards=2)
+    assert r.hget(keys.meta, "mode") == b"record" and r.hget(keys.meta, "shards") == b"2"
+    assert r.exists(keys.rules) and r.hget(keys.meta, "registry_version") == b"1"  # the sample's rules
+    assert namespace_now(r, keys) is not None  # the live edge: the wall clock's time
+    r.set(keys.clock, 5)
+    prepare_namespace(r, keys)  # again: nothing to change, the clock kept
+    assert namespace_now(r, keys) == 5 and r.hget(keys.meta, "registry_version") == b"1"
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("levels: [a]\nrules: []\n")
+    with pytest.raises(RuleError, match="rules.yaml"):
+        prepare_namespace(r, keys, rules=bad)

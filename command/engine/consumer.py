@@ -23,14 +23,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 
 from command.config import DEFAULT_ENGINE_BATCH
-from command.engine.recommend import recommend
+from command.engine.recommend import recommendation_stage
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
@@ -54,7 +54,6 @@ class OwnedShard:
     lease_key: str
     evaluator: ShardEvaluator
     reclaimed: bool = False
-    processed: int = 0
 
 
 @dataclass
@@ -65,7 +64,6 @@ class Registry:
     stations: dict[str, Station]
     zones: dict[str, Zone]
     version: bytes | None = None
-    rules_by_id: dict[str, Any] = field(default_factory=dict)
 
 
 def load_registry(r: redis.Redis, keys: Keys) -> Registry:
@@ -75,8 +73,7 @@ def load_registry(r: redis.Redis, keys: Keys) -> Registry:
     ruleset = parse_rules(orjson.loads(raw_rules), source=keys.rules)
     stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
     zones = {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
-    return Registry(ruleset, stations, zones, r.hget(keys.meta, "registry_version"),
-                    {rl.id: rl for rl in ruleset.rules})
+    return Registry(ruleset, stations, zones, r.hget(keys.meta, "registry_version"))
 
 
 class Engine:
@@ -267,7 +264,6 @@ class Engine:
         except ShardLost:
             self._drop(sh.index)
             return 0
-        sh.processed += len(ids)
         self.processed += len(ids)
         self.alert_events += len(changes)
         return len(ids)
@@ -285,15 +281,8 @@ class Engine:
             for ls in ev.state[sid].rules.values():
                 if ls.alert is not None:
                     touched[ls.alert["fingerprint"]] = ls.alert
-        recs = []
-        if changes:
-            needs = [c for c in changes if c.event in ("open", "raise") and c.rule.recommend]
-            if needs:
-                resources = self._resources()
-                for c in needs:
-                    rec = recommend(c.alert, c.rule.recommend, resources, c.alert["updated_at"])
-                    if rec is not None:
-                        recs.append(rec)
+        recs = recommendation_stage(((c.alert, c.rule) for c in changes if c.event in ("open", "raise")),
+                                    self._resources)
         mapping = {sid: dumps(d) for sid, d in dirty.items()}
         mapping[CLOCK_FIELD] = dumps(ev.export_clock())
         with self.r.pipeline() as pipe:
@@ -337,21 +326,23 @@ class Engine:
             idle = idle + 1 if n == 0 else 0
         return total
 
-    def lag(self) -> int:
-        """Entries in the owned shards not yet processed (from XINFO GROUPS 'lag', Redis >= 7, else length)."""
-        total = 0
-        for sh in self.shards.values():
-            for g in self.r.xinfo_groups(sh.stream):
-                if g["name"] in (ENGINE_GROUP, ENGINE_GROUP.encode()):
-                    lag = g.get("lag")
-                    total += (lag if lag is not None else 0) + g.get("pending", 0)
-        return total
+    def run(self, stop: threading.Event, *, exit_when_idle: float | None = None,
+            on_start: Callable[[Engine], None] | None = None) -> None:
+        """The engine's life: start, poll until told to stop, give the shards back.
 
-    def run(self, stop: threading.Event) -> None:
-        """The engine's life: start, poll until told to stop, give the shards back."""
+        `exit_when_idle`: also stop once nothing came for that many seconds (batch use).
+        `on_start` is called once the engine holds its shards. Live ticks, if any, come from the
+        engine's `live_tick_s`.
+        """
         self.start()
+        if on_start is not None:
+            on_start(self)
+        idle_since = time.monotonic()
         try:
             while not stop.is_set():
-                self.poll(block_ms=self.block_ms)
+                if self.poll(block_ms=self.block_ms):
+                    idle_since = time.monotonic()
+                elif exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
+                    break
         finally:
             self.release()

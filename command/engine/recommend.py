@@ -1,13 +1,18 @@
-"""Which resources to send, and why. Pure: takes the alert, the rule's request and the resources."""
+"""Which resources to send, and why. Pure: takes the alert, the rule's request and the resources.
+
+`recommendation_stage` is the one stage that turns alerts into recommendations: the engine's commit
+runs it on the alerts that opened or rose, the read model (`publish.views`) on those whose
+recommendation names a resource no longer available.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from command.models import Recommendation, RecommendedResource, Resource, ResourceStatus
-from command.rules import Recommend
+from command.rules import Recommend, Rule
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -60,6 +65,23 @@ def recommend(alert: dict[str, Any], requests: Iterable[Recommend], resources: I
             shortfall.append({"type": q.type, "wanted": q.count, "found": len(chosen)})
     return Recommendation(fingerprint=alert["fingerprint"], rule=alert["rule"], subject=alert["subject"],
                           level=alert["level"], created_at=now, items=items, shortfall=shortfall)
+
+
+def recommendation_stage(alerts: Iterable[tuple[dict[str, Any], Rule | None]],
+                         resources: Callable[[], list[Resource]]) -> list[Recommendation]:
+    """A recommendation for each (alert, rule) whose rule asks for resources, in order, made at the
+    alert's `updated_at` (data time, so a replay gives the same ones). `resources` is called once,
+    and only when some rule asks."""
+    wanted = [(a, rule) for a, rule in alerts if rule is not None and rule.recommend]
+    if not wanted:
+        return []
+    available = resources()
+    out = []
+    for a, rule in wanted:
+        rec = recommend(a, rule.recommend, available, a["updated_at"])
+        if rec is not None:
+            out.append(rec)
+    return out
 
 
 def _ordinal(n: int) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import redis
 
+from command.clock import namespace_now
+from command.errors import CommandError, Conflict, Forbidden, InvalidInput, NotFound  # noqa: F401 (CommandError: pages import it from here)
 from command.keys import Keys
 from command.models import (
     TASK_NEXT,
@@ -29,18 +31,6 @@ from command.trust import audit
 DEFAULT_ACK_MS = 10 * 60_000
 
 
-class CommandError(ValueError):
-    """A command refused for a reason the user can act on. `field` names the form field, if any."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class Forbidden(PermissionError):
-    """The user may not read or change this (another department's task)."""
-
-
 @dataclass
 class AlreadyDispatched:
     by: str
@@ -48,16 +38,13 @@ class AlreadyDispatched:
     dispatch_id: str
 
 
-def clock_of(r: redis.Redis, keys: Keys, fallback: int) -> int:
-    """The namespace's clock (scenario time in a drill); `fallback` (wall time) when unset."""
-    raw = r.get(keys.clock)
-    return int(raw) if raw else fallback
+clock_of = namespace_now  # the namespace's clock (scenario time in a drill), by its old name
 
 
 def _load_alert(r: redis.Redis, keys: Keys, fingerprint: str) -> dict[str, Any]:
     raw = r.get(keys.alert(fingerprint))
     if raw is None:
-        raise CommandError(f"unknown alert {fingerprint}")
+        raise NotFound(f"unknown alert {fingerprint}")
     return orjson.loads(raw)
 
 
@@ -75,9 +62,9 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
              operator: str, now: int, note: str = "", ack_ms: int = DEFAULT_ACK_MS) -> Dispatch | AlreadyDispatched:
     """Send `resource_ids` to the alert; one task per department involved."""
     if not resource_ids:
-        raise CommandError("choose at least one resource", field="resources")
+        raise InvalidInput("choose at least one resource", field="resources")
     if len(set(resource_ids)) != len(resource_ids):
-        raise CommandError("a resource is listed twice", field="resources")
+        raise InvalidInput("a resource is listed twice", field="resources")
     alert = _load_alert(r, keys, fingerprint)
     claim_key = keys.dispatch_claim(fingerprint, level)
     dispatch_id = f"{fingerprint}-{level}"
@@ -99,14 +86,14 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
         resources: list[Resource] = []
         for rid, raw in zip(resource_ids, raws, strict=True):
             if raw is None:
-                raise CommandError(f"unknown resource {rid}", field="resources")
+                raise NotFound(f"unknown resource {rid}", field="resources")
             res = Resource.model_validate_json(raw)
             if res.status != ResourceStatus.available:
                 # a rival's dispatch of this same alert may have landed between our two reads:
                 # then the resources went to it, and this click lost the race rather than failed
                 if (other := lost()) is not None:
                     return other
-                raise CommandError(f"{res.name or rid} is {res.status.value.replace('_', ' ')}, not available",
+                raise Conflict(f"{res.name or rid} is {res.status.value.replace('_', ' ')}, not available",
                                    field="resources")
             resources.append(res)
         by_dept: dict[str, list[str]] = {}
@@ -145,7 +132,7 @@ def get_task(r: redis.Redis, keys: Keys, task_id: str, department: str | None) -
     """A task, for `department` only (None: the command centre, which sees every task)."""
     raw = r.get(keys.task(task_id))
     if raw is None:
-        raise CommandError(f"unknown task {task_id}")
+        raise NotFound(f"unknown task {task_id}")
     task = Task.model_validate_json(raw)
     if department is not None and task.department != department:
         raise Forbidden(f"task {task_id} belongs to another department")
@@ -174,21 +161,21 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
                 lon: float | None = None) -> Task:
     """A department's status report on its own task. Validated field by field; never another's task."""
     if status not in TASK_STATUSES or status == "assigned":
-        raise CommandError(f"unknown status {status!r}", field="status")
+        raise InvalidInput(f"unknown status {status!r}", field="status")
     if people_assisted is not None and (people_assisted < 0 or people_assisted > 100_000):
-        raise CommandError("people assisted must be a whole number from 0", field="people_assisted")
+        raise InvalidInput("people assisted must be a whole number from 0", field="people_assisted")
     if (lat is None) != (lon is None):
-        raise CommandError("give both latitude and longitude, or neither", field="position")
+        raise InvalidInput("give both latitude and longitude, or neither", field="position")
     if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise CommandError("position out of range (latitude -90..90, longitude -180..180)", field="position")
+        raise InvalidInput("position out of range (latitude -90..90, longitude -180..180)", field="position")
     if len(note) > 2000:
-        raise CommandError("note is too long (2,000 characters at most)", field="note")
+        raise InvalidInput("note is too long (2,000 characters at most)", field="note")
 
     def attempt(pipe) -> Task:
         pipe.watch(keys.task(task_id), keys.resources, keys.audit_head)
         task = get_task(pipe, keys, task_id, department)
         if status not in TASK_NEXT[task.status]:
-            raise CommandError(f"a task that is {task.status.replace('_', ' ')} cannot become "
+            raise Conflict(f"a task that is {task.status.replace('_', ' ')} cannot become "
                                f"{status.replace('_', ' ')}", field="status")
         upd = StatusUpdate(status=status, note=note, people_assisted=people_assisted, lat=lat, lon=lon, by=user, at=now)
         task.status = status
@@ -255,11 +242,11 @@ def alert_action(r: redis.Redis, keys: Keys, *, fingerprint: str, action: str, u
                  comment: str = "") -> dict[str, Any]:
     """Acknowledge (never silences: the alert keeps rising and showing), escalate, or resolve with a note."""
     if action not in ALERT_ACTIONS:
-        raise CommandError(f"unknown action {action!r}")
+        raise InvalidInput(f"unknown action {action!r}")
     if action == "resolve" and not comment.strip():
-        raise CommandError("say why the alert is resolved", field="comment")
+        raise InvalidInput("say why the alert is resolved", field="comment")
     if len(comment) > 2000:
-        raise CommandError("comment is too long (2,000 characters at most)", field="comment")
+        raise InvalidInput("comment is too long (2,000 characters at most)", field="comment")
     alert = _load_alert(r, keys, fingerprint)
     notes_key = keys.alert_notes(fingerprint)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,18 @@ from typing import Any
 import orjson
 import redis
 
+from command.clock import namespace_now
 from command.engine.consumer import Engine
 from command.keys import DRILL_COMMANDS, DRILL_CURSOR, DRILLS, Keys
 from command.models import Incident, Resource, ResourceStatus
+from command.scenarios.clock import ReplayClock, parse_speed
+from command.scenarios.feed import ReplayFeed
 from command.scenarios.load import ScenarioError, ZoneLocator, load_scenario
+from command.scenarios.namespaces import load_namespace, new_namespace
 from command.timeutil import now_ms
 from command.trust import audit
-from feeds.replay import ReplayClock, ReplayFeed, load_namespace, parse_speed
 
 log = logging.getLogger(__name__)
-
-
-def new_drill_namespace(scenario_name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "_-" else "-" for c in scenario_name)[:40] or "scenario"
-    return f"drill-{safe}-{uuid.uuid4().hex[:8]}"
 
 
 # ---- the page side: send commands, read state -------------------------------------------------------
@@ -45,7 +42,7 @@ def send(r: redis.Redis, cmd: str, **fields: Any) -> str:
 def start_drill(r: redis.Redis, scenario: str | Path, speed: str, by: str) -> str:
     """Ask the runner to start a drill; returns its namespace at once (the runner loads it)."""
     name = Path(scenario).name
-    ns = new_drill_namespace(name)
+    ns = new_namespace(name)
     r.hset(DRILLS, ns, orjson.dumps({"namespace": ns, "scenario": name, "folder": str(scenario), "speed": speed,
                                      "by": by, "status": "starting", "created": now_ms()}))
     send(r, "start", ns=ns, scenario=str(scenario), speed=speed, by=by)
@@ -123,7 +120,8 @@ class DrillRunner:
                      details={"scenario": sc.name, "speed": speed})
 
     def _inject(self, d: _Drill, kind: str, data: dict[str, Any], by: str) -> None:
-        k, now = d.keys, d.feed.clock_t
+        k = d.keys
+        now = namespace_now(self.r, k, d.feed.clock_t)  # the feed keeps it at the drill's scenario time
         if kind == "incident":
             from command.errors import CommandError
             from command.ops import incidents

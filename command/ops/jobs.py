@@ -12,11 +12,11 @@ from datetime import timedelta
 import redis
 from rq import Queue, get_current_job
 
-from command.keys import Keys
+from command.clock import namespace_now
+from command.keys import RQ_QUEUE, Keys
 from command.ops.dispatch import flag_unacknowledged, get_task
-from command.timeutil import now_ms
 
-QUEUE = "ecd"
+QUEUE = RQ_QUEUE  # the name callers import today
 MIN_WAIT_S, MAX_WAIT_S = 0.5, 60.0
 
 
@@ -49,11 +49,11 @@ def check_acknowledgement(namespace: str, task_id: str) -> str:
     task = get_task(r, keys, task_id, None)
     if task.status != "assigned" or task.flagged:
         return "answered"
-    raw = r.get(keys.clock)
-    now = int(raw) if raw else now_ms()
-    if task.ack_deadline is not None and now >= task.ack_deadline:
+    now = namespace_now(r, keys)
+    if now is not None and task.ack_deadline is not None and now >= task.ack_deadline:
         return "flagged" if flag_unacknowledged(r, keys, task_id, now) else "answered"
     speed = _speed(r, keys)
-    wait = MAX_WAIT_S if speed == 0 else (task.ack_deadline - now) / 1000 / speed
-    schedule_ack_check(Queue(QUEUE, connection=r), namespace, task_id, min(max(wait, MIN_WAIT_S), MAX_WAIT_S))
+    # no clock yet (live before its first tick): nothing to measure the deadline by; look again later
+    wait = MAX_WAIT_S if speed == 0 or now is None else (task.ack_deadline - now) / 1000 / speed
+    schedule_ack_check(Queue(RQ_QUEUE, connection=r), namespace, task_id, min(max(wait, MIN_WAIT_S), MAX_WAIT_S))
     return "waiting"

@@ -24,7 +24,8 @@ import redis
 from lxml import etree
 
 from command import i18n
-from command.keys import Keys
+from command.clock import namespace_now
+from command.keys import CAP_ID_PREFIX, Keys
 from command.models import Station, Zone
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -37,8 +38,6 @@ STATION_RADIUS_KM = 0.1  # a station is sent as a tiny circle around its point
 SEVERITY_FROM_TOP = ("Extreme", "Severe", "Moderate")
 CATEGORY = {"threshold": "Met", "rate_of_rise": "Met", "accumulation": "Met", "forecast_accumulation": "Met",
             "zone_warning": "Met", "stale": "Infra", "zone_incident": "Rescue"}
-KIND_TEXT = {"water_level": "water level", "rainfall": "rainfall", "wind_speed": "wind speed",
-             "discharge": "discharge"}
 
 i18n.add({
     "cap.headline": {"en": "{level} alert: {what} at {place}", "zh": "{level}预警：{place}{what}"},
@@ -241,7 +240,7 @@ class _Context:
         self.zones = {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
         self.stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
         self.sender = sender
-        self.prefix = f"ecd.{keys.ns}"
+        self.prefix = keys.cap_prefix
 
 
 LIFECYCLE = (b"open", b"raise", b"lower", b"resolve")
@@ -301,11 +300,13 @@ def atom_feed(r: redis.Redis, keys: Keys, *, base_url: str = "", sender: str = D
     any alert resolved within `resolved_within_ms` before `now` (default: the namespace clock).
     Each entry embeds the CAP message and links to ``{base_url}/cap/<fingerprint>.xml``."""
     ctx = _Context(r, keys, sender)
+    events = alert_events(r, keys)
     if now is None:
-        raw = r.get(keys.clock)
-        now = int(raw) if raw else int(datetime.now(tz=UTC).timestamp() * 1000)
+        now = namespace_now(r, keys)
+    if now is None:  # no clock yet: the newest alert event is the latest time the namespace knows
+        now = max((a["updated_at"] for evs in events.values() for _, a in evs), default=0)
     entries = []
-    for fp, evs in alert_events(r, keys).items():
+    for fp, evs in events.items():
         last_event, last = evs[-1]
         if last_event == "resolve" and (last.get("resolved_at") or 0) < now - resolved_within_ms:
             continue
@@ -316,7 +317,7 @@ def atom_feed(r: redis.Redis, keys: Keys, *, base_url: str = "", sender: str = D
     entries = entries[:limit]
     A = f"{{{ATOM_NS}}}"
     feed = etree.Element(f"{A}feed", nsmap={None: ATOM_NS})
-    etree.SubElement(feed, f"{A}id").text = f"urn:ecd:{keys.ns}:alerts"
+    etree.SubElement(feed, f"{A}id").text = f"urn:{CAP_ID_PREFIX}:{keys.ns}:alerts"
     etree.SubElement(feed, f"{A}title").text = i18n.t("cap.feed_title", "en", ns=keys.ns)
     etree.SubElement(feed, f"{A}updated").text = cap_time(max([e[0] for e in entries], default=now), ctx.tz)
     author = etree.SubElement(feed, f"{A}author")
@@ -326,7 +327,7 @@ def atom_feed(r: redis.Redis, keys: Keys, *, base_url: str = "", sender: str = D
         cap = etree.fromstring(xml)
         info = cap.find(f"{{{CAP_NS}}}info")
         e = etree.SubElement(feed, f"{A}entry")
-        etree.SubElement(e, f"{A}id").text = f"urn:ecd:{ident}"
+        etree.SubElement(e, f"{A}id").text = f"urn:{CAP_ID_PREFIX}:{ident}"
         etree.SubElement(e, f"{A}title").text = info.findtext(f"{{{CAP_NS}}}headline") if info is not None else ident
         etree.SubElement(e, f"{A}updated").text = cap_time(t, ctx.tz)
         etree.SubElement(e, f"{A}link", rel="alternate", type="application/cap+xml", href=f"{base_url}/cap/{fp}.xml")

@@ -1,23 +1,27 @@
 """What the dashboard shows, computed from Redis: plain data, no Dash, so it is testable alone.
 
 The page callbacks in `layouts/` are thin: they call these functions and turn the results into
-components. Nothing is kept between calls except a per-process cache of the station registry keyed by
-its version in Redis (derived data, checked on every call, so several web workers never disagree).
+components. Nothing is kept between calls except per-process caches of derived data keyed by what is
+read from Redis on every call (the station index by `registry_version`, the parsed rules by the rules
+document), so several web workers never disagree. Each cache holds a bounded number of namespaces
+(least recently used out): every drill is a namespace, and a worker must not grow with them.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 import redis
 
+from command.engine.recommend import recommendation_stage
 from command.keys import Keys
 from command.models import Incident, Resource, Station, Zone
 from command.ops.dispatch import alert_notes, dispatch_tasks, recent_dispatches
-from command.rules import describe_eta
+from command.rules import Rule, RuleSet, describe_eta, parse_rules
 
 LEVEL_COLORS = {"yellow": "#f2c400", "orange": "#ff7f0e", "red": "#d62728"}
 NORMAL_COLOR = "#2c7fb8"
@@ -34,7 +38,37 @@ class StationIndex:
     pos: dict[str, int]  # station id -> index in the map trace (stable for one registry version)
 
 
-_STATIONS: dict[str, StationIndex] = {}
+V = TypeVar("V")
+CACHED_NAMESPACES = 32  # per cache and process: live plus the drills being watched
+
+
+class NamespaceCache(Generic[V]):
+    """A per-process cache by namespace holding at most `maxsize` entries, least recently used out."""
+
+    def __init__(self, maxsize: int = CACHED_NAMESPACES) -> None:
+        self.maxsize = maxsize
+        self._d: OrderedDict[str, V] = OrderedDict()
+
+    def get(self, ns: str) -> V | None:
+        v = self._d.get(ns)
+        if v is not None:
+            self._d.move_to_end(ns)
+        return v
+
+    def put(self, ns: str, value: V) -> None:
+        self._d[ns] = value
+        self._d.move_to_end(ns)
+        while len(self._d) > self.maxsize:
+            self._d.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+_STATIONS: NamespaceCache[StationIndex] = NamespaceCache()
 
 
 def station_index(r: redis.Redis, keys: Keys) -> StationIndex:
@@ -45,7 +79,7 @@ def station_index(r: redis.Redis, keys: Keys) -> StationIndex:
     stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
     ids = sorted(stations)
     idx = StationIndex(version, ids, stations, {sid: i for i, sid in enumerate(ids)})
-    _STATIONS[keys.ns] = idx
+    _STATIONS.put(keys.ns, idx)
     return idx
 
 
@@ -209,48 +243,44 @@ def recommendations(r: redis.Redis, keys: Keys, fps: list[str]) -> dict[str, dic
     return {fp: orjson.loads(x) for fp, x in zip(fps, raws, strict=True) if x is not None}
 
 
-_RULES: dict[str, tuple[bytes | None, Any]] = {}
+_RULES: NamespaceCache[tuple[bytes | None, RuleSet | None]] = NamespaceCache()
 
 
-def _ruleset(r: redis.Redis, keys: Keys):
-    from command.rules import parse_rules
-
+def _ruleset(r: redis.Redis, keys: Keys) -> RuleSet | None:
     raw = r.get(keys.rules)
     cached = _RULES.get(keys.ns)
     if cached is not None and cached[0] == raw:
         return cached[1]
     rs = parse_rules(orjson.loads(raw), source=keys.rules) if raw else None
-    _RULES[keys.ns] = (raw, rs)
+    _RULES.put(keys.ns, (raw, rs))
     return rs
 
 
 def current_recommendations(r: redis.Redis, keys: Keys, alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each alert's recommendation, made again from the resources as they are now if one it named
     has since been dispatched or gone out of service (so one click never sends what is not there)."""
-    from command.engine.recommend import recommend
-
     recs = recommendations(r, keys, [a["fingerprint"] for a in alerts])
-    stale = [a for a in alerts if a["fingerprint"] in recs]
-    if not stale:
+    if not recs:
         return recs
     res = resources(r, keys)
     available = {x.id for x in res if x.status.value == "available"}
-    rs = None
-    for a in stale:
-        rec = recs[a["fingerprint"]]
-        if all(i["resource_id"] in available for i in rec.get("items", [])):
-            continue
-        rs = rs or _ruleset(r, keys)
-        try:
-            rule = rs.by_id(a["rule"]) if rs else None
-        except KeyError:
-            rule = None
-        fresh = recommend(a, rule.recommend, res, a["updated_at"]) if rule else None
-        if fresh is not None:
-            out = fresh.model_dump()
-            out["refreshed"] = True
-            recs[a["fingerprint"]] = out
+    stale = [a for a in alerts if a["fingerprint"] in recs
+             and not all(i["resource_id"] in available for i in recs[a["fingerprint"]].get("items", []))]
+    if not stale:
+        return recs
+    rs = _ruleset(r, keys)
+    for fresh in recommendation_stage(((a, _rule(rs, a["rule"])) for a in stale), lambda: res):
+        out = fresh.model_dump()
+        out["refreshed"] = True
+        recs[fresh.fingerprint] = out
     return recs
+
+
+def _rule(rs: RuleSet | None, rule_id: str) -> Rule | None:
+    try:
+        return rs.by_id(rule_id) if rs else None
+    except KeyError:
+        return None
 
 
 def claims(r: redis.Redis, keys: Keys, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:

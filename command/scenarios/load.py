@@ -37,7 +37,7 @@ INJECT_TYPES = ("incident", "reading", "resource_status")
 _OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InvalidInput):
     """A scenario folder that cannot be replayed. The message names the file (and line)."""
 
 

@@ -1,14 +1,14 @@
 """The whole pipeline in one process: replay feed -> streams -> engine -> alerts -> recommendations.
 
-Used by `python -m command replay` and by `python app.py`. It runs the same feed and engine code as
-live operation; only the namespace (one per replay) and the clock (the replay clock) differ.
+Used by `python -m command replay` (and the benchmarks). It runs the same feed and engine code as
+live operation; only the namespace (one per replay) and the clock (the replay clock) differ. The
+drill runner (`command.ops.drills`) steps the same feed, clock and engine for the exercise page.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +20,12 @@ from command.config import DEFAULT_ENGINE_BATCH
 from command.engine.consumer import Engine
 from command.keys import Keys
 from command.publish.report import write_outputs
+from command.scenarios.clock import ReplayClock
+from command.scenarios.feed import ReplayFeed
 from command.scenarios.load import load_scenario
+from command.scenarios.namespaces import delete_namespace, load_namespace, new_namespace
 from command.streams import shard_count
 from command.timeutil import to_iso
-from feeds.replay import ReplayClock, ReplayFeed, load_namespace
 
 
 @dataclass
@@ -34,25 +36,6 @@ class ReplayResult:
     alerts: int
     seconds: float
     report: dict | None
-
-
-def new_namespace(scenario_name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "_-" else "-" for c in scenario_name)[:40] or "scenario"
-    return f"drill-{safe}-{uuid.uuid4().hex[:8]}"
-
-
-def delete_namespace(r: redis.Redis, keys: Keys) -> int:
-    n = 0
-    for pattern in keys.pattern():
-        batch = []
-        for key in r.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                n += r.delete(*batch)
-                batch = []
-        if batch:
-            n += r.delete(*batch)
-    return n
 
 
 class Progress:

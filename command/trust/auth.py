@@ -18,9 +18,10 @@ from pydantic import BaseModel, ValidationError, field_validator
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from command.config import SAMPLE_DATA
+from command.errors import InvalidInput
 
 ROLES = ("operator", "department", "planner")
-_USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,40}$")
+_USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{2,40}")  # fullmatch: `$` would let a trailing newline in
 # A fixed hash to compare against when the user does not exist, so timing does not reveal names.
 _DUMMY_HASH = generate_password_hash("not-a-user")
 
@@ -50,8 +51,8 @@ class Department(BaseModel):
     name_zh: str = ""
 
 
-class UsersError(ValueError):
-    pass
+class UsersError(InvalidInput):
+    """A users file or a new user that cannot be used; the message says why."""
 
 
 def load_departments(path: Path = SAMPLE_DATA / "departments.yaml") -> dict[str, Department]:
@@ -96,7 +97,7 @@ def authenticate(users: dict[str, User], username: str, password: str) -> User |
 def add_user(path: Path, *, username: str, password: str, department: str, role: str = "department",
              name: str = "", departments: dict[str, Department] | None = None) -> User:
     """Add (or replace) a user, writing the file atomically."""
-    if not _USERNAME_RE.match(username):
+    if not _USERNAME_RE.fullmatch(username):
         raise UsersError("username: 2-40 letters, digits, '.', '_' or '-'")
     if len(password) < 8:
         raise UsersError("password: at least 8 characters")

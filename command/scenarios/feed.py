@@ -1,5 +1,5 @@
-"""Scenario replay: a feed like any other, whose source is a scenario folder and whose clock is a
-replay clock (1x, 10x, 60x ... or as fast as Redis takes it).
+"""The scenario replay feed: a feed like any other, whose source is a scenario folder and whose pace
+is a replay clock (`command.scenarios.clock`).
 
 It writes the same entries to the same sharded streams as the live feeds, so a drill runs the very
 same engine, rules and recommendations as live operation; only the namespace differs.
@@ -17,93 +17,16 @@ import redis
 
 from command.keys import Keys
 from command.models import Resource, ResourceStatus
+from command.scenarios.clock import ReplayClock
 from command.scenarios.load import Inject, Scenario, inject_incident
-from command.streams import StreamWriter, ensure_group, shard_count
+from command.scenarios.namespaces import deadletter
+from command.streams import StreamWriter
 from command.timeutil import to_iso
 from command.units import UnitError, factor_for
 
 # Events at the same instant are applied in this order: readings, then incidents and injects, then
 # the clock tick, so a tick sees every reading of its instant.
 _ORDER_INJECT, _ORDER_TICK = 1, 2
-
-
-def deadletter(r: redis.Redis | Any, keys: Keys, source: str, record: Any, reason: str, **extra: Any) -> None:
-    """Quarantine one rejected record with its reason (r may be a pipeline)."""
-    fields = {"source": source, "reason": reason, "record": orjson.dumps(record, default=str)}
-    fields.update({k: str(v) for k, v in extra.items()})
-    r.xadd(keys.deadletter, fields, maxlen=100_000, approximate=True)
-
-
-def load_namespace(r: redis.Redis, keys: Keys, sc: Scenario, shards: int = 1, mode: str = "exercise") -> None:
-    """Write the scenario's registry (stations, zones, resources, rules) and its quarantine to a namespace."""
-    pipe = r.pipeline(transaction=True)
-    pipe.hsetnx(keys.meta, "shards", shards)
-    pipe.hset(keys.meta, mapping={
-        "scenario": sc.name, "start": sc.start, "timezone": sc.timezone or "", "mode": mode,
-        "description": sc.description, "folder": str(sc.folder),
-    })
-    if sc.stations:
-        pipe.hset(keys.stations, mapping={s.id: s.model_dump_json() for s in sc.stations.values()})
-    if sc.zones:
-        pipe.hset(keys.zones, mapping={z.id: z.model_dump_json() for z in sc.zones.values()})
-    if sc.resources:
-        pipe.hset(keys.resources, mapping={x.id: x.model_dump_json() for x in sc.resources})
-    pipe.set(keys.rules, orjson.dumps(sc.rules_doc))
-    if sc.basemap is not None:
-        pipe.set(keys.basemap, orjson.dumps(sc.basemap))
-    pipe.hincrby(keys.meta, "registry_version", 1)
-    pipe.set(keys.clock, sc.start)
-    for q in sc.quarantine:
-        deadletter(pipe, keys, q["source"], q["row"], q["reason"], line=q["line"])
-    pipe.execute()
-    for s in range(shard_count(r, keys, shards)):
-        ensure_group(r, keys.shard_stream(s))
-
-
-class ReplayClock:
-    """Scenario time from wall time at a speed; pausable. speed None means as fast as possible."""
-
-    def __init__(self, start: int, speed: float | None, wall: Callable[[], float] = time.monotonic) -> None:
-        self.start, self.speed, self._wall = start, speed, wall
-        self._anchor_wall = wall()
-        self._anchor_t = start
-        self.paused = False
-
-    def now(self) -> int | None:
-        """Current scenario time; None at max speed (the caller publishes in chunks instead)."""
-        if self.speed is None:
-            return None
-        if self.paused:
-            return self._anchor_t
-        return self._anchor_t + int((self._wall() - self._anchor_wall) * 1000 * self.speed)
-
-    def pause(self) -> None:
-        if not self.paused and self.speed is not None:
-            self._anchor_t = self.now() or self._anchor_t
-            self.paused = True
-
-    def resume(self) -> None:
-        if self.paused:
-            self._anchor_wall = self._wall()
-            self.paused = False
-
-    def set_speed(self, speed: float | None) -> None:
-        if self.speed is not None and not self.paused:
-            self._anchor_t = self.now() or self._anchor_t
-        self._anchor_wall = self._wall()
-        self.speed = speed
-
-
-def parse_speed(text: str) -> float | None:
-    """'max' -> None; '60', '60x' -> 60.0."""
-    t = str(text).strip().lower()
-    if t in ("max", "maximum", ""):
-        return None
-    t = t.removesuffix("x")
-    speed = float(t)
-    if speed <= 0:
-        raise ValueError("speed must be positive, or 'max'")
-    return speed
 
 
 @dataclass
