@@ -270,6 +270,7 @@ def test_read_model_caches_stay_bounded_over_many_drills(r):
         assert len(cache) == cache.maxsize == views.CACHED_NAMESPACES
     # the most recently used namespaces are the ones kept
     assert views._STATIONS.get("drill-x-00000bb7") is not None and views._STATIONS.get("drill-x-00000000") is None
+    assert views._STATIONS.pop("drill-x-00000bb7") is not None and len(views._STATIONS) == views.CACHED_NAMESPACES - 1
 
 
 def test_a_drill_dispatch_never_touches_a_live_resource(r, drill):

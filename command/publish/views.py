@@ -61,6 +61,9 @@ class NamespaceCache(Generic[V]):
         while len(self._d) > self.maxsize:
             self._d.popitem(last=False)
 
+    def pop(self, ns: str, default: V | None = None) -> V | None:
+        return self._d.pop(ns, default)
+
     def __len__(self) -> int:
         return len(self._d)
 
