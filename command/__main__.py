@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     ua = usub.add_parser("add", help="add or replace a user (the password is read from standard input)")
     ua.add_argument("username")
     ua.add_argument("--department", required=True)
-    ua.add_argument("--role", default="department", choices=["operator", "department", "planner"])
+    ua.add_argument("--role", default="department",
+                    choices=["operator", "department", "planner", "admin", "auditor"])
     ua.add_argument("--name", default="")
     ua.add_argument("--file", type=Path, default=None, help="users file (default DATA_DIR/users.yaml)")
 

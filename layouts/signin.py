@@ -29,7 +29,8 @@ i18n.add({
 
 LOGIN_MAX_FAILURES = 5  # failed sign-ins for one user name before it waits ...
 LOGIN_LOCK_MS = 5 * 60_000  # ... this long (counted from the last failure)
-ROLE_HOME = {"operator": "/", "department": "/department", "planner": "/exercise"}
+ROLE_HOME = {"operator": "/", "department": "/department", "planner": "/exercise", "admin": "/admin",
+             "auditor": "/audit"}
 OPEN_PATHS = ("/login", "/logout", "/health", "/assets/", "/_dash-component-suites/", "/_favicon")
 
 

@@ -1,8 +1,9 @@
 """Users, departments and passwords. Users live in a YAML file; passwords are stored hashed (scrypt).
 
 Roles: `operator` (command centre: map, dispatch, every task), `department` (its own tasks only),
-`planner` (exercises). A department user can never read or change another department's task: the
-check is in `command.ops.dispatch`, on the server, whatever the request says.
+`planner` (exercises), `admin` (users, unlocking the sign-in throttle, API tokens) and `auditor`
+(reads the audit trail, changes nothing). A department user can never read or change another
+department's task: the check is in `command.ops.dispatch`, on the server, whatever the request says.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from command.config import SAMPLE_DATA
 from command.errors import InvalidInput
 
-ROLES = ("operator", "department", "planner")
+ROLES = ("operator", "department", "planner", "admin", "auditor")
 _USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{2,40}")  # fullmatch: `$` would let a trailing newline in
 # A fixed hash to compare against when the user does not exist, so timing does not reveal names.
 _DUMMY_HASH = generate_password_hash("not-a-user")
@@ -32,6 +33,7 @@ class User(BaseModel):
     department: str
     role: str = "department"
     password_hash: str
+    demo: bool = False  # a sample account (sample_data/users.yaml): exempt from two-factor sign-in
 
     @field_validator("role")
     @classmethod
