@@ -160,3 +160,17 @@ class StreamWriter:
         self._pipe.hset(k.latest, mapping=mapping)
         self._pipe.zadd(k.latest_changed, dict.fromkeys(self._latest, seq))
         self._latest = {}
+
+
+def read_stream(r: redis.Redis, stream: str) -> list[tuple[str, dict[str, bytes]]]:
+    """Every entry of a stream, oldest first, read in pages (the stream may be long)."""
+    out: list[tuple[str, dict[str, bytes]]] = []
+    start = "-"
+    while True:
+        chunk = r.xrange(stream, min=start, count=5000)
+        if not chunk:
+            return out
+        out.extend((eid.decode(), fields) for eid, fields in chunk)
+        last = chunk[-1][0].decode()
+        ms, seq = last.split("-")
+        start = f"{ms}-{int(seq) + 1}"

@@ -33,10 +33,9 @@ import yaml
 
 from command.keys import Keys
 from command.models import Station, Zone
-from command.publish.report import collect_stream
 from command.scenarios.load import READINGS_HEADER, RESOURCES_HEADER
 from command.scenarios.namespaces import delete_namespace
-from command.streams import shard_count
+from command.streams import read_stream, shard_count
 from command.timeutil import now_ms, to_iso
 
 from .runner import FeedRunner, prepare_namespace
@@ -84,7 +83,7 @@ def record(r: redis.Redis, sources: list[Source], *, hours: float, out: Path, ru
 def _readings(r: redis.Redis, keys: Keys) -> list[tuple[int, str, str, float]]:
     rows = []
     for s in range(shard_count(r, keys)):
-        for _eid, f in collect_stream(r, keys.shard_stream(s)):
+        for _eid, f in read_stream(r, keys.shard_stream(s)):
             raw = f.get(b"r")
             if raw is not None:
                 sid, kind, t, value = orjson.loads(raw)
@@ -142,7 +141,7 @@ def write_scenario(r: redis.Redis, keys: Keys, out: Path, *, name: str, descript
                 continue  # a reading whose station the feed never described cannot be replayed
             w.writerow([to_iso(t), sid, kind, repr(value), KIND_UNITS.get(kind, "")])
             n += 1
-    warnings = [orjson.loads(f[b"warning"]) for _eid, f in collect_stream(r, keys.warnings_stream)]
+    warnings = [orjson.loads(f[b"warning"]) for _eid, f in read_stream(r, keys.warnings_stream)]
     with (out / "warnings.jsonl").open("w", encoding="utf-8") as fh:
         for wd in warnings:
             fh.write(json.dumps(wd, ensure_ascii=False) + "\n")

@@ -248,10 +248,10 @@ LIFECYCLE = (b"open", b"raise", b"lower", b"resolve")
 
 def alert_events(r: redis.Redis, keys: Keys) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Every alert's lifecycle events (event, alert snapshot), in order, by fingerprint."""
-    from command.publish.report import collect_stream
+    from command.streams import read_stream
 
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for _eid, f in collect_stream(r, keys.alerts_stream):
+    for _eid, f in read_stream(r, keys.alerts_stream):
         if f[b"event"] not in LIFECYCLE:
             continue  # an operator's acknowledgement or note is not a new message to other agencies
         a = orjson.loads(f[b"alert"])

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from command.keys import Keys
 from command.rules import describe_eta
+from command.streams import read_stream
 from command.timeutil import humanize_ms, to_iso
 
 
@@ -34,25 +35,13 @@ def collect_alerts(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     return out
 
 
-def collect_stream(r: redis.Redis, stream: str) -> list[tuple[str, dict[str, bytes]]]:
-    out, start = [], "-"
-    while True:
-        chunk = r.xrange(stream, min=start, count=5000)
-        if not chunk:
-            return out
-        out.extend((eid.decode(), fields) for eid, fields in chunk)
-        last = chunk[-1][0].decode()
-        ms, seq = last.split("-")
-        start = f"{ms}-{int(seq) + 1}"
-
-
 def collect_recommendations(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
-    return [orjson.loads(f[b"recommendation"]) for _, f in collect_stream(r, keys.recommendations_stream)]
+    return [orjson.loads(f[b"recommendation"]) for _, f in read_stream(r, keys.recommendations_stream)]
 
 
 def collect_quarantine(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     out = []
-    for _, f in collect_stream(r, keys.deadletter):
+    for _, f in read_stream(r, keys.deadletter):
         rec = {"source": f[b"source"].decode(), "reason": f[b"reason"].decode(),
                "row": orjson.loads(f[b"record"])}
         if b"line" in f:
@@ -93,13 +82,13 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
         by_rule[a["rule"]][a["peak_level"]] += 1
         delays[a["rule"]].append(a["opened_at"] - a["first_breach_at"])
     timeline = []
-    for _, f in collect_stream(r, keys.alerts_stream):
+    for _, f in read_stream(r, keys.alerts_stream):
         a = orjson.loads(f[b"alert"])
         t = int(f[b"at"]) if b"at" in f else (a["updated_at"] if f[b"event"] != b"open" else a["opened_at"])
         timeline.append({"time": to_iso(t, tz), "t": t, "event": f[b"event"].decode(), "rule": a["rule"],
                          "subject": a["subject"], "level": a["level"], "value": a["value"], "unit": a["unit"],
                          "fingerprint": a["fingerprint"]})
-    for _, f in collect_stream(r, keys.events):
+    for _, f in read_stream(r, keys.events):
         at = int(f[b"at"])
         timeline.append({"time": to_iso(at, tz), "t": at, "event": "inject:" + f[b"type"].decode(),
                          "rule": "", "subject": "", "level": "", "value": None, "unit": "",
