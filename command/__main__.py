@@ -1,4 +1,4 @@
-"""Command line: `python -m command replay|engine|export ...`.
+"""Command line: `python -m command replay|engine|export|audit ...`.
 
 Exit status: 0 on success, 2 on bad input (a malformed scenario, a bad option), 1 on other errors.
 """
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from feeds.cli import register as register_feeds
 
     register_feeds(sub)  # `feeds parse|run` and `record` (feeds/cli.py)
+    from command.trust.audit_cli import register as register_audit
+
+    register_audit(sub)  # `audit verify|anchor|rotate-key` (command/trust/audit_cli.py)
     return p
 
 

@@ -41,7 +41,15 @@ class Settings(BaseSettings):
     # A dispatched task not acknowledged within this many minutes (on the namespace's clock) is flagged.
     ack_minutes: float = Field(default=10.0, gt=0)
     default_scenario: Path = DEFAULT_SCENARIO
+    # Audit trail: how often the anchor loop copies each chain's head outside Redis (at most 10 s, the
+    # window in which removed newest entries could go unnoticed), and where (default data_dir/audit/).
+    audit_anchor_seconds: float = Field(default=5.0, gt=0, le=10)
+    audit_anchors: Path | None = None
 
     @property
     def redis_dir(self) -> Path:
         return self.data_dir / "redis"
+
+    @property
+    def audit_anchors_file(self) -> Path:
+        return self.audit_anchors or self.data_dir / "audit" / "anchors.jsonl"

@@ -25,17 +25,18 @@ LIVE = "live"
 _NS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: `$` lets a trailing newline in
 
 # Global keys (not per namespace): the drills that exist, the commands the exercise page sends them,
-# and the sign-in throttle.
+# the sign-in throttle, and the namespaces that have an audit trail.
 DRILLS = f"{PREFIX}:drills"
 DRILL_COMMANDS = f"{PREFIX}:drills:commands"
 DRILL_CURSOR = f"{PREFIX}:drills:cursor"  # the last command the drill runner handled
 LOGIN_FAILURES = f"{PREFIX}:auth:failures"  # + `:<user>`, see login_failures()
+AUDIT_NAMESPACES = f"{PREFIX}:audit:namespaces"  # set: every namespace ever audited (the anchor loop's list)
 
 # Every global key, or the stem of a family of them. A namespace may not be named like the segment
 # after the prefix of any of them: `ecd:<ns>:*` (a namespace's keys, and the pattern that deletes
 # them) could otherwise reach a global key (a namespace `drills` would delete the drill runner's
 # command stream). A new global key added here reserves its name by itself.
-GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES)
+GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES, AUDIT_NAMESPACES)
 RESERVED_NAMESPACES = frozenset(k.split(":")[1] for k in GLOBAL_KEYS)
 
 
@@ -242,7 +243,7 @@ class Keys:
 
     @property
     def audit(self) -> str:
-        """Append-only, hash-chained stream of every command: who, what, when."""
+        """Append-only, keyed hash-chained stream of every command: who, what, when (command/trust/audit.py)."""
         return f"{self._p}:audit"
 
     @property

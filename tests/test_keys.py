@@ -77,8 +77,10 @@ MODULE = {
     "DRILL_COMMANDS": "ecd:drills:commands",
     "DRILL_CURSOR": "ecd:drills:cursor",
     "LOGIN_FAILURES": "ecd:auth:failures",
-    "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:failures"),
-    "RESERVED_NAMESPACES": frozenset({"drills", "auth"}),
+    "AUDIT_NAMESPACES": "ecd:audit:namespaces",
+    "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:failures",
+                    "ecd:audit:namespaces"),
+    "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit"}),
 }
 MODULE_FUNCTIONS = {"login_failures", "shard_of"}
 NAMESPACES = ["live", "drill-jiangcheng_flood-0a1b2c3d", "record-1234abcd", "x", "A.b-c_9", "d" * 64]
@@ -177,7 +179,7 @@ def test_no_namespace_pattern_reaches_a_global_key():
 
 
 @pytest.mark.parametrize("bad", ["", "has space", "a:b", "{x}", "x" * 65, "live\n", "live\r\n", "\nlive", "a*",
-                                 "a?", "a[b]", "-x", ".x", "_x", "drills", "auth"])
+                                 "a?", "a[b]", "-x", ".x", "_x", "drills", "auth", "audit"])
 def test_invalid_namespace_refused(bad):
     with pytest.raises(ValueError):
         Keys(bad)

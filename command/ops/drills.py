@@ -158,15 +158,19 @@ class DrillRunner:
         d = self.active.get(ns)
         if d is None:
             return
+        by = f.get("by") or "unknown"  # the signed-in user who sent it (layouts/exercise.py)
         if cmd == "pause":
             d.clock.pause()
+            self._audit(d, by, "drill_pause", {})
         elif cmd == "resume":
             d.clock.resume()
+            self._audit(d, by, "drill_resume", {})
         elif cmd == "speed":
             try:
                 d.clock.set_speed(parse_speed(f.get("speed", "60")))
             except ValueError:
                 return
+            self._audit(d, by, "drill_speed", {"speed": f.get("speed", "60")})
         elif cmd == "inject":
             try:
                 self._inject(d, f["type"], orjson.loads(f.get("data", "{}")), f.get("by", "planner"))
@@ -178,8 +182,14 @@ class DrillRunner:
             del self.active[ns]
             self._control(d, status="stopped")
             self._registry(ns, status="stopped")
+            self._audit(d, by, "drill_stop", {"published": d.feed.published, "total": d.feed.total})
             return
         self._control(d)
+
+    def _audit(self, d: _Drill, by: str, action: str, details: dict[str, Any]) -> None:
+        """Pause, resume, speed and stop go on the drill's audit trail, at the drill's time."""
+        now = namespace_now(self.r, d.keys, d.feed.clock_t)
+        audit.record(self.r, d.keys, who=by, action=action, at=now, details={"drill": d.ns, **details})
 
     def step(self, block_ms: int = 100) -> None:
         # wait for commands only as long as the drills can spare: not at all while they have work

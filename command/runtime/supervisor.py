@@ -1,8 +1,9 @@
 """`python app.py`: every process of flood command on one machine, started in order and stopped together.
 
 It takes the data folder's lock (one copy per data folder), starts a real Redis (embedded unless
-REDIS_URL is set), loads live's reference data once, then runs as child processes the live rule engine,
-the drill runner, the RQ worker, the live feeds (when feeds.yaml enables any) and the web server
+REDIS_URL is set), makes the audit key once, loads live's reference data once, then runs as child
+processes the audit anchor loop, the live rule engine, the drill runner, the RQ worker, the live feeds
+(when feeds.yaml enables any) and the web server
 (gunicorn on `app:create_server()`); it starts the sample exercise, waits for the web server's /health,
 and stops every child on Ctrl-C or SIGTERM, or when one of them stops, leaving no process behind.
 
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
     from command.ops.drills import list_drills, start_drill
     from command.runtime.redis_server import EmbeddedRedis, RedisStartError
     from command.scenarios.namespaces import bootstrap_live
+    from command.trust import audit
 
     try:
         held = lock(settings.data_dir)
@@ -134,7 +136,15 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
         py = sys.executable
         if prepare_web is not None:
             prepare_web(settings)  # the session secret: made once here, before the web workers race to make it
+        try:  # the audit key: made once here, before the children race to make it (or ECD_AUDIT_KEY checked)
+            audit.configure(settings.data_dir).current()
+        except audit.AuditKeyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         bootstrap_live(r)  # live's rules and reference data, from the sample, the first time
+        # first up, last down: the anchor loop copies every audit chain's head out of Redis, up to the
+        # others' last entries (command/trust/anchor.py)
+        procs.append(("audit", spawn([py, "-m", "command", "audit", "anchor"], env, logs / "audit.log")))
         procs.append(("engine", spawn([py, "-m", "command", "engine", "--namespace", "live", "--live-ticks"], env,
                                       logs / "engine.log")))
         procs.append(("drills", spawn([py, "-m", "command", "drills"], env, logs / "drills.log")))
@@ -174,7 +184,8 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
         return 1
     finally:
         print("stopping ...", flush=True)
-        stop_all(procs)
+        stop_all([p for p in procs if p[0] != "audit"])
+        stop_all([p for p in procs if p[0] == "audit"])  # its last anchor covers what the others wrote last
         if server is not None:
             server.stop()
         (settings.data_dir / "app.json").unlink(missing_ok=True)

@@ -1,27 +1,277 @@
-"""Append-only, hash-chained audit log of every command: who, what, when.
+"""Append-only, keyed, hash-chained audit log of every command: who, what, when.
 
-Each entry carries the hash of the previous one (`prev`) and its own (`hash` = sha256 over prev and
-its canonical JSON body), so changing or removing an entry anywhere breaks the chain from there on.
+Each entry is a stream entry of the namespace's `Keys.audit` with the fields
+
+- ``body``: canonical JSON ``{who, action, at, details}`` (``at`` is the namespace's time);
+- ``prev``: the previous entry's ``hash`` (``GENESIS`` for the first);
+- ``kid``:  the id of the key that sealed it;
+- ``hash``: HMAC-SHA256(key[kid], prev ⏎ kid ⏎ body).
+
+The key is never in Redis: it comes from ``ECD_AUDIT_KEY`` or from ``<data_dir>/audit_key`` (made once,
+mode 0600); retired keys stay in ``<data_dir>/audit_keyring`` so entries they sealed keep verifying
+(`rotate_key`). Someone who can write Redis but cannot read the data folder can neither rewrite an
+entry (they cannot recompute the HMAC) nor insert, reorder or remove one in the middle (the links
+break). Removing the *newest* entries, or the whole stream, leaves a shorter but well-formed chain:
+that is caught by the anchors, the chain's head copied outside Redis every few seconds
+(command/trust/anchor.py), which `verify` checks when given them.
+
+Entries written before the chain was keyed have no ``kid`` and a plain SHA-256 ``hash``: they verify as
+*legacy*. A legacy entry after a keyed one is refused (that is a rewrite without the key), and the
+first keyed entry seals every legacy entry before it through its ``prev``.
+
 `append()` queues onto a MULTI pipeline the caller is already WATCHing `audit_head` in, so the audit
-entry lands in the same transaction as the command it records.
+entry lands in the same transaction as the command it records; `record()` appends one on its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+import hmac
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
 
-from command.keys import Keys
+from command.errors import CommandError
+from command.keys import AUDIT_NAMESPACES, Keys
+
+if TYPE_CHECKING:
+    from command.trust.anchor import Anchor
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+KEY_ENV = "ECD_AUDIT_KEY"
+KEY_FILE = "audit_key"
+KEYRING_FILE = "audit_keyring"
+MIN_ENV_KEY_CHARS = 32
+READ_ACTION = "read_secret"  # the action of `record_read` entries
 
 
-def entry_hash(prev: str, body: bytes) -> str:
+class AuditKeyError(CommandError):
+    """The audit key cannot be read or made: commands must not go unaudited, so they fail."""
+
+    status = 500
+    exit_code = 1
+    code = "audit_key"
+
+
+# ---- the key ---------------------------------------------------------------------------------------------
+def key_id(key: bytes) -> str:
+    """A key's public name: derived from the key, so it says nothing about it and cannot collide."""
+    return hmac.new(key, b"ecd audit key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, text: str) -> Path:
+    """Write `text` to a new 0600 file next to `path` (fsynced); returns its name."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        raise AuditKeyError(f"{path}: not a hex audit key") from None
+    if len(key) < 16:
+        raise AuditKeyError(f"{path}: the audit key is too short")
+    if path.stat().st_mode & 0o077:
+        log.warning("%s can be read by other users: chmod 600 it", path)
+    return key
+
+
+class KeyStore:
+    """The audit keys of one data folder: the current one (to seal) and every known one (to verify).
+
+    The files are looked at again whenever they change (inode or mtime), so a rotation made by
+    `python -m command audit rotate-key` reaches running processes at their next entry.
+    """
+
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self._env = env
+        self._lock = threading.Lock()
+        self._current: tuple[str, bytes] | None = None
+        self._current_stamp: tuple[int, int] | None = None
+        self._known: dict[str, bytes] = {}
+        self._known_stamp: tuple[Any, ...] | None = None
+
+    @property
+    def key_path(self) -> Path:
+        return self.data_dir / KEY_FILE
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.data_dir / KEYRING_FILE
+
+    def _env_key(self) -> bytes | None:
+        value = (os.environ if self._env is None else self._env).get(KEY_ENV)
+        if not value:
+            return None
+        if len(value) < MIN_ENV_KEY_CHARS:
+            raise AuditKeyError(f"{KEY_ENV} must be at least {MIN_ENV_KEY_CHARS} characters (e.g. 64 hex digits)")
+        return value.encode()
+
+    def _ensure_file(self) -> None:
+        """Make `audit_key` once. Several processes may start at once: write aside, link; the first wins."""
+        path = self.key_path
+        if path.exists():
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _write_new(path, secrets.token_hex(32) + "\n")
+        except OSError as exc:
+            raise AuditKeyError(f"cannot make the audit key {path}: {exc}") from None
+        try:
+            os.link(tmp, path)
+            _fsync_dir(path.parent)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+
+    def current(self) -> tuple[str, bytes]:
+        """(key id, key) to seal new entries with."""
+        env = self._env_key()
+        if env is not None:
+            return key_id(env), env
+        with self._lock:
+            stamp = _stamp(self.key_path)
+            if self._current is None or stamp != self._current_stamp:
+                if stamp is None:
+                    self._ensure_file()
+                    stamp = _stamp(self.key_path)
+                key = _read_key_file(self.key_path)
+                self._current, self._current_stamp = (key_id(key), key), stamp
+            return self._current
+
+    def known(self) -> dict[str, bytes]:
+        """Every key this folder knows, by id: the environment's, the current file's, the keyring's."""
+        env = self._env_key()
+        stamp = (env, _stamp(self.key_path), _stamp(self.keyring_path))
+        with self._lock:
+            if stamp != self._known_stamp:
+                keys = self._keyring()
+                if stamp[1] is not None:
+                    k = _read_key_file(self.key_path)
+                    keys[key_id(k)] = k
+                if env is not None:
+                    keys[key_id(env)] = env
+                self._known, self._known_stamp = keys, stamp
+            return self._known
+
+    def _keyring_lines(self) -> list[bytes]:
+        try:
+            return [ln for ln in self.keyring_path.read_bytes().splitlines() if ln.strip()]
+        except FileNotFoundError:
+            return []
+
+    def _keyring(self) -> dict[str, bytes]:
+        keys = {}
+        for line in self._keyring_lines():
+            try:
+                k = bytes.fromhex(orjson.loads(line)["key"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning("%s: an unreadable line is skipped", self.keyring_path)
+                continue
+            keys[key_id(k)] = k
+        return keys
+
+    def _keep(self, key: bytes, now: int) -> None:
+        """Add `key` to the keyring (append, fsync) unless it is there already."""
+        if key_id(key) in self._keyring():
+            return
+        line = orjson.dumps({"kid": key_id(key), "key": key.hex(), "retired": now}) + b"\n"
+        fd = os.open(self.keyring_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rotate(self, now: int) -> tuple[str, str | None]:
+        """Retire the current key into the keyring and make a new one: (old id, new id).
+
+        With ``ECD_AUDIT_KEY`` set the new key is the operator's to choose: the current one is kept in
+        the keyring (so what it sealed still verifies) and the new id is None.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / ".audit_key.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            env = self._env_key()
+            if env is not None:
+                self._keep(env, now)
+                return key_id(env), None
+            self._ensure_file()
+            old = _read_key_file(self.key_path)
+            self._keep(old, now)  # first: the old key is never lost, even if what follows fails
+            new = secrets.token_bytes(32)
+            tmp = _write_new(self.key_path, new.hex() + "\n")
+            os.replace(tmp, self.key_path)
+            _fsync_dir(self.data_dir)
+            return key_id(old), key_id(new)
+
+
+_store: KeyStore | None = None
+_store_lock = threading.Lock()
+
+
+def configure(data_dir: Path) -> KeyStore:
+    """Use the keys of `data_dir` in this process (the web app calls this with its settings)."""
+    global _store
+    with _store_lock:
+        if _store is None or _store.data_dir != Path(data_dir):
+            _store = KeyStore(Path(data_dir))
+        return _store
+
+
+def key_store() -> KeyStore:
+    """This process's key store: `configure()`'s, else the settings' data folder (ECD_DATA_DIR)."""
+    if _store is None:
+        from command.config import Settings
+
+        return configure(Settings().data_dir)
+    return _store
+
+
+# ---- writing ---------------------------------------------------------------------------------------------
+def legacy_hash(prev: str, body: bytes) -> str:
+    """The hash of an entry written before the chain was keyed (plain SHA-256)."""
     return hashlib.sha256(prev.encode() + b"\n" + body).hexdigest()
+
+
+
+def keyed_hash(key: bytes, kid: str, prev: str, body: bytes) -> str:
+    return hmac.new(key, prev.encode() + b"\n" + kid.encode() + b"\n" + body, hashlib.sha256).hexdigest()
 
 
 def body_of(who: str, action: str, at: int, details: dict[str, Any]) -> bytes:
@@ -32,11 +282,13 @@ def body_of(who: str, action: str, at: int, details: dict[str, Any]) -> bytes:
 def append(pipe: Any, keys: Keys, head: str | None, *, who: str, action: str, at: int,
            details: dict[str, Any]) -> str:
     """Queue one audit entry on `pipe` (in MULTI). `head` is the current chain head read under WATCH."""
+    kid, key = key_store().current()
     prev = head or GENESIS
     body = body_of(who, action, at, details)
-    h = entry_hash(prev, body)
-    pipe.xadd(keys.audit, {"prev": prev, "hash": h, "body": body})
+    h = keyed_hash(key, kid, prev, body)
+    pipe.xadd(keys.audit, {"prev": prev, "hash": h, "kid": kid, "body": body})
     pipe.set(keys.audit_head, h)
+    pipe.sadd(AUDIT_NAMESPACES, keys.ns)  # the anchor loop finds the namespaces with a trail here
     return h
 
 
@@ -56,39 +308,144 @@ def record(r: redis.Redis, keys: Keys, *, who: str, action: str, at: int, detail
                 continue
 
 
+def record_read(r: redis.Redis, keys: Keys, who: str, what: str, details: dict[str, Any] | None = None, *,
+                at: int | None = None) -> str:
+    """Audit that `who` read the secret field `what` (e.g. "incident.reporter_phone"); `details` says
+    which record (ids, never the secret's value). `at` defaults to the namespace's time (wall time
+    when it has no clock yet)."""
+    if at is None:
+        from command.clock import namespace_now
+        from command.timeutil import now_ms
+
+        at = namespace_now(r, keys) or now_ms()
+    return record(r, keys, who=who, action=READ_ACTION, at=at, details={**(details or {}), "what": what})
+
+
+# ---- verifying -------------------------------------------------------------------------------------------
 @dataclass
 class Verification:
     ok: bool
     entries: int
-    broken_at: str | None = None  # stream id of the first entry that does not chain
+    broken_at: str | None = None  # stream id of the first entry that is wrong or missing
     reason: str = ""
+    legacy: int = 0  # entries sealed with a plain SHA-256 (before the chain was keyed)
+    anchors: int = 0  # anchors checked against the chain
+    head_id: str | None = None  # the newest entry's id
+    kids: list[str] = field(default_factory=list)  # the key ids met, in order of first use
+
+    @property
+    def state(self) -> str:
+        """"intact", "legacy" (intact, with entries from before the key), "broken" or "empty"."""
+        if not self.ok:
+            return "broken"
+        if not self.entries:
+            return "empty"
+        return "legacy" if self.legacy else "intact"
+
+    def describe(self) -> str:
+        if not self.ok:
+            where = f"entry {self.broken_at}" if self.broken_at else "the chain head"
+            return f"BROKEN at {where}: {self.reason}"
+        anchored = f", {self.anchors} anchors agree" if self.anchors else ", no anchors checked"
+        if self.state == "legacy":
+            return (f"LEGACY: {self.entries} entries chain correctly; {self.legacy} were written before the "
+                    f"chain was keyed (plain SHA-256){anchored}")
+        return f"{self.state.upper()}: {self.entries} entries{anchored}"
 
 
-def verify(r: redis.Redis, keys: Keys) -> Verification:
-    """Walk the chain from the start; the first entry whose hash or link is wrong is reported."""
-    prev = GENESIS
-    n = 0
-    start = "-"
+def _id_tuple(eid: str) -> tuple[int, int]:
+    ms, seq = eid.split("-")
+    return int(ms), int(seq)
+
+
+def _next_id(eid: str) -> str:
+    ms, seq = eid.split("-")
+    return f"{ms}-{int(seq) + 1}"
+
+
+def verify(r: redis.Redis, keys: Keys, *, anchors: Iterable[Anchor] | None = None,
+           store: KeyStore | None = None) -> Verification:
+    """Walk the chain from the start; report the first entry that is wrong, or missing against `anchors`.
+
+    Read the anchors *before* calling (an anchor written meanwhile would name an entry not yet walked).
+    """
+    store = store or key_store()
+    known = store.known()
+    want: dict[int, list[Anchor]] = {}
+    for a in anchors or ():
+        if a.ns == keys.ns:
+            want.setdefault(a.count, []).append(a)
+    checked = 0
+    prev, n, legacy, keyed_from = GENESIS, 0, 0, None
+    kids: list[str] = []
+    start, last = "-", None
     while True:
         chunk = r.xrange(keys.audit, min=start, count=1000)
         if not chunk:
+            # the end, unless entries were added since the walk began: the head is read with the newest id
+            with r.pipeline(transaction=True) as pipe:
+                pipe.get(keys.audit_head)
+                pipe.xrevrange(keys.audit, count=1)
+                head, newest = pipe.execute()
+            if newest and (last is None or _id_tuple(newest[0][0].decode()) > _id_tuple(last)):
+                continue  # entries were added while we walked: walk them too
             break
-        for eid, f in chunk:
+        for raw_id, f in chunk:
+            eid = raw_id.decode()
             n += 1
             if f.get(b"prev", b"").decode() != prev:
-                return Verification(False, n, eid.decode(), "link to the previous entry does not match")
-            h = entry_hash(prev, f[b"body"])
-            if f.get(b"hash", b"").decode() != h:
-                return Verification(False, n, eid.decode(), "entry content does not match its hash")
-            prev = h
-        ms, seq = chunk[-1][0].decode().split("-")
-        start = f"{ms}-{int(seq) + 1}"
-    head = r.get(keys.audit_head)
+                return Verification(False, n, eid, "the link to the previous entry does not match "
+                                    "(an entry before it was removed, or this one was moved)", legacy, checked)
+            body = f.get(b"body", b"")
+            kid = f.get(b"kid", b"").decode()
+            if not kid:
+                if keyed_from is not None:
+                    return Verification(False, n, eid, "an unkeyed entry after keyed ones (from "
+                                        f"{keyed_from}): it was rewritten without the key", legacy, checked)
+                legacy += 1
+                h = legacy_hash(prev, body)
+            else:
+                key = known.get(kid)
+                if key is None:
+                    return Verification(False, n, eid, f"sealed with an unknown key {kid!r} (forged, or the "
+                                        "key is missing from the keyring)", legacy, checked)
+                keyed_from = keyed_from or eid
+                if kid not in kids:
+                    kids.append(kid)
+                h = keyed_hash(key, kid, prev, body)
+            if not hmac.compare_digest(f.get(b"hash", b"").decode(), h):
+                return Verification(False, n, eid, "the entry's content does not match its "
+                                    + ("HMAC" if kid else "hash"), legacy, checked)
+            for a in want.pop(n, ()):
+                checked += 1
+                if a.id != eid or a.hash != h:
+                    return Verification(False, n, eid, f"entry #{n} differs from the anchor of {a.when()} "
+                                        f"(anchored {a.id}, hash {a.hash[:12]}…): the trail was replaced",
+                                        legacy, checked)
+            prev, last = h, eid
+        start = _next_id(last)  # type: ignore[arg-type]
+    if want:  # anchors name entries past the end: the newest entries, or the whole trail, are gone
+        count = min(want)
+        a = want[count][0]
+        top = max(want)
+        checked += sum(len(v) for v in want.values())
+        if n == 0:
+            reason = (f"the trail is gone: anchors record {top} entries (the last anchored {want[top][0].id} "
+                      f"at {want[top][0].when()}) and the stream is empty")
+        else:
+            reason = (f"entries #{n + 1}–#{top} are missing: the anchor of {a.when()} records entry {a.id} as "
+                      f"#{count}, the trail ends at #{n} ({last})")
+        return Verification(False, n, a.id, reason, legacy, checked, last, kids)
+    if not n and head:
+        return Verification(False, 0, None, "the trail is gone: the stream is empty but its chain head remains",
+                            legacy, checked)
     if n and (head or b"").decode() != prev:
-        return Verification(False, n, None, "the chain head does not match the last entry")
-    return Verification(True, n)
+        return Verification(False, n, None, "the chain head does not match the last entry", legacy, checked,
+                            last, kids)
+    return Verification(True, n, legacy=legacy, anchors=checked, head_id=last, kids=kids)
 
 
+# ---- reading ---------------------------------------------------------------------------------------------
 def entries(r: redis.Redis, keys: Keys, count: int = 200) -> list[dict[str, Any]]:
     """The newest audit entries, newest first."""
     out = []
@@ -97,3 +454,52 @@ def entries(r: redis.Redis, keys: Keys, count: int = 200) -> list[dict[str, Any]
         body["id"] = eid.decode()
         out.append(body)
     return out
+
+
+def iter_entries(r: redis.Redis, keys: Keys, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every entry, oldest first: its body, ``id`` (stream id), ``recorded`` (the id's wall ms), ``kid``."""
+    start = "-"
+    while True:
+        batch = r.xrange(keys.audit, min=start, count=chunk)
+        if not batch:
+            return
+        for raw_id, f in batch:
+            eid = raw_id.decode()
+            try:
+                body = orjson.loads(f[b"body"])
+            except (KeyError, orjson.JSONDecodeError):
+                body = {"who": "", "action": "?", "at": 0, "details": {}}
+            body.update(id=eid, recorded=int(eid.split("-")[0]), kid=f.get(b"kid", b"").decode() or "legacy")
+            yield body
+        start = _next_id(batch[-1][0].decode())
+
+
+@dataclass
+class Filter:
+    """What the audit page and its CSV export search for; empty fields match everything."""
+
+    user: str = ""
+    department: str = ""
+    action: str = ""
+    since: int | None = None  # `at` (namespace time, ms), inclusive
+    until: int | None = None  # exclusive
+
+    def matches(self, e: dict[str, Any], department_of: Callable[[str], str]) -> bool:
+        if self.user and self.user.lower() not in str(e.get("who", "")).lower():
+            return False
+        if self.action and e.get("action") != self.action:
+            return False
+        at = e.get("at")
+        if self.since is not None and (not isinstance(at, int) or at < self.since):
+            return False
+        if self.until is not None and (not isinstance(at, int) or at >= self.until):
+            return False
+        return not self.department or department_of(str(e.get("who", ""))) == self.department
+
+
+def search(r: redis.Redis, keys: Keys, flt: Filter, department_of: Callable[[str], str]) -> Iterator[dict[str, Any]]:
+    """The entries `flt` matches, oldest first, each with its ``department``."""
+    for e in iter_entries(r, keys):
+        if flt.matches(e, department_of):
+            e["department"] = department_of(str(e.get("who", "")))
+            yield e
