@@ -22,6 +22,7 @@ TEXT: dict[str, dict[str, str]] = {
     "nav.department": {"en": "Department tasks", "zh": "部门任务"},
     "nav.exercise": {"en": "Exercise", "zh": "演练"},
     "nav.feeds": {"en": "Feeds", "zh": "数据源"},
+    "nav.audit": {"en": "Audit trail", "zh": "审计日志"},
     # the shell around every page, and the sign-in page
     "shell.live": {"en": "Live", "zh": "实时"},
     "shell.drill": {"en": "Exercise: {name}", "zh": "演练：{name}"},

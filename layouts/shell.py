@@ -16,9 +16,10 @@ from command.i18n import t
 from .common import current_user, dept_names, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
 from .signin import ROLE_HOME, register_routes, secret_key
 
-PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds"}
+PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds", "/audit": "audit"}
 PAGE_ROLES = {"map": ("operator", "planner"), "department": ("department", "operator"),
-              "exercise": ("planner", "operator"), "feeds": ("operator", "planner")}
+              "exercise": ("planner", "operator"), "feeds": ("operator", "planner"),
+              "audit": ("auditor",)}  # layouts/audit.py AUDIT_ROLES
 
 
 def shell() -> html.Div:
@@ -56,12 +57,14 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
         raise RuntimeError("the web app needs REDIS_URL (python app.py sets it)")
     server.config["ECD_ACK_MS"] = int(settings.ack_minutes * 60_000)
     register_routes(server, settings)
+    import layouts.audit
     import layouts.department  # noqa: F401 - registers the page's callbacks
     import layouts.exercise  # noqa: F401
     import layouts.feeds  # noqa: F401
     import layouts.operator.callbacks  # noqa: F401
 
     layouts.exercise.register_routes(server)
+    layouts.audit.register_routes(server, settings)
     import layouts.interop
 
     layouts.interop.register_routes(server)
@@ -118,7 +121,7 @@ def _ns(value):
           Output("shell-user", "children"), Output("shell-logout", "children"), Output("shell-lang", "children"),
           Input("url", "pathname"), Input("lang", "data"), Input("ns", "data"))
 def _render(pathname, lang, ns):
-    from layouts import department, exercise, feeds
+    from layouts import audit, department, exercise, feeds
     from layouts import operator as operator_page
 
     lang = lang or "en"
@@ -136,7 +139,8 @@ def _render(pathname, lang, ns):
     if user["role"] not in PAGE_ROLES[page]:
         return (html.Div([t("shell.forbidden", lang), " ", dcc.Link("→", href=ROLE_HOME[user["role"]])],
                          className="p-4", id="shell-forbidden"), *head)
-    module = {"map": operator_page, "department": department, "exercise": exercise, "feeds": feeds}[page]
+    module = {"map": operator_page, "department": department, "exercise": exercise, "feeds": feeds,
+              "audit": audit}[page]
     return (module.layout(lang, ns), *head)
 
 
