@@ -54,7 +54,7 @@ def wait_until(cond, timeout=20.0):
 
 
 def test_operator_dispatches_and_departments_answer(app_server, browser, second_browser, tmp_path):
-    base, client, _ = app_server
+    base, client, data = app_server
     ns = start_paused_at(client, "rule_zone_incident", "3600", 2 * 3_600_000 + 5 * 60_000)
     keys = Keys(ns)
 
@@ -127,11 +127,11 @@ def test_operator_dispatches_and_departments_answer(app_server, browser, second_
     assert trend[0] >= 2 and trend[1] == 3 and "WL-A" in trend[2]
 
     # every command is in the audit trail, and the chain holds
-    from command.trust.audit import entries, verify
+    from command.trust.audit import KeyStore, entries, verify
 
     actions = [e["action"] for e in entries(client, keys)]
     assert actions.count("dispatch") == 2 and "task_status" in actions
-    assert verify(client, keys).ok
+    assert verify(client, keys, store=KeyStore(data)).ok  # sealed with the app's key, in its data folder
     assert severe_console_errors(browser) == []
     assert severe_console_errors(second_browser) == []
 
