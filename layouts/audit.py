@@ -258,13 +258,14 @@ def layout(lang: str, ns: str) -> html.Div:
                              className="btn btn-outline-secondary")], className="mt-2"),
             html.Div(id="audit-msg", role="status", className="mt-2"),
         ], className="panel"),
-        table(lang),
+        table(lang, tz),
     ], className="audit-page")
 
 
-def table(lang: str) -> Any:
+def table(lang: str, tz: str) -> Any:
     """dash-ag-grid when it is installed, else Dash's DataTable: sortable, paged, read-only."""
     names = {c: t(f"audit.col.{c}", lang) for c in COLUMNS}
+    names["at"] += f" ({tz})"  # the namespace's time: scenario time in a drill
     if dag is not None:
         return dag.AgGrid(id="audit-table", rowData=[], className="ag-theme-alpine",
                           columnDefs=[{"field": c, "headerName": names[c], "sortable": True, "resizable": True,
