@@ -192,7 +192,7 @@ def state_view(v: audit.Verification, anchors: list, lang: str) -> html.Div:
         note = html.Div(t("audit.anchored", lang, n=len(anchors), when=latest.when()), className="small muted")
     else:
         note = html.Div(t("audit.no_anchors", lang), className="small text-warning")
-    return html.Div([head, note], **{"data-state": v.state})
+    return html.Div([head, note], className=f"audit-state-{v.state}")
 
 
 def action_options(r, keys: Keys) -> list[str]:
@@ -271,7 +271,7 @@ def table(lang: str, tz: str) -> Any:
                           columnDefs=[{"field": c, "headerName": names[c], "sortable": True, "resizable": True,
                                        "tooltipField": c} for c in COLUMNS],
                           dashGridOptions={"pagination": True, "paginationPageSize": 50}, style={"height": "60vh"})
-    return dash_table.DataTable(
+    return dash_table.DataTable(  # type: ignore[attr-defined]
         id="audit-table", data=[], page_size=50, sort_action="native",
         columns=[{"name": names[c], "id": c} for c in COLUMNS], style_table={"overflowX": "auto"},
         style_cell={"textAlign": "left", "fontSize": "0.85rem", "maxWidth": "420px", "overflow": "hidden",

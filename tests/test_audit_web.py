@@ -99,7 +99,7 @@ def test_an_auditor_searches_and_exports_the_filtered_rows(app, client, r, keys)
         page = json.dumps(audit_page.layout("zh", keys.ns).to_plotly_json(), default=str, ensure_ascii=False)
         assert "审计日志" in page and "task_status" in page  # the action menu
         state = audit_page._verify(1, keys.ns, "en")
-        assert state.to_plotly_json()["props"]["data-state"] == "intact"
+        assert state.className == "audit-state-intact"
         assert "Intact: 4 entries" in str(state.children[0].children)
         data, msg, _ = rows()
         assert [x["who"] for x in data] == ["system", "planner", "fire", "operator"]  # newest first
@@ -138,7 +138,7 @@ def test_the_page_shows_a_broken_chain(app, client, r, keys):  # noqa: F811
     r.xadd(keys.audit, {**f, b"body": audit.body_of("fire", "task_status", 0, {})}, id="9999999999999-0")
     with signed_in(app, client, "auditor"):
         state = audit_page._verify(1, keys.ns, "en")
-    assert state.to_plotly_json()["props"]["data-state"] == "broken"
+    assert state.className == "audit-state-broken"
     assert "BROKEN at entry 9999999999999-0" in str(state.children[0].children)
 
 
