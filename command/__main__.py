@@ -55,22 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     wp = sub.add_parser("worker", help="run an RQ worker for background jobs (acknowledgement timers)")
     wp.add_argument("--burst", action="store_true", help="stop when the queue is empty")
 
-    up = sub.add_parser("users", help="manage dashboard users")
-    usub = up.add_subparsers(dest="users_cmd", required=True)
-    ua = usub.add_parser("add", help="add or replace a user (the password is read from standard input)")
-    ua.add_argument("username")
-    ua.add_argument("--department", required=True)
-    ua.add_argument("--role", default="department",
-                    choices=["operator", "department", "planner", "admin", "auditor"])
-    ua.add_argument("--name", default="")
-    ua.add_argument("--file", type=Path, default=None, help="users file (default DATA_DIR/users.yaml)")
-
     xp = sub.add_parser("export", help="write a namespace's alerts and after-action report")
     xp.add_argument("--namespace", required=True)
     xp.add_argument("--out", type=Path, required=True)
     from feeds.cli import register as register_feeds
 
     register_feeds(sub)  # `feeds parse|run` and `record` (feeds/cli.py)
+    from command.trust.cli import register as register_accounts
+
+    register_accounts(sub)  # `users add|remove|unlock|sign-out|list`, `tokens add|list|revoke` (command/trust/cli.py)
     from command.trust.audit_cli import register as register_audit
 
     register_audit(sub)  # `audit verify|anchor|rotate-key` (command/trust/audit_cli.py)
@@ -147,30 +140,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
-    import getpass
-
-    from command.trust.auth import UsersError, add_user, ensure_users_file
-
-    path = args.file or ensure_users_file(settings.data_dir / "users.yaml")
-    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-    try:
-        user = add_user(path, username=args.username, password=password, department=args.department,
-                        role=args.role, name=args.name)
-    except UsersError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"user {user.username} ({user.role}, {user.department}) saved in {path}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     handler = {"replay": cmd_replay, "engine": cmd_engine, "export": cmd_export, "drills": cmd_drills,
-               "worker": cmd_worker, "users": cmd_users}.get(args.cmd) or args.handler
+               "worker": cmd_worker}.get(args.cmd) or args.handler
     try:
         return handler(args, settings)
     except ScenarioError as exc:

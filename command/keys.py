@@ -41,8 +41,37 @@ RESERVED_NAMESPACES = frozenset(k.split(":")[1] for k in GLOBAL_KEYS)
 
 
 def login_failures(username: str) -> str:
-    """Counter of a user name's recent failed sign-ins (expires), to slow password guessing."""
+    """Hash {n, last}: a user name's recent failed sign-ins (expires), to slow password guessing
+    (command/trust/throttle.py)."""
     return f"{LOGIN_FAILURES}:{username.lower()[:64]}"
+
+
+# The sign-in's other keys. All live under `ecd:auth:`, whose segment LOGIN_FAILURES already reserves,
+# so no namespace reaches them (tests/test_keys.py checks it); command/trust/ explains each.
+ADDRESS_FAILURES = f"{PREFIX}:auth:address-failures"  # + `:<client address>`, see address_failures()
+SESSIONS = f"{PREFIX}:auth:session"  # + `:<sha256 of the session id>`, see session()
+USER_SESSIONS = f"{PREFIX}:auth:user-sessions"  # + `:<user name>`, see user_sessions()
+TOTP_USED = f"{PREFIX}:auth:totp-used"  # + `:<user name>`, see totp_used()
+
+
+def address_failures(address: str) -> str:
+    """Hash {n, last}: a client address's recent failed sign-ins, whatever the user name."""
+    return f"{ADDRESS_FAILURES}:{address.lower()[:64]}"
+
+
+def session(sid_hash: str) -> str:
+    """String (JSON, expires when idle): one signed-in session, named by the SHA-256 of its cookie's id."""
+    return f"{SESSIONS}:{sid_hash}"
+
+
+def user_sessions(username: str) -> str:
+    """Set: the session hashes of one user (to end them all at once)."""
+    return f"{USER_SESSIONS}:{username}"
+
+
+def totp_used(username: str) -> str:
+    """String: the newest TOTP time step a user has signed in with (a code is never taken twice)."""
+    return f"{TOTP_USED}:{username}"
 
 
 def shard_of(subject_id: str, shards: int) -> int:

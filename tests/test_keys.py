@@ -13,7 +13,17 @@ from fnmatch import fnmatchcase
 import pytest
 
 from command import keys as keys_module
-from command.keys import GLOBAL_KEYS, RESERVED_NAMESPACES, Keys, login_failures, shard_of
+from command.keys import (
+    GLOBAL_KEYS,
+    RESERVED_NAMESPACES,
+    Keys,
+    address_failures,
+    login_failures,
+    session,
+    shard_of,
+    totp_used,
+    user_sessions,
+)
 
 # Keys(ns) members: name -> (arguments, format with {ns}); properties take no arguments.
 NAMESPACED = {
@@ -82,7 +92,14 @@ MODULE = {
                     "ecd:audit:namespaces"),
     "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit"}),
 }
-MODULE_FUNCTIONS = {"login_failures", "shard_of"}
+# the sign-in's keys (command/trust/): under `ecd:auth:`, reserved by LOGIN_FAILURES's segment
+MODULE.update({
+    "ADDRESS_FAILURES": "ecd:auth:address-failures",
+    "SESSIONS": "ecd:auth:session",
+    "USER_SESSIONS": "ecd:auth:user-sessions",
+    "TOTP_USED": "ecd:auth:totp-used",
+})
+MODULE_FUNCTIONS = {"login_failures", "shard_of", "address_failures", "session", "user_sessions", "totp_used"}
 NAMESPACES = ["live", "drill-jiangcheng_flood-0a1b2c3d", "record-1234abcd", "x", "A.b-c_9", "d" * 64]
 
 
@@ -97,7 +114,9 @@ def keys_of(k: Keys) -> dict[str, str]:
 
 def global_keys() -> list[str]:
     """Every global key: the module's constants and one of each family."""
-    return [*GLOBAL_KEYS, login_failures("Operator"), login_failures("x" * 100)]
+    return [*GLOBAL_KEYS, login_failures("Operator"), login_failures("x" * 100), address_failures("10.0.0.1"),
+            address_failures("2001:db8:1:2::/64"), session("ab" * 32), user_sessions("operator"),
+            totp_used("operator")]
 
 
 def _defined_in_keys(v: object) -> bool:
@@ -130,6 +149,16 @@ def test_module_level_keys():
         assert getattr(keys_module, name) == value, name
     assert login_failures("Operator") == "ecd:auth:failures:operator"
     assert login_failures("x" * 100) == "ecd:auth:failures:" + "x" * 64
+    assert address_failures("2001:DB8::/64") == "ecd:auth:address-failures:2001:db8::/64"
+    assert session("ab" * 32) == "ecd:auth:session:" + "ab" * 32
+    assert user_sessions("Operator") == "ecd:auth:user-sessions:Operator"
+    assert totp_used("operator") == "ecd:auth:totp-used:operator"
+
+
+def test_the_sign_in_keys_sit_under_a_reserved_segment():
+    auth = [v for n, v in vars(keys_module).items() if n.isupper() and isinstance(v, str) and v.startswith("ecd:auth")]
+    assert len(auth) == 5
+    assert all(k.split(":")[1] in RESERVED_NAMESPACES for k in auth)
 
 
 def test_reserved_names_come_from_the_global_keys():

@@ -1,0 +1,159 @@
+"""One throttle for every way in (the sign-in form, HTTP Basic, API tokens): password guessing is slowed
+per user name AND per client address, with delays that grow, never a hard lock.
+
+How it counts. Each subject (a user name, a client address) has a hash {n, last}: the failures so far
+and when the last one was counted. A subject with `n` failures, `n` at or past its free allowance
+(`NAME_FREE` = 5 for a name, `ADDRESS_FREE` = 20 for an address), waits 2^(n - free) seconds after
+`last`, at most `MAX_DELAY_S` (15 minutes): after 5 wrong passwords for `operator` the 6th try waits
+1 s, then 2, 4, 8 ... The counts are forgotten `FORGET_S` (a day) after the last failure, and a
+successful sign-in forgets the name's (an admin can clear any: `python -m command users unlock NAME`).
+
+Why it is safe under concurrency. `attempt()` is one Lua script: it checks every subject and, when
+all may try, *charges* each a failure before the caller checks the password (so 100 parallel guesses
+cannot all pass a check that none has yet failed); `succeeded()` gives the charge back. The check comes
+before the expensive scrypt hash, so a throttled request costs one Redis call.
+
+Why growing delays and not a lock. A lock anyone can trigger is a way to lock the duty officer out in
+the middle of a flood. A delay keeps the guessing rate near zero (about 100 tries a day per name at the
+cap) while a person who mistyped waits seconds. An address's allowance is larger than a name's since
+a whole command centre may share one address; IPv6 addresses count per /64 (one customer's network).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from dataclasses import dataclass
+
+import redis
+
+from command.keys import address_failures, login_failures
+
+NAME_FREE = 5
+ADDRESS_FREE = 20
+MAX_DELAY_S = 15 * 60
+FORGET_S = 24 * 3600
+
+# KEYS: the subjects' hashes. ARGV: now (ms), forget (ms), max delay (ms), then each subject's allowance.
+# Returns 0 (charged: go ahead) or the milliseconds to wait (nothing changed).
+_ATTEMPT = """
+local now = tonumber(ARGV[1])
+local forget = tonumber(ARGV[2])
+local maxd = tonumber(ARGV[3])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local st = redis.call('HMGET', key, 'n', 'last')
+  local n = tonumber(st[1] or '0') or 0
+  local last = tonumber(st[2] or '0') or 0
+  local free = tonumber(ARGV[3 + i])
+  if n >= free then
+    local d = math.min(math.pow(2, n - free) * 1000, maxd)
+    local w = last + d - now
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return math.ceil(wait) end
+for _, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'n', 1)
+  redis.call('HSET', key, 'last', now)
+  redis.call('PEXPIRE', key, forget)
+end
+return 0
+"""
+# KEYS[1]: the name's hash (forgotten), KEYS[2..]: the others (their charge given back).
+_SUCCEEDED = """
+if KEYS[1] ~= '' then redis.call('DEL', KEYS[1]) end
+for i = 2, #KEYS do
+  local n = tonumber(redis.call('HGET', KEYS[i], 'n') or '0') or 0
+  if n > 0 then redis.call('HINCRBY', KEYS[i], 'n', -1) end
+end
+return 1
+"""
+
+
+def address_of(remote: str | None) -> str:
+    """The throttle's subject for a client address: the address, or its /64 for IPv6."""
+    if not remote:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def delay_s(n: int, free: int) -> float:
+    """How long a subject with `n` failures waits after its last one."""
+    if n < free:
+        return 0.0
+    return float(min(2 ** min(n - free, 30), MAX_DELAY_S))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A charged attempt: hand it back to `succeeded()` when the credentials were right."""
+
+    name_key: str | None
+    address_key: str
+
+
+class Throttled(Exception):
+    """The caller must wait `retry_after` seconds (answer 429 with Retry-After)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins: retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Throttle:
+    def __init__(self, r: redis.Redis, *, name_free: int = NAME_FREE, address_free: int = ADDRESS_FREE) -> None:
+        self.r = r
+        self.name_free = name_free
+        self.address_free = address_free
+        self._attempt = r.register_script(_ATTEMPT)
+        self._succeeded = r.register_script(_SUCCEEDED)
+
+    def attempt(self, name: str | None, remote: str | None, now_ms: int | None = None) -> Attempt:
+        """Check and charge, atomically; raises `Throttled` when the name or the address must wait.
+        `name` None: no user name is known (a bad API token), only the address counts."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        address_key = address_failures(address_of(remote))
+        keys, free = [address_key], [self.address_free]
+        name_key = login_failures(name) if name else None
+        if name_key:
+            keys.insert(0, name_key)
+            free.insert(0, self.name_free)
+        wait_ms = int(self._attempt(keys=keys, args=[now_ms, FORGET_S * 1000, MAX_DELAY_S * 1000, *free]))
+        if wait_ms > 0:
+            raise Throttled(max(1, math.ceil(wait_ms / 1000)))
+        return Attempt(name_key, address_key)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The credentials were right: forget the name's failures, give the address its charge back."""
+        self._succeeded(keys=[attempt.name_key or "", attempt.address_key])
+
+    def state(self, name: str | None = None, remote: str | None = None,
+              now_ms: int | None = None) -> dict[str, dict[str, float]]:
+        """{subject key: {failures, wait_s}} for a name and/or an address (for `users list` and tests)."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        out = {}
+        for key, free in ((login_failures(name), self.name_free) if name else (None, 0),
+                          (address_failures(address_of(remote)), self.address_free) if remote else (None, 0)):
+            if key is None:
+                continue
+            n, last = self.r.hmget(key, "n", "last")
+            n_i, last_i = int(n or 0), int(last or 0)
+            wait = max(0.0, last_i / 1000 + delay_s(n_i, free) - now_ms / 1000) if n_i >= free else 0.0
+            out[key] = {"failures": n_i, "wait_s": round(wait, 3)}
+        return out
+
+
+def unlock(r: redis.Redis, name: str | None = None, address: str | None = None) -> int:
+    """Forget the failures of a user name and/or a client address (admins: `users unlock`)."""
+    keys = ([login_failures(name)] if name else []) + ([address_failures(address_of(address))] if address else [])
+    return int(r.delete(*keys)) if keys else 0
