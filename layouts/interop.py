@@ -8,38 +8,25 @@
   department, 400/413 for a body that is not JSON, nested too deep or over 16 KB; nothing
   half-written). Validation and the write are `command.ops.incidents.submit`, as for the form.
 
-Sign-in is a browser session or HTTP Basic with a dashboard user (so a script or QGIS can use it).
-`<ns>` is `live` or a drill's namespace.
+Sign-in is a browser session, an API token (`Authorization: Bearer`, only its scopes) or HTTP Basic
+with a dashboard user (so a script or QGIS can use it), all through one throttle: the gate in
+layouts/signin.py, which sets `flask.g.api_user`. `<ns>` is `live` or a drill's namespace.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 
 import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from command.keys import Keys
-from command.trust.auth import authenticate, load_users
 
 from .common import rds
 
 LAYERS = ("stations", "zones", "alerts", "resources", "warnings")
 MAX_BODY = 16 * 1024  # an incident is well under 3 KB
 MAX_DEPTH = 4  # an incident is one flat object
-
-
-def basic_auth_user(users_file) -> dict | None:
-    header = flask.request.headers.get("Authorization", "")
-    if not header.startswith("Basic "):
-        return None
-    try:
-        name, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    user = authenticate(load_users(users_file), name, password)
-    return user.public() if user else None
 
 
 def _keys(ns: str) -> Keys:

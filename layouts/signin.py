@@ -1,37 +1,79 @@
-"""Sign-in: `/login` (with a throttle on password guessing), `/logout`, `/health`, the session secret,
-and the gate in front of every other path (a signed-in session, or HTTP Basic for `/api/`)."""
+"""Sign-in and the gate in front of every path (docs/security.md says why each piece is there).
+
+- `/login` (a Jinja2 page, autoescaped): user name, password and, for an account with TOTP, a code
+  (command/trust/totp.py) or a recovery code. `/logout` ends the session. `/health` is open.
+- Sessions are server-side (command/trust/sessions.py): the cookie holds a random id only; the
+  session ends at sign-out, when idle, when its user is removed or their password, second factor,
+  role or department changes (the user's `fingerprint`), and whenever an admin ends it.
+- One throttle (command/trust/throttle.py) for every way in: the form, HTTP Basic and API tokens;
+  it is checked before the password hash, and answers 429 with Retry-After.
+- `/api/` takes a session, an API token (`Authorization: Bearer`, command/trust/tokens.py: only its
+  scopes) or HTTP Basic with a dashboard user (only accounts without a second factor).
+- Every answer carries the security headers (`security_headers`); bodies over `MAX_BODY_BYTES` get 413.
+- `/admin` (role admin): users, the throttle (unlock), sessions (end them), API tokens.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
+import logging
 import os
 import secrets
+import unicodedata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import flask
-from markupsafe import escape
+import jinja2
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
 
 from command import i18n
 from command.config import Settings
 from command.i18n import t
-from command.keys import login_failures
-from command.trust.auth import authenticate, ensure_users_file, load_users
+from command.trust import events
+from command.trust.auth import User, UsersFile, authenticate, ensure_users_file, second_factor_problem
+from command.trust.sessions import SessionStore, idle_ms_from_env, valid_sid
+from command.trust.throttle import Throttle, Throttled, address_of
+from command.trust.tokens import SCOPES, TokensFile, scope_for
 
 from .common import rds
+
+log = logging.getLogger(__name__)
 
 i18n.add({
     "login.title": {"en": "Sign in", "zh": "登录"},
     "login.username": {"en": "User name", "zh": "用户名"},
     "login.password": {"en": "Password", "zh": "密码"},
+    "login.code": {"en": "Two-factor code", "zh": "双重验证码"},
+    "login.code_hint": {"en": "From your authenticator app, or a recovery code. Leave empty if your account has none.",
+                        "zh": "来自身份验证器应用的验证码，或一个恢复码。账号未启用双重验证时留空。"},
     "login.submit": {"en": "Sign in", "zh": "登录"},
-    "login.failed": {"en": "Wrong user name or password.", "zh": "用户名或密码错误。"},
-    "login.locked": {"en": "Too many failed attempts for this user: try again in {minutes} min.",
-                     "zh": "该用户登录失败次数过多，请 {minutes} 分钟后再试。"},
+    "login.failed": {"en": "Wrong user name or password (or two-factor code).", "zh": "用户名或密码（或双重验证码）错误。"},
+    "login.wait": {"en": "Too many failed attempts: try again in {seconds} s.",
+                   "zh": "登录失败次数过多，请 {seconds} 秒后再试。"},
+    "login.totp_required": {"en": "This account must sign in with two factors: ask an administrator to set up "
+                                  "its authenticator (python -m command users add NAME ... --totp).",
+                            "zh": "此账号必须使用双重验证登录：请管理员为其设置身份验证器"
+                                  "（python -m command users add NAME ... --totp）。"},
 })
 
-LOGIN_MAX_FAILURES = 5  # failed sign-ins for one user name before it waits ...
-LOGIN_LOCK_MS = 5 * 60_000  # ... this long (counted from the last failure)
 ROLE_HOME = {"operator": "/", "department": "/department", "planner": "/exercise", "admin": "/admin",
              "auditor": "/audit"}
+# What a signed-in person may do over /api/ (tokens have their own scopes): everyone reads; the
+# admin and the auditor change nothing there.
+ROLE_SCOPES = {"operator": SCOPES, "department": SCOPES, "planner": SCOPES,
+               "admin": ("read_public", "read_internal"), "auditor": ("read_public", "read_internal")}
 OPEN_PATHS = ("/login", "/logout", "/health", "/assets/", "/_dash-component-suites/", "/_favicon")
+STATIC_PATHS = ("/assets/", "/_dash-component-suites/", "/_favicon")
+NO_SESSION_PATHS = (*STATIC_PATHS, "/health")  # answered without reading a session (/health: even without Redis)
+MAX_BODY_BYTES = 1024 * 1024  # a Dash callback is a few KB, an incident well under 3 KB
+MAX_NEXT = 2000
+_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                                autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 
 def secret_key(settings: Settings) -> str:
@@ -56,96 +98,467 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-# ---- the throttle: LOGIN_MAX_FAILURES failures for a user name lock it for LOGIN_LOCK_MS -----------------
-def locked_minutes(r, name: str) -> int | None:
-    """Minutes left before `name` may try again, or None when it may try now."""
-    key = login_failures(name)
-    if int(r.get(key) or 0) < LOGIN_MAX_FAILURES:
-        return None
-    return max(1, round(r.pttl(key) / 60_000))
+# ---- small checks --------------------------------------------------------------------------------------
+def safe_next(value: str | None) -> str:
+    """`value` when it is a path on this site, else "". Refused: spaces, control and format characters
+    (a browser drops a TAB or a newline, so `/<TAB>/evil.example` would become `//evil.example`), a
+    backslash (read as `/`), `//`, a scheme or a host, anything not starting with one `/`."""
+    if not value or len(value) > MAX_NEXT or not value.startswith("/"):
+        return ""
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs") for ch in value) \
+            or "\\" in value:
+        return ""
+    if value.startswith("//") or value.lstrip("/") != value[1:]:
+        return ""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return ""
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return ""
+    return value
 
 
-def record_failure(r, name: str) -> None:
-    key = login_failures(name)
-    with r.pipeline() as pipe:
-        pipe.incr(key)
-        pipe.pexpire(key, LOGIN_LOCK_MS)
-        pipe.execute()
+def pick_lang(req: flask.Request) -> str:
+    """The page's language: `?lang=` when it is one we have, else the browser's, else English."""
+    lang = req.args.get("lang", "")
+    if lang in i18n.LANGS:
+        return lang
+    best = req.accept_languages.best_match(["en", "zh", "zh-CN", "zh-TW"]) or ""
+    return "zh" if best.startswith("zh") else "en"
 
 
-def clear_failures(r, name: str) -> None:
-    r.delete(login_failures(name))
+def secure_cookies() -> bool:
+    return os.environ.get("ECD_SECURE_COOKIES", "") in ("1", "true", "yes")
 
 
-# ---- the routes -----------------------------------------------------------------------------------------
-def login_page(lang: str, error: str = "", next_url: str = "/") -> str:
+def cookie_name() -> str:
+    # `__Host-`: the browser takes it only over HTTPS, for this host, path / (no subdomain can set it)
+    return "__Host-ecd_session" if secure_cookies() else "ecd_session"
+
+
+def client_address() -> str:
+    return address_of(flask.request.remote_addr)
+
+
+# ---- server-side sessions ------------------------------------------------------------------------------
+class ServerSession(CallbackDict, SessionMixin):
+    """A session held in Redis; the cookie names it. `begin()` starts a new one (a new id, the old one
+    ended), `end()` ends it."""
+
+    def __init__(self, data: dict[str, Any] | None = None, sid: str | None = None, username: str | None = None,
+                 created: int | None = None) -> None:
+        def on_update(s: ServerSession) -> None:
+            s.modified = True
+
+        super().__init__(data or {}, on_update)
+        self.sid = sid
+        self.username = username
+        self.created = created
+        self.modified = False
+        self.ended: str | None = None  # the id to end when the answer goes out
+        self.fresh = False  # a new id: set the cookie
+
+    def begin(self, user: User, extra: dict[str, Any] | None = None) -> None:
+        if self.sid:
+            self.ended = self.sid
+        self.clear()
+        self.update({"user": user.public(), "fp": user.fingerprint(), **(extra or {})})
+        self.sid, self.username, self.fresh = None, user.username, True
+
+    def end(self) -> None:
+        if self.sid:
+            self.ended = self.sid
+        self.clear()
+        self.sid = self.username = None
+        self.fresh = False
+
+
+class RedisSessionInterface(SessionInterface):
+    def __init__(self, idle_ms: int) -> None:
+        self.idle_ms = idle_ms
+
+    def store(self) -> SessionStore:
+        return SessionStore(rds(), self.idle_ms)
+
+    def open_session(self, app: flask.Flask, request: flask.Request) -> ServerSession:
+        if request.path.startswith(NO_SESSION_PATHS):
+            return ServerSession()
+        sid = request.cookies.get(cookie_name())
+        if not valid_sid(sid):
+            return ServerSession()
+        loaded = self.store().load(sid)
+        if loaded is None:
+            s = ServerSession()
+            s.ended = sid  # gone: clear the browser's cookie
+            return s
+        return ServerSession(loaded.data, sid=sid, username=loaded.username, created=loaded.created)
+
+    def save_session(self, app: flask.Flask, session: SessionMixin, response: flask.Response) -> None:
+        assert isinstance(session, ServerSession)
+        store = None
+        if session.ended:
+            store = self.store()
+            store.end(session.ended)
+        if session.fresh and session.username:
+            store = store or self.store()
+            session.sid = store.create(session.username, dict(session))
+            response.set_cookie(cookie_name(), session.sid, httponly=True, secure=secure_cookies(),
+                                samesite="Lax", path="/")
+            response.vary.add("Cookie")
+            return
+        if session.ended and not session.sid:
+            response.delete_cookie(cookie_name(), path="/", httponly=True, secure=secure_cookies(), samesite="Lax")
+            return
+        if session.sid and session.modified:
+            (store or self.store()).save(session.sid, session.username or "", dict(session), session.created)
+
+
+# ---- security headers ----------------------------------------------------------------------------------
+def content_security_policy(script_hashes: list[str], tiles: str | None = None) -> str:
+    """Scripts only from this site, or Dash's own inline script by its hash; styles may be inline
+    (Dash and Plotly set style attributes); the map's workers come from blob: URLs; a tile server
+    (ECD_MAP_TILES) is allowed for images and fetches."""
+    tile_origin = ""
+    if tiles:
+        parts = urlsplit(tiles.replace("{", "").replace("}", ""))
+        if parts.scheme in ("http", "https") and parts.netloc:
+            tile_origin = f" {parts.scheme}://{parts.netloc}"
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self' " + " ".join(script_hashes),
+        "style-src 'self' 'unsafe-inline'",
+        f"img-src 'self' data: blob:{tile_origin}",
+        "font-src 'self' data:",
+        f"connect-src 'self'{tile_origin}",
+        "worker-src 'self' blob:",
+        "child-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _dash_script_hashes() -> list[str]:
+    import dash
+
+    try:
+        return list(dash.get_app().csp_hashes())
+    except Exception:  # noqa: BLE001 - no Dash app (a bare Flask test): no inline script to allow
+        return []
+
+
+def security_headers(response: flask.Response) -> flask.Response:
+    app = flask.current_app
+    csp = app.config.get("ECD_CSP")
+    if csp is None:
+        csp = app.config["ECD_CSP"] = content_security_policy(_dash_script_hashes(), app.config.get("ECD_MAP_TILES"))
+    h = response.headers
+    h.setdefault("Content-Security-Policy", csp)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), payment=(), usb=()")
+    if secure_cookies():
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if not flask.request.path.startswith(STATIC_PATHS) and "Cache-Control" not in h:
+        h["Cache-Control"] = "no-store"
+    return response
+
+
+# ---- the pages -----------------------------------------------------------------------------------------
+def login_page(lang: str, error: str = "", next_url: str = "", username: str = "") -> str:
     other = "zh" if lang == "en" else "en"
-    err = f'<p class="err" role="alert">{escape(error)}</p>' if error else ""
-    return f"""<!doctype html><html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{t('app.title', lang)}</title>
-<link rel="stylesheet" href="/assets/2-app.css"></head><body class="login-body">
-<form method="post" class="login" action="/login?lang={lang}">
-<h1>{t('app.title', lang)}</h1><h2>{t('login.title', lang)}</h2>{err}
-<input type="hidden" name="next" value="{escape(next_url)}">
-<label>{t('login.username', lang)}<input name="username" id="login-username" autocomplete="username" required autofocus></label>
-<label>{t('login.password', lang)}<input name="password" id="login-password" type="password" autocomplete="current-password" required></label>
-<button type="submit" id="login-submit">{t('login.submit', lang)}</button>
-<a class="lang" href="/login?lang={other}&next={escape(next_url)}">{t('shell.language', lang)}</a>
-</form></body></html>"""
+    query = {"lang": lang, **({"next": next_url} if next_url else {})}
+    other_query = {"lang": other, **({"next": next_url} if next_url else {})}
+    words = {"app_title": t("app.title", lang), "title": t("login.title", lang),
+             "username": t("login.username", lang), "password": t("login.password", lang),
+             "code": t("login.code", lang), "code_hint": t("login.code_hint", lang),
+             "submit": t("login.submit", lang), "language": t("shell.language", lang)}
+    return _TEMPLATES.get_template("login.html").render(
+        html_lang="zh-CN" if lang == "zh" else "en", words=words, error=error, next_url=next_url,
+        username=username[:64], action="/login?" + urlencode(query), other_href="/login?" + urlencode(other_query))
+
+
+def _too_many(retry_after: int, body: Any, status: int = 429) -> flask.Response:
+    resp = flask.make_response(body, status)
+    resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
+def _api_refusal(status: int, message: str, **headers: str) -> flask.Response:
+    resp = flask.make_response(flask.jsonify({"error": message}), status)
+    resp.headers.update(headers)
+    return resp
 
 
 def register_routes(server: flask.Flask, settings: Settings) -> None:
-    users_file = ensure_users_file(settings.data_dir / "users.yaml")
+    users_path = ensure_users_file(settings.data_dir / "users.yaml")
+    users = UsersFile(users_path)
+    tokens = TokensFile(settings.data_dir / "tokens.yaml")
+    server.session_interface = RedisSessionInterface(idle_ms_from_env())
+    server.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SESSION_COOKIE_SECURE=secure_cookies(),
+                         ECD_USERS_FILE=str(users_path), ECD_TOKENS_FILE=str(tokens.path))
+    hops = int(os.environ.get("ECD_PROXY_HOPS", "0") or 0)
+    if hops > 0:  # behind a reverse proxy: the client address is the proxy's X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    demo = sorted(u.username for u in users.users().values() if u.demo and u.role in ("admin", "operator", "planner"))
+    if demo:
+        log.warning("demo accounts without two-factor sign-in are enabled: %s (remove them for real use)",
+                    ", ".join(demo))
 
     @server.route("/login", methods=["GET", "POST"])
     def login():
-        lang = flask.request.args.get("lang") or ("zh" if "zh" in (flask.request.accept_languages.best or "") else "en")
-        next_url = flask.request.values.get("next") or ""
-        if not next_url.startswith("/") or next_url.startswith("//"):
-            next_url = ""  # never redirect off the site
-        if flask.request.method == "POST":
-            name = flask.request.form.get("username", "")
-            r = rds()
-            minutes = locked_minutes(r, name)
-            if minutes is not None:
-                return login_page(lang, t("login.locked", lang, minutes=minutes), next_url), 429
-            user = authenticate(load_users(users_file), name, flask.request.form.get("password", ""))
-            if user is None:
-                record_failure(r, name)
-                return login_page(lang, t("login.failed", lang), next_url), 401
-            clear_failures(r, name)
-            flask.session.clear()
-            flask.session["user"] = user.public()
-            flask.session.permanent = True
-            return flask.redirect(next_url or ROLE_HOME[user.role])
-        return login_page(lang, next_url=next_url or "/")
+        req = flask.request
+        lang = pick_lang(req)
+        next_url = safe_next(req.values.get("next"))
+        if req.method == "GET":
+            return login_page(lang, next_url=next_url)
+        name = req.form.get("username", "")[:64]
+        password = req.form.get("password", "")[:1024]
+        code = req.form.get("code", "")[:32]
+        r = rds()
+        throttle = Throttle(r)
+        try:
+            attempt = throttle.attempt(name, req.remote_addr)
+        except Throttled as exc:
+            return _too_many(exc.retry_after, login_page(lang, t("login.wait", lang, seconds=exc.retry_after),
+                                                         next_url, name))
+        user = authenticate(users.users(), name, password)
+        problem = "password" if user is None else second_factor_problem(r, users_path, user, code)
+        if user is None or problem:
+            events.record(r, name or "-", "signin_failed", via="form", reason=problem, address=client_address())
+            if problem == "totp_required":
+                return login_page(lang, t("login.totp_required", lang), next_url, name), 403
+            return login_page(lang, t("login.failed", lang), next_url, name), 401
+        throttle.succeeded(attempt)
+        session = flask.session
+        assert isinstance(session, ServerSession)
+        session.begin(user, {"csrf": secrets.token_urlsafe(24)})  # a new id: whatever id came in is ended
+        events.record(r, user.username, "signin", via="form", address=client_address(),
+                      second_factor=user.has_totp)
+        return flask.redirect(next_url or ROLE_HOME[user.role])
 
-    @server.route("/logout")
+    @server.route("/logout", methods=["GET", "POST"])
     def logout():
-        flask.session.clear()
+        session = flask.session
+        assert isinstance(session, ServerSession)
+        user = session.get("user")
+        session.end()
+        if user:
+            events.record(rds(), user["username"], "signout", address=client_address())
         return flask.redirect("/login")
 
     @server.route("/health")
     def health():
+        """200 {"status": "ok", ...} or 503 {"status": "degraded", "degraded": [parts], ...}: a write to
+        Redis with short timeouts, and the supervisor's process states (command/runtime/health.py)."""
+        from command.runtime.health import check
+        from command.runtime.redis_client import pooled
+
+        body, status = check(pooled(server.config["ECD_REDIS_URL"], "probe"), settings.data_dir)
+        return body, status, {"Cache-Control": "no-store"}
+
+    def session_user() -> dict[str, str] | None:
+        """The signed-in user, checked against the users file on every request: a user removed, or
+        whose password, second factor, role or department changed, is signed out here."""
+        session = flask.session
+        data = session.get("user")
+        if not data:
+            return None
+        user = users.get(data.get("username", ""))
+        if user is None or not hmac.compare_digest(user.fingerprint(), str(session.get("fp", ""))):
+            assert isinstance(session, ServerSession)
+            session.end()
+            return None
+        if data != user.public():  # a new display name
+            session["user"] = user.public()
+        return user.public()
+
+    def api_caller() -> flask.Response | None:
+        """Sign a machine request in (token or Basic) and check what it may do; a refusal, or None."""
+        req = flask.request
+        needed = scope_for(req.method, req.path)
+        header = req.headers.get("Authorization", "")
+        scheme, _, cred = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            return _token_caller(cred.strip(), needed)
+        if scheme == "basic":
+            return _basic_caller(cred.strip(), needed)
+        user = session_user()
+        if user is None:
+            return _api_refusal(401, "sign in, send an API token (Authorization: Bearer), or use HTTP Basic "
+                                     "with a dashboard user", **{"WWW-Authenticate": 'Basic realm="flood command"'})
+        return _role_check(user, needed)
+
+    def _role_check(user: dict[str, str], needed: str | None) -> flask.Response | None:
+        allowed = ROLE_SCOPES.get(user["role"], ())
+        if needed is None:  # not a token route: only the roles that change things get past (the route checks)
+            needed = "submit_incidents" if flask.request.method not in ("GET", "HEAD") else "read_internal"
+        if needed not in allowed:
+            return _api_refusal(403, f"role {user['role']} may not do this")
+        flask.g.api_user = user
+        return None
+
+    def _token_caller(secret: str, needed: str | None) -> flask.Response | None:
+        r = rds()
+        throttle = Throttle(r)
         try:
-            rds().ping()
-        except Exception as exc:  # noqa: BLE001 - health says what is wrong, whatever it is
-            return {"status": "redis unavailable", "error": str(exc)}, 503
-        return {"status": "ok"}
+            attempt = throttle.attempt(None, flask.request.remote_addr)
+        except Throttled as exc:
+            return _too_many(exc.retry_after, flask.jsonify({"error": "too many failed sign-ins",
+                                                             "retry_after": exc.retry_after}))
+        token = tokens.find(secret)
+        if token is None:
+            events.record(r, "-", "signin_failed", via="token", reason="token", address=client_address())
+            return _api_refusal(401, "unknown or revoked API token", **{"WWW-Authenticate": 'Bearer realm="flood command"'})
+        throttle.succeeded(attempt)
+        if not token.allows(needed):
+            return _api_refusal(403, f"token {token.name} has no scope for this (it has {', '.join(token.scopes)})")
+        flask.g.api_user = token.api_user()
+        return None
+
+    def _basic_caller(cred: str, needed: str | None) -> flask.Response | None:
+        try:
+            name, sep, password = base64.b64decode(cred, validate=True).decode().partition(":")
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            name, sep, password = "", "", ""
+        challenge = {"WWW-Authenticate": 'Basic realm="flood command"'}
+        if not sep or not name:
+            return _api_refusal(401, "malformed HTTP Basic credentials", **challenge)
+        user = basic_auth_user(users_path, name[:64], password[:1024])
+        if isinstance(user, flask.Response):
+            return user
+        if user is None:
+            return _api_refusal(401, "wrong user name or password (an account with two-factor sign-in "
+                                     "cannot use HTTP Basic: ask for an API token)", **challenge)
+        return _role_check(user.public(), needed)
+
+    def basic_auth_user(path: Path, name: str, password: str) -> User | flask.Response | None:
+        """The user of HTTP Basic credentials, through the throttle; a 429 answer when throttled. An
+        account with a second factor cannot use Basic (it carries no code)."""
+        r = rds()
+        throttle = Throttle(r)
+        try:
+            attempt = throttle.attempt(name, flask.request.remote_addr)
+        except Throttled as exc:
+            return _too_many(exc.retry_after, flask.jsonify({"error": "too many failed sign-ins",
+                                                             "retry_after": exc.retry_after}))
+        user = authenticate(users.users(), name, password)
+        if user is not None and (user.has_totp or user.needs_totp):
+            reason = "second_factor"
+        elif user is None:
+            reason = "password"
+        else:
+            throttle.succeeded(attempt)
+            return user
+        events.record(r, name or "-", "signin_failed", via="basic", reason=reason, address=client_address())
+        return None
 
     @server.before_request
-    def _require_sign_in():
-        path = flask.request.path
-        if path.startswith(OPEN_PATHS) or flask.session.get("user"):
+    def _gate():
+        req = flask.request
+        if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
+            flask.abort(413)
+        path = req.path
+        if req.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(req):
+            return flask.make_response(flask.jsonify({"error": "cross-site request refused"}), 403)
+        if path.startswith(OPEN_PATHS):
             return None
         if path.startswith("/api/"):
-            from .interop import basic_auth_user
-
-            flask.g.api_user = basic_auth_user(users_file)
-            if flask.g.api_user is not None:
-                return None
-            return flask.jsonify({"error": "sign in, or use HTTP Basic with a dashboard user"}), 401, \
-                {"WWW-Authenticate": 'Basic realm="flood command"'}
-        if path.startswith("/_dash") or path.startswith("/api/"):
+            return api_caller()
+        if session_user() is not None:
+            return None
+        if path.startswith("/_dash"):
             return flask.jsonify({"error": "not signed in"}), 401
-        return flask.redirect(f"/login?next={path}")
+        target = req.full_path.rstrip("?") if req.query_string else path
+        return flask.redirect("/login?" + urlencode({"next": target}))
+
+    server.after_request(security_headers)
+    _register_admin(server, users_path, users, tokens)
+
+
+def _same_origin(req: flask.Request) -> bool:
+    """False for a browser request another site made (its Origin, or Sec-Fetch-Site, says so). A
+    request with neither (a script, another system) is not a browser's cross-site request."""
+    if req.headers.get("Sec-Fetch-Site") == "cross-site":
+        return False
+    origin = req.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin != "null" and urlsplit(origin).netloc == req.host
+
+
+# ---- the admin page ------------------------------------------------------------------------------------
+i18n.add({
+    "admin.title": {"en": "Administration", "zh": "系统管理"},
+    "admin.users": {"en": "Users", "zh": "用户"},
+    "admin.tokens": {"en": "API tokens", "zh": "API 令牌"},
+    "admin.done": {"en": "Done.", "zh": "已完成。"},
+    "admin.help": {"en": "Add or change users and make tokens with the command line: python -m command users|tokens ...",
+                   "zh": "添加或修改用户、创建令牌请使用命令行：python -m command users|tokens ..."},
+})
+
+
+def _register_admin(server: flask.Flask, users_path: Path, users: UsersFile, tokens: TokensFile) -> None:
+    """`/admin` (role admin): users with their second factor, throttle and sessions; API tokens.
+    It can unlock a throttled name, end a user's sessions and revoke a token (each audited); users
+    and tokens are made on the command line, where their secrets are shown once."""
+    from command.trust import throttle as throttle_mod
+    from command.trust.tokens import list_tokens, revoke_token
+
+    def admin_user() -> dict[str, str]:
+        user = flask.session.get("user")
+        if not user or user.get("role") != "admin":
+            flask.abort(403)
+        return user
+
+    def check_csrf() -> None:
+        sent = flask.request.form.get("csrf", "")
+        if not sent or not hmac.compare_digest(sent, str(flask.session.get("csrf", ""))):
+            flask.abort(403)
+
+    @server.route("/admin")
+    def _admin():
+        admin_user()
+        lang = pick_lang(flask.request)
+        r = rds()
+        thr = Throttle(r)
+        store = SessionStore(r, idle_ms_from_env())
+        rows = []
+        for u in sorted(users.users().values(), key=lambda u: u.username):
+            st = next(iter(thr.state(u.username).values()))
+            rows.append({"username": u.username, "name": u.name, "role": u.role, "department": u.department,
+                         "totp": u.has_totp, "needs_totp": u.needs_totp, "demo": u.demo,
+                         "recovery": len(u.recovery_codes), "failures": st["failures"], "wait_s": st["wait_s"],
+                         "sessions": store.count(u.username)})
+        words = {"app_title": t("app.title", lang), "title": t("admin.title", lang), "users": t("admin.users", lang),
+                 "tokens": t("admin.tokens", lang), "help": t("admin.help", lang), "sign_out": t("shell.sign_out", lang),
+                 "done": t("admin.done", lang)}
+        return _TEMPLATES.get_template("admin.html").render(
+            words=words, users=rows, tokens=list_tokens(tokens.path), csrf=flask.session.get("csrf", ""),
+            done=flask.request.args.get("done") == "1", html_lang="zh-CN" if lang == "zh" else "en")
+
+    @server.route("/admin/<action>", methods=["POST"])
+    def _admin_action(action: str):
+        me = admin_user()
+        check_csrf()
+        target = flask.request.form.get("name", "")[:64]
+        r = rds()
+        if action == "unlock" and target:
+            throttle_mod.unlock(r, name=target)
+            events.record(r, me["username"], "throttle_unlocked", name=target, via="web")
+        elif action == "end-sessions" and target:
+            n = SessionStore(r, idle_ms_from_env()).end_user(target)
+            events.record(r, me["username"], "sessions_ended", username=target, sessions=n, via="web")
+        elif action == "revoke-token" and target:
+            if revoke_token(tokens.path, target):
+                events.record(r, me["username"], "token_revoked", name=target, via="web")
+        else:
+            flask.abort(400)
+        return flask.redirect("/admin?done=1")
