@@ -223,3 +223,44 @@ def test_sign_in_is_required_and_wrong_password_refused(app_server, browser):
     browser.find_element(By.ID, "login-submit").click()
     wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".err")))
     assert "Wrong user name or password" in browser.find_element(By.CSS_SELECTOR, ".err").text
+
+
+def test_two_factor_sign_in_then_the_map_loads(app_server, browser, redis_url):
+    """A TOTP operator made with the CLI against the running app signs in with a code from pyotp; the
+    map page then loads under the Content-Security-Policy with no console error."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from urllib.parse import parse_qs, urlsplit
+
+    import pyotp
+
+    from ..conftest import ROOT
+    from .conftest import BROWSER_DB
+
+    base, _, data = app_server
+    env = dict(os.environ, REDIS_URL=redis_url.rsplit("/", 1)[0] + f"/{BROWSER_DB}", ECD_DATA_DIR=str(data),
+               PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "command", "users", "add", "duty2fa", "--department",
+                           "emergency_management", "--role", "operator", "--totp"], input="browser-pass-1\n",
+                          text=True, capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    uri = re.search(r"otpauth://totp/\S+", proc.stdout).group(0)
+    secret = parse_qs(urlsplit(uri).query)["secret"][0]
+
+    def submit(code: str) -> None:
+        browser.get(base + "/login")
+        browser.find_element(By.ID, "login-username").send_keys("duty2fa")
+        browser.find_element(By.ID, "login-password").send_keys("browser-pass-1")
+        browser.find_element(By.ID, "login-code").send_keys(code)
+        browser.find_element(By.ID, "login-submit").click()
+
+    submit("")  # the password alone is not enough
+    wait(browser).until(EC.presence_of_element_located((By.ID, "login-error")))
+    browser.get_log("browser")  # drains the log: the refused sign-in's 401 is expected
+    submit(pyotp.TOTP(secret).now())
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-user"), "duty2fa"))
+    wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#map-graph .js-plotly-plot")))
+    assert browser.get_cookie("ecd_session")["httpOnly"]
+    assert severe_console_errors(browser) == []
