@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     from command.trust.audit_cli import register as register_audit
 
     register_audit(sub)  # `audit verify|anchor|rotate-key` (command/trust/audit_cli.py)
+    from command.scenarios.backtest import register as register_backtest
+
+    register_backtest(sub)  # `backtest` (command/scenarios/backtest.py)
     return p
 
 
