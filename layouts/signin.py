@@ -20,6 +20,7 @@ import binascii
 import hmac
 import logging
 import os
+import re
 import secrets
 import unicodedata
 from pathlib import Path
@@ -139,6 +140,45 @@ def cookie_name() -> str:
 
 def client_address() -> str:
     return address_of(flask.request.remote_addr)
+
+
+# ---- known devices: the duty officer's own browser cannot be throttled by someone else ------------------
+DEVICE_DAYS = 90
+
+
+def device_cookie_name() -> str:
+    return "__Host-ecd_device" if secure_cookies() else "ecd_device"
+
+
+def _device_signer():
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(flask.current_app.secret_key, salt="ecd-known-device")
+
+
+def known_device(name: str) -> str | None:
+    """The id of this browser when `name` signed in from it before (a signed cookie, OWASP's "device
+    cookie"): its failures count in a bucket of their own, so an attacker guessing the name elsewhere
+    cannot make the duty officer wait at their own desk. The address still counts as always."""
+    from itsdangerous import BadData
+
+    raw = flask.request.cookies.get(device_cookie_name())
+    if not raw or not name:
+        return None
+    try:
+        doc = _device_signer().loads(raw, max_age=DEVICE_DAYS * 86400)
+    except BadData:
+        return None
+    if not isinstance(doc, dict) or str(doc.get("u", "")).lower() != name.lower():
+        return None
+    device = str(doc.get("d", ""))
+    return device if re.fullmatch(r"[0-9a-f]{16}", device) else None
+
+
+def remember_device(resp: flask.Response, username: str, device: str | None) -> None:
+    value = _device_signer().dumps({"u": username, "d": device or secrets.token_hex(8)})
+    resp.set_cookie(device_cookie_name(), value, max_age=DEVICE_DAYS * 86400, httponly=True,
+                    secure=secure_cookies(), samesite="Lax", path="/")
 
 
 # ---- server-side sessions ------------------------------------------------------------------------------
@@ -323,8 +363,9 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         code = req.form.get("code", "")[:32]
         r = rds()
         throttle = Throttle(r)
-        try:
-            attempt = throttle.attempt(name, req.remote_addr)
+        device = known_device(name)
+        try:  # a browser this user signed in from before has a bucket of its own (`known_device`)
+            attempt = throttle.attempt(f"{name}@{device}" if device else name, req.remote_addr)
         except Throttled as exc:
             return _too_many(exc.retry_after, login_page(lang, t("login.wait", lang, seconds=exc.retry_after),
                                                          next_url, name))
@@ -341,10 +382,14 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         session.begin(user, {"csrf": secrets.token_urlsafe(24)})  # a new id: whatever id came in is ended
         events.record(r, user.username, "signin", via="form", address=client_address(),
                       second_factor=user.has_totp)
-        return flask.redirect(next_url or ROLE_HOME[user.role])
+        resp = flask.redirect(next_url or ROLE_HOME[user.role])
+        remember_device(resp, user.username, device)
+        return resp
 
     @server.route("/logout", methods=["GET", "POST"])
     def logout():
+        if flask.request.headers.get("Sec-Fetch-Site") == "cross-site":
+            return flask.redirect("/")  # another site's link does not sign anyone out
         session = flask.session
         assert isinstance(session, ServerSession)
         user = session.get("user")

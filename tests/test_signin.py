@@ -230,6 +230,34 @@ def test_parallel_guesses_cannot_pass_the_throttle_together(r):
     assert len(passed) == 5
 
 
+def test_an_attacker_cannot_make_the_duty_officer_wait_at_their_own_browser(app, client):
+    """The officer's browser signed in before: its tries count apart from the name's shared count."""
+    officer = app.server.test_client()
+    assert sign_in(officer).status_code == 302
+    assert officer.get_cookie("ecd_device").http_only
+    officer.get("/logout")
+    for _ in range(8):  # someone guesses the duty officer's password from elsewhere
+        client.post("/login", data={"username": "operator", "password": "guess"}, **from_address("203.0.113.50"))
+    assert client.post("/login", data={"username": "operator", "password": "flood-demo"},
+                       **from_address("203.0.113.51")).status_code == 429  # a browser never used by operator
+    assert sign_in(officer).status_code == 302  # the officer's own browser is not held up
+    forged = app.server.test_client()
+    forged.set_cookie("ecd_device", officer.get_cookie("ecd_device").value[:-2] + "xx")
+    assert sign_in(forged).status_code == 429  # a cookie that is not ours counts for nothing
+    fire = app.server.test_client()
+    fire.set_cookie("ecd_device", officer.get_cookie("ecd_device").value)
+    assert sign_in(fire, "fire").status_code == 302 and fire.get_cookie("ecd_device").value != officer.get_cookie(
+        "ecd_device").value  # another user's device cookie is replaced by their own
+
+
+def test_another_site_cannot_sign_a_user_out(client):
+    sign_in(client)
+    client.get("/logout", headers={"Sec-Fetch-Site": "cross-site"})
+    assert signed_in(client)
+    client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    assert not signed_in(client)
+
+
 def test_a_right_password_forgets_the_names_failures(client, r):
     for _ in range(4):
         sign_in(client, "police", "guess")
@@ -275,7 +303,7 @@ def test_sign_in_returns_to_a_path_on_the_site(client):
 # ---- 4. server-side sessions: revocable ------------------------------------------------------------------
 def test_the_cookie_holds_only_a_random_id(client, r):
     resp = sign_in(client)
-    set_cookie = resp.headers["Set-Cookie"]
+    set_cookie = next(c for c in resp.headers.getlist("Set-Cookie") if c.startswith("ecd_session="))
     assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie and "Expires" not in set_cookie
     sid = session_cookie(client)
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sid)
@@ -284,7 +312,8 @@ def test_the_cookie_holds_only_a_random_id(client, r):
 
 
 def test_an_old_cookie_is_dead_after_sign_out(app, client):
-    name, _, value = sign_in(client).headers["Set-Cookie"].split(";")[0].partition("=")
+    cookies = [c.split(";")[0].partition("=") for c in sign_in(client).headers.getlist("Set-Cookie")]
+    name, _, value = next(c for c in cookies if "session" in c[0])
     assert signed_in(client)
     client.get("/logout")
     replay = app.server.test_client()
@@ -432,8 +461,9 @@ def test_secure_cookies_behind_https(redis_url, tmp_path, r, monkeypatch):
     monkeypatch.setenv("ECD_SECURE_COOKIES", "1")
     client = create_app(Settings(data_dir=tmp_path / "var"), redis_url=redis_url).server.test_client()
     resp = client.post("/login", data={"username": "operator", "password": "flood-demo"}, base_url="https://localhost")
-    cookie = resp.headers["Set-Cookie"]
-    assert cookie.startswith("__Host-ecd_session=") and "Secure" in cookie and "Path=/" in cookie
+    cookies = resp.headers.getlist("Set-Cookie")
+    assert {c.split("=")[0] for c in cookies} == {"__Host-ecd_session", "__Host-ecd_device"}
+    assert all("Secure" in c and "Path=/" in c and "HttpOnly" in c for c in cookies)
     assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
