@@ -204,6 +204,7 @@ def test_delays_grow_from_the_fifth_failure_and_stop_at_fifteen_minutes(r):
     for n in range(6, 30):  # an attacker who always waits long enough
         thr.attempt("duty", "10.0.0.1", now_ms=t0 + n * 1_000_000)
     assert thr.state("duty")[login_failures("duty")]["failures"] == 30
+    assert 86_000_000 < r.pttl(login_failures("duty")) <= 86_400_000  # forgotten a day after the last
     with pytest.raises(Throttled) as exc:
         thr.attempt("duty", "10.0.0.1", now_ms=t0 + 29 * 1_000_000 + 1)
     assert exc.value.retry_after == MAX_DELAY_S  # capped: never a lock
@@ -386,11 +387,12 @@ def test_the_idle_timeout_defaults_to_a_shift():
         idle_ms_from_env({"ECD_SESSION_IDLE_MINUTES": "-1"})
 
 
-def test_an_admin_ends_a_users_sessions(client, cli_env):
+def test_an_admin_ends_a_users_sessions(client, cli_env, r):
     sign_in(client, "planner")
     assert signed_in(client)
     assert "1 session(s) of planner ended" in cli(cli_env, "users", "sign-out", "planner").stdout
     assert not signed_in(client)
+    assert _audit(r)[0]["action"] == "sessions_ended" and _audit(r)[0]["details"]["username"] == "planner"
 
 
 # ---- 5. audit, file modes, headers, cookies, sizes ---------------------------------------------------------
@@ -438,7 +440,7 @@ def test_every_answer_carries_the_security_headers(client):
         assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
         assert re.search(r"script-src 'self' 'sha256-[A-Za-z0-9+/=]+'", csp) and "unsafe-eval" not in csp
         assert h["X-Content-Type-Options"] == "nosniff" and h["Referrer-Policy"] == "same-origin"
-        assert h["X-Frame-Options"] == "DENY"
+        assert h["X-Frame-Options"] == "DENY" and h["Cross-Origin-Opener-Policy"] == "same-origin"
     assert pages[3].headers["Cache-Control"] == "no-store"
 
 
@@ -484,3 +486,9 @@ def test_a_cross_site_post_is_refused(client):
     same = client.post("/login", data={"username": "operator", "password": "flood-demo"},
                        headers={"Origin": "http://localhost"})
     assert same.status_code == 302
+
+
+def test_a_warning_names_the_demo_accounts_without_two_factors(redis_url, tmp_path, r, caplog):
+    with caplog.at_level("WARNING", logger="layouts.signin"):
+        make_app(redis_url, tmp_path)
+    assert "demo accounts without two-factor sign-in are enabled: admin, operator, planner" in caplog.text

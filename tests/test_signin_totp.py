@@ -41,8 +41,13 @@ def code_for(secret: str, at: float | None = None) -> str:
     return pyotp.TOTP(secret).at(at or time.time())
 
 
-def test_enrolment_prints_the_uri_and_recovery_codes_once(cli_env, tmp_path):
+def test_enrolment_prints_the_uri_and_recovery_codes_once(cli_env, tmp_path, r):
+    from command.keys import LIVE, Keys
+    from command.trust.audit import entries
+
     secret, codes, out = enrol(cli_env)
+    assert [e["action"] for e in entries(r, Keys(LIVE))][:2] == ["totp_enrolled", "user_added"]
+    assert secret not in str(entries(r, Keys(LIVE)))
     assert "otpauth://totp/Flood%20command:duty?secret=" in out and "issuer=Flood%20command" in out
     assert len(codes) == 10 and len(set(codes)) == 10
     stored = load_users(tmp_path / "var" / "users.yaml")["duty"]
