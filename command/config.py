@@ -34,6 +34,23 @@ class Settings(BaseSettings):
     lease_ms: int = Field(default=10_000, ge=500)
     # Live clock: how often the engine emits a clock tick so staleness is evaluated with no readings.
     tick_seconds: float = Field(default=30.0, gt=0)
+    # Redis clients (command/runtime/redis_client.py builds every one): a command that gets no answer
+    # within `redis_timeout` s fails; a command that never reached Redis (refused, still loading) is
+    # tried again up to `redis_retries` times, waiting 0.2 s doubling to `redis_retry_cap` s in between;
+    # an idle connection is checked (PING) before use after `redis_health_check_s` s.
+    redis_timeout: float = Field(default=5.0, gt=0)
+    redis_connect_timeout: float = Field(default=2.0, gt=0)
+    redis_retries: int = Field(default=6, ge=0)
+    redis_retry_cap: float = Field(default=2.0, gt=0)
+    redis_health_check_s: int = Field(default=10, ge=0)
+    # /health's own Redis check (a write with a short expiry): answered within this many seconds.
+    health_timeout: float = Field(default=0.5, gt=0)
+    # Supervision (`python app.py`): a child that stops is started again after 1 s, doubling to
+    # `restart_max_s`; after `restart_burst` stops within `restart_window_s` the supervisor gives up on it.
+    restart_first_s: float = Field(default=1.0, gt=0)
+    restart_max_s: float = Field(default=30.0, gt=0)
+    restart_burst: int = Field(default=5, ge=1)
+    restart_window_s: float = Field(default=60.0, gt=0)
     # Map base: "white-bg" needs no tile server (offline); set a style name or a raster tile URL for online use,
     # e.g. ECD_MAP_TILES=https://tile.example.org/{z}/{x}/{y}.png
     map_style: str = "white-bg"

@@ -144,7 +144,8 @@ def cmd_run(args: argparse.Namespace, settings: Any) -> int:
               "(see docs/feeds.md), or name them with --sources", file=sys.stderr)
         return 2
     ns = args.namespace or config.get("namespace") or settings.namespace
-    with redis_for(settings) as r:
+    # a loop's client: a write that may have run is never re-sent; the next poll reads the marks again
+    with redis_for(settings, purpose="loop") as r:
         keys = Keys(ns)
         try:
             prepare_namespace(r, keys, rules=args.rules, zones=args.zones, mode="live", shards=settings.shards)

@@ -88,9 +88,10 @@ MODULE = {
     "DRILL_CURSOR": "ecd:drills:cursor",
     "LOGIN_FAILURES": "ecd:auth:failures",
     "AUDIT_NAMESPACES": "ecd:audit:namespaces",
+    "HEALTH_PROBE": "ecd:health",
     "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:failures",
-                    "ecd:audit:namespaces"),
-    "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit"}),
+                    "ecd:audit:namespaces", "ecd:health"),
+    "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit", "health"}),
 }
 # the sign-in's keys (command/trust/): under `ecd:auth:`, reserved by LOGIN_FAILURES's segment
 MODULE.update({
