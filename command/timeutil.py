@@ -1,10 +1,18 @@
-"""Time is epoch milliseconds (UTC) inside the system; ISO 8601 with an offset at the edges."""
+"""Time is epoch milliseconds (UTC) inside the system; ISO 8601 with an offset at the edges.
+
+Rendering never fails on a stored time: `to_datetime` (and `to_iso`, and every reader built on
+them) clamps an epoch ms outside what a `datetime` can hold in every zone to `MIN_MS` ..
+`MAX_MS` (0001-01-02 .. 9999-12-30 UTC). Older code stored such times (``9999-12-31T23:59:59-14:00``
+is year 10000 in UTC); a queue, a map layer, a CAP message or a report must still answer, and a
+clamped year 9999 (or 0001) says plainly that the stored time is absurd.
+"""
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|min|s|m|h|d))+")  # fullmatch, never `$`
 _PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h|d)")
@@ -29,11 +37,39 @@ def parse_time(text: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def to_iso(ms: int | None, tz: str | None = None) -> str | None:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# a day inside datetime's range at both ends, so that the time exists in every zone (offsets < 24 h)
+MIN_MS = int((datetime(1, 1, 2, tzinfo=UTC) - _EPOCH) / timedelta(milliseconds=1))
+MAX_MS = int((datetime(9999, 12, 30, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) / timedelta(milliseconds=1))
+
+
+def _zone(tz: str | None) -> tzinfo:
+    if not tz:
+        return UTC
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):  # a stored name this machine does not know: UTC, said as +00:00
+        return UTC
+
+
+def clamp_ms(ms: int | float) -> int | float:
+    """`ms` within MIN_MS .. MAX_MS (NaN, which is no time at all, reads as MIN_MS)."""
+    if isinstance(ms, float) and math.isnan(ms):
+        return MIN_MS
+    return min(max(ms, MIN_MS), MAX_MS)
+
+
+def to_datetime(ms: int | float, tz: str | None = None) -> datetime:
+    """Epoch ms as an aware datetime in `tz` (an IANA name; UTC when None or unknown), clamped to
+    MIN_MS .. MAX_MS so that it never raises (see the module docstring)."""
+    return (_EPOCH + timedelta(milliseconds=clamp_ms(ms))).astimezone(_zone(tz))
+
+
+def to_iso(ms: int | float | None, tz: str | None = None) -> str | None:
+    """Epoch ms as ISO 8601 with the offset of `tz` (UTC when None); None for None. Never raises."""
     if ms is None:
         return None
-    zone = ZoneInfo(tz) if tz else UTC
-    return datetime.fromtimestamp(ms / 1000, tz=zone).isoformat()
+    return to_datetime(ms, tz).isoformat()
 
 
 def now_ms() -> int:
