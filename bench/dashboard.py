@@ -730,9 +730,9 @@ def cleanup_rq(r: redis.Redis, ns: str) -> int:
     from rq import Queue
     from rq.job import Job
 
-    from command.ops.jobs import QUEUE
+    from command.keys import RQ_QUEUE
 
-    q = Queue(QUEUE, connection=r)
+    q = Queue(RQ_QUEUE, connection=r)
     ids = set(q.job_ids)
     for reg in (q.scheduled_job_registry, q.started_job_registry, q.finished_job_registry, q.failed_job_registry,
                 q.deferred_job_registry, q.canceled_job_registry):

@@ -1,6 +1,11 @@
 """Command line: `python -m command replay|engine|export|audit ...`.
 
 Exit status: 0 on success, 2 on bad input (a malformed scenario, a bad option), 1 on other errors.
+
+Errors are translated here, once (`main`): a `command.errors.CommandError` prints ``error: <message>``
+(and a line per field when several are wrong) on standard error and exits with its ``exit_code``
+(2 bad input, 1 a conflict, 75 Redis or another dependency unavailable); Redis going away surfaces
+as `command.errors.Unavailable` (`unavailable_from`). A subcommand never prints its own errors.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 from pathlib import Path
 
 from command.config import Settings
+from command.errors import CommandError, InvalidInput, unavailable_from
 from command.runtime.redis_server import RedisStartError, redis_for
 from command.scenarios.load import ScenarioError
 
@@ -100,7 +106,7 @@ def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
         print(f"engine {eng.consumer} on namespace {eng.keys.ns}: shards {sorted(eng.shards)} of {eng.nshards}",
               flush=True)
 
-    with redis_for(settings, purpose="loop") as r:  # command/runtime/redis_client.py: never re-sends blindly
+    with redis_for(settings) as r:
         eng = Engine(r, Keys(args.namespace or settings.namespace), consumer=args.consumer,
                      batch=args.batch or settings.engine_batch, block_ms=settings.engine_block_ms,
                      lease_ms=settings.lease_ms, max_shards=args.max_shards,
@@ -126,7 +132,7 @@ def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with redis_for(settings, purpose="loop") as r:
+    with redis_for(settings) as r:
         print("drill runner started", flush=True)
         DrillRunner(r).run(stop)
     return 0
@@ -152,15 +158,31 @@ def main(argv: list[str] | None = None) -> int:
                "worker": cmd_worker}.get(args.cmd) or args.handler
     try:
         return handler(args, settings)
-    except ScenarioError as exc:
-        print(f"error: bad scenario: {exc}", file=sys.stderr)
-        return 2
+    except CommandError as exc:
+        return report_error(exc)
     except RedisStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - only Redis going away is translated; anything else is a bug
+        down = unavailable_from(exc)
+        if down is None:
+            raise
+        return report_error(down)
+
+
+def report_error(exc: CommandError) -> int:
+    """The CLI's one translation of a domain error: ``error: <message>`` on standard error (a
+    malformed scenario says so first), a line per field when an InvalidInput names several, and
+    the error's exit code."""
+    what = "bad scenario: " if isinstance(exc, ScenarioError) else ""
+    print(f"error: {what}{exc.message}", file=sys.stderr)
+    if isinstance(exc, InvalidInput) and len(exc.errors) > 1:
+        for field, message in exc.errors.items():
+            print(f"  {field}: {message}", file=sys.stderr)
+    return exc.exit_code
 
 
 if __name__ == "__main__":

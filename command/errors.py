@@ -13,11 +13,16 @@
 The edges: Dash callbacks show ``message`` (and ``errors`` per field) to the user, HTTP routes
 answer ``status`` with a JSON body, the CLI exits with ``exit_code``, the engine loop backs off and
 retries on ``retryable``. Nothing below an edge turns these into strings or status codes itself.
+
+Redis going away is not raised as `Unavailable` by the code that talks to Redis (redis-py raises its
+own exceptions from anywhere): each edge translates it with `unavailable_from`, once.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import redis
 
 
 class CommandError(Exception):
@@ -87,3 +92,19 @@ class Unavailable(CommandError):
     def __init__(self, message: str, *, retry_after: float | None = None, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after = retry_after
+
+
+# redis-py's "the server is not there (yet)": refused or dropped connections, timeouts, a server still
+# loading its data. Refused credentials (subclasses of its ConnectionError) are not an outage: waiting
+# does not fix them; nor is any other redis-py error (a WRONGTYPE, a script error): that is a bug.
+REDIS_DOWN: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError)
+_REDIS_REFUSED: tuple[type[Exception], ...] = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
+
+
+def unavailable_from(exc: BaseException) -> Unavailable | None:
+    """`exc` as `Unavailable` when it is Redis being down (`REDIS_DOWN`, which includes
+    `BusyLoadingError`); None for anything else. The edges (CLI, HTTP, the engine loop) call this, so
+    a Redis outage is one retryable error wherever it surfaces."""
+    if isinstance(exc, REDIS_DOWN) and not isinstance(exc, _REDIS_REFUSED):
+        return Unavailable(f"Redis is unavailable: {exc}")
+    return None

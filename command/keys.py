@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 import zlib
 
+from command.errors import InvalidInput
+
 PREFIX = "ecd"
 ENGINE_GROUP = "engine"  # the engine's consumer group on every shard stream
 RQ_QUEUE = PREFIX  # the RQ queue of background jobs (RQ keeps its own `rq:*` keys for it)
@@ -31,13 +33,12 @@ DRILL_COMMANDS = f"{PREFIX}:drills:commands"
 DRILL_CURSOR = f"{PREFIX}:drills:cursor"  # the last command the drill runner handled
 LOGIN_FAILURES = f"{PREFIX}:auth:failures"  # + `:<user>`, see login_failures()
 AUDIT_NAMESPACES = f"{PREFIX}:audit:namespaces"  # set: every namespace ever audited (the anchor loop's list)
-HEALTH_PROBE = f"{PREFIX}:health"  # string, expires in seconds: /health's write check (command/runtime/health.py)
 
 # Every global key, or the stem of a family of them. A namespace may not be named like the segment
 # after the prefix of any of them: `ecd:<ns>:*` (a namespace's keys, and the pattern that deletes
 # them) could otherwise reach a global key (a namespace `drills` would delete the drill runner's
 # command stream). A new global key added here reserves its name by itself.
-GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES, AUDIT_NAMESPACES, HEALTH_PROBE)
+GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES, AUDIT_NAMESPACES)
 RESERVED_NAMESPACES = frozenset(k.split(":")[1] for k in GLOBAL_KEYS)
 
 
@@ -89,10 +90,11 @@ class Keys:
 
     def __init__(self, namespace: str = LIVE) -> None:
         if not _NS_RE.fullmatch(namespace):
-            raise ValueError(f"invalid namespace {namespace!r}: letters, digits, '_', '-', '.' only")
+            raise InvalidInput(f"invalid namespace {namespace!r}: letters, digits, '_', '-', '.' only",
+                               field="namespace")
         if namespace in RESERVED_NAMESPACES:
-            raise ValueError(f"invalid namespace {namespace!r}: reserved for a global key "
-                             f"(not one of {', '.join(sorted(RESERVED_NAMESPACES))})")
+            raise InvalidInput(f"invalid namespace {namespace!r}: reserved for a global key "
+                               f"(not one of {', '.join(sorted(RESERVED_NAMESPACES))})", field="namespace")
         self.ns = namespace
         self._p = f"{PREFIX}:{namespace}"
 

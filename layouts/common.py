@@ -11,32 +11,40 @@ import flask
 import redis
 from dash import html
 
+from command.errors import Forbidden, InvalidInput
 from command.i18n import t
 from command.keys import LIVE, Keys
-from command.runtime.redis_client import pooled
+
+
+@functools.cache
+def _pool(url: str) -> redis.ConnectionPool:
+    return redis.ConnectionPool.from_url(url)
 
 
 def rds() -> redis.Redis:
-    """A client on the app's Redis (one connection pool per process; no data is kept here; timeouts and
-    retries: command/runtime/redis_client.py)."""
-    return pooled(flask.current_app.config["ECD_REDIS_URL"], "app")
+    """A client on the app's Redis (one connection pool per process; no data is kept here)."""
+    return redis.Redis(connection_pool=_pool(flask.current_app.config["ECD_REDIS_URL"]))
 
 
 def current_user() -> dict[str, str] | None:
     return flask.session.get("user")
 
 
-class NotSignedIn(PermissionError):
-    pass
+class NotSignedIn(Forbidden):
+    """No one is signed in: HTTP 401, where Forbidden (a signed-in user who may not) is 403."""
+
+    status = 401
+    code = "not_signed_in"
 
 
 def require_user(*roles: str) -> dict[str, str]:
-    """The signed-in user, checked on the server for every callback (a crafted request gets nothing)."""
+    """The signed-in user, checked on the server for every callback (a crafted request gets nothing):
+    NotSignedIn, or Forbidden for a role that may not (both `command.errors` classes)."""
     user = current_user()
     if user is None:
         raise NotSignedIn("not signed in")
     if roles and user["role"] not in roles:
-        raise PermissionError(f"role {user['role']} may not do this")
+        raise Forbidden(f"role {user['role']} may not do this")
     return user
 
 
@@ -45,7 +53,7 @@ def namespace(ns: str | None) -> Keys:
     if ns and ns != LIVE:
         try:
             return Keys(ns)
-        except ValueError:
+        except InvalidInput:  # a name no namespace can have: live
             pass
     return Keys(LIVE)
 

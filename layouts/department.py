@@ -8,13 +8,14 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from command import i18n
-from command.errors import InvalidInput
+from command.clock import command_time
+from command.errors import CommandError, Forbidden, InvalidInput
 from command.i18n import t
 from command.models import TASK_NEXT
-from command.ops.dispatch import CommandError, Forbidden, clock_of, department_tasks, update_task
+from command.ops.dispatch import department_tasks, update_task
 from command.ops.incidents import CATEGORIES, FORM, SEVERITIES, Actor, submit
 from command.publish import views
-from command.timeutil import humanize_ms, now_ms
+from command.timeutil import humanize_ms
 
 from .common import dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
 
@@ -52,6 +53,14 @@ i18n.add({
 })
 
 
+TASK_FIELDS = ("status", "note", "people_assisted", "position")  # the status form's fields, as update_task names them
+
+
+def _field_err(tid: str, field: str) -> html.Div:
+    """Where the status form shows the message about one field, under it."""
+    return html.Div(id={"type": "dept-field-err", "task": tid, "field": field}, className="field-error")
+
+
 def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
     tid = task.id
     hist = [html.Li([t(f"status.{h.status}", lang), " · ", fmt_time(h.at, tz, with_date=True), " · ", h.by,
@@ -77,16 +86,20 @@ def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
             html.Label(t("dept.status", lang)),
             dcc.Dropdown(id={"type": "dept-status", "task": tid}, options=[{"label": t(f"status.{s}", lang), "value": s} for s in nxt],
                          value=nxt[0], clearable=False),
+            _field_err(tid, "status"),
             html.Label(t("dept.note", lang)),
             dcc.Textarea(id={"type": "dept-note", "task": tid}, maxLength=2000, className="w-100"),
+            _field_err(tid, "note"),
             html.Div([
                 html.Div([html.Label(t("dept.people", lang)),
-                          dcc.Input(id={"type": "dept-people", "task": tid}, type="number", min=0, step=1, className="w-100")]),
+                          dcc.Input(id={"type": "dept-people", "task": tid}, type="number", min=0, step=1, className="w-100"),
+                          _field_err(tid, "people_assisted")]),
                 html.Div([html.Label(t("dept.lat", lang)),
                           dcc.Input(id={"type": "dept-lat", "task": tid}, type="number", className="w-100")]),
                 html.Div([html.Label(t("dept.lon", lang)),
                           dcc.Input(id={"type": "dept-lon", "task": tid}, type="number", className="w-100")]),
             ], className="form-row3"),
+            _field_err(tid, "position"),
             html.Div(id={"type": "dept-err", "task": tid}, className="field-error"),
             dbc.Button(t("dept.send", lang), id={"type": "dept-submit", "task": tid}, color="primary", className="mt-2 w-100",
                        n_clicks=0),
@@ -99,7 +112,7 @@ def tasks_view(r, keys, department: str, lang: str) -> list:
     if not tasks:
         return [html.Div(t("dept.none", lang), className="muted empty", id="dept-empty")]
     tz = ns_tz(r, keys)
-    now = clock_of(r, keys, now_ms())
+    now = command_time(r, keys)
     order = {"need_support": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
     tasks.sort(key=lambda x: (order.get(x.status, 5), -x.created_at))
     return [task_card(x, lang, tz, now) for x in tasks]
@@ -153,7 +166,7 @@ def _tasks(_n, ns, lang, client):
     r, keys = rds(), namespace(ns)
     ids = r.zrange(keys.department_tasks(user["department"]), 0, -1)
     status = views.versions(r, keys)["status"]
-    clock = clock_of(r, keys, now_ms())
+    clock = command_time(r, keys)
     sig = [keys.ns, lang, len(ids), status, clock // 60_000]
     if sig == client:
         return no_update, no_update
@@ -165,6 +178,7 @@ def _num(v):
 
 
 @callback(Output("dept-msg", "children"), Output({"type": "dept-err", "task": ALL}, "children"),
+          Output({"type": "dept-field-err", "task": ALL, "field": ALL}, "children"),
           Output("dept-version", "data", allow_duplicate=True),
           Input({"type": "dept-submit", "task": ALL}, "n_clicks"),
           State({"type": "dept-status", "task": ALL}, "value"), State({"type": "dept-note", "task": ALL}, "value"),
@@ -174,33 +188,51 @@ def _num(v):
 def _submit(clicks, statuses, notes, people, lats, lons, ns, lang):
     trig = ctx.triggered_id
     errs = [no_update] * len(clicks)
+    field_ids = [o["id"] for o in ctx.outputs_list[2]]
+    field_errs = [no_update] * len(field_ids)
     if not trig or not any(clicks):
-        return no_update, errs, no_update
+        return no_update, errs, field_errs, no_update
     user = require_user("department", "operator")
     lang = lang or "en"
     ids = [i["id"]["task"] for i in ctx.inputs_list[0]]
     i = ids.index(trig["task"])
-    msg, err = submit_status(rds(), namespace(ns), user, trig["task"], statuses[i], notes[i], _num(people[i]),
-                             _num(lats[i]), _num(lons[i]), lang)
-    errs[i] = err
-    return msg, errs, None if msg is not None and err == "" else no_update
+    msg, problems = submit_status(rds(), namespace(ns), user, trig["task"], statuses[i], notes[i], _num(people[i]),
+                                  _num(lats[i]), _num(lons[i]), lang)
+    errs[i] = problems.get("", "")
+    for j, fid in enumerate(field_ids):  # this task's fields: its messages, the others' cleared
+        if fid["task"] == trig["task"]:
+            field_errs[j] = problems.get(fid["field"], "")
+    return msg, errs, field_errs, None if not problems else no_update
 
 
-def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, lon, lang: str):
-    """The form's logic: (message at the top, error under the form). The department is the session's."""
+def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, lon,
+                  lang: str) -> tuple[Any, dict[str, str]]:
+    """The form's logic: (the message at the top, the refusal's messages by field). A message about
+    one of TASK_FIELDS goes under that field; any other under the form (key ""). The department is
+    the session's; the update is stamped with `command_time`."""
     try:
         if people is not None and (not float(people).is_integer()):
-            raise CommandError("people assisted must be a whole number", field="people_assisted")
+            raise InvalidInput("people assisted must be a whole number", field="people_assisted")
         task = update_task(r, keys, task_id=task_id, department=user["department"], user=user["username"],
-                           status=str(status or ""), now=clock_of(r, keys, now_ms()), note=str(note or "").strip(),
+                           status=str(status or ""), now=command_time(r, keys), note=str(note or "").strip(),
                            people_assisted=None if people is None else int(people),
                            lat=None if lat is None else float(lat), lon=None if lon is None else float(lon))
     except Forbidden:
-        return dbc.Alert(t("dept.forbidden", lang), color="danger"), ""
+        return dbc.Alert(t("dept.forbidden", lang), color="danger"), {}
     except CommandError as exc:
-        return no_update, f"{exc.field or ''}: {exc}" if exc.field else str(exc)
+        return no_update, _by_field(exc, TASK_FIELDS)
     return dbc.Alert(t("dept.saved", lang, task=task.subject, status=t(f"status.{task.status}", lang)), color="success",
-                     dismissable=True, id="dept-saved"), ""
+                     dismissable=True, id="dept-saved"), {}
+
+
+def _by_field(exc: CommandError, fields: tuple[str, ...]) -> dict[str, str]:
+    """A refusal's messages keyed by the form field they are about; "" for the rest (joined)."""
+    per = exc.errors if isinstance(exc, InvalidInput) and exc.errors else {exc.field or "": exc.message}
+    out = {k: v for k, v in per.items() if k in fields}
+    rest = [v if not k else f"{k}: {v}" for k, v in per.items() if k not in fields]
+    if rest:
+        out[""] = "; ".join(rest)
+    return out
 
 
 @callback(Output("dept-inc-map", "figure"), Input("dept-title", "children"), State("ns", "data"))
@@ -250,11 +282,11 @@ def report_incident(r, keys, user: dict, form: dict, lang: str) -> tuple:
         form = {**form, "description": form["description"].strip()}
     try:
         done = submit(r, keys, form, Actor.of_user(user), FORM)
-    except InvalidInput as exc:
-        e = exc.errors
-        other = "; ".join(f"{k}: {v}" for k, v in e.items() if k not in REPORT_FIELDS)
-        return (dbc.Alert(t("dept.fix", lang) + (f" ({other})" if other else ""), color="warning"),
-                *[e.get(f, "") for f in REPORT_FIELDS])
+    except CommandError as exc:  # InvalidInput: a message per field; Forbidden and the rest: the message
+        e = _by_field(exc, REPORT_FIELDS)
+        other = e.pop("", "")
+        text = t("dept.fix", lang) + (f" ({other})" if other else "") if isinstance(exc, InvalidInput) else other
+        return (dbc.Alert(text, color="warning"), *[e.get(f, "") for f in REPORT_FIELDS])
     inc = done.incident
     return (dbc.Alert(t("dept.reported", lang, id=inc.id, category=t(f"cat.{inc.category}", lang)), color="success",
                       id="dept-inc-ok"), "", "", "", "", "")

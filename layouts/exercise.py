@@ -11,6 +11,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from command import i18n
 from command.config import SAMPLE_DATA
+from command.errors import Forbidden, InvalidInput, NotFound
 from command.i18n import t
 from command.keys import Keys
 from command.ops import drills
@@ -218,13 +219,14 @@ def report_html(r, ns: str) -> str:
 def register_routes(server: flask.Flask) -> None:
     @server.route("/exercise/report/<ns>")
     def _report(ns):
+        # a refusal is raised and answered by the app's one error handler (layouts/interop.answer_error)
         if flask.session.get("user", {}).get("role") not in ("planner", "operator"):
-            return "forbidden", 403
+            raise Forbidden("only planners and the command centre read after-action reports")
         try:
             keys = Keys(ns)
-        except ValueError:
-            return "no such drill", 404
+        except InvalidInput:
+            raise NotFound(f"no such drill {ns!r}") from None
         r = rds()
         if not r.exists(keys.meta):
-            return "no such drill", 404
+            raise NotFound(f"no such drill {ns!r}")
         return report_html(r, keys.ns)

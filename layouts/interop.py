@@ -11,43 +11,92 @@
 Sign-in is a browser session, an API token (`Authorization: Bearer`, only its scopes) or HTTP Basic
 with a dashboard user (so a script or QGIS can use it), all through one throttle: the gate in
 layouts/signin.py, which sets `flask.g.api_user`. `<ns>` is `live` or a drill's namespace.
+
+Errors are answered in one place, `answer_error`, registered on the app for every
+`command.errors.CommandError` (and for Redis being down, as `Unavailable`): the error's `status`
+and its `to_json()` body. No route formats an error itself; each raises (`NotFound`, `BadBody`, ...).
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from command.errors import REDIS_DOWN, CommandError, InvalidInput, NotFound, unavailable_from
 from command.keys import Keys
 
-from .common import rds
+from .common import NotSignedIn, rds
 
 LAYERS = ("stations", "zones", "alerts", "resources", "warnings")
 MAX_BODY = 16 * 1024  # an incident is well under 3 KB
 MAX_DEPTH = 4  # an incident is one flat object
 
 
+class BadBody(InvalidInput):
+    """A request body that is not one JSON object of an incident's size (HTTP 400)."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="body")
+
+
+class TooLarge(BadBody):
+    status = 413
+    code = "too_large"
+
+
+def http_status(exc: CommandError) -> int:
+    """The HTTP status answering `exc`. A feed's error carries the *upstream* status: ours is 503
+    when retrying may help, else 502 (feeds/errors.py)."""
+    from feeds.errors import FeedError
+
+    if isinstance(exc, FeedError):
+        return 503 if exc.retryable else 502
+    return exc.status
+
+
+def answer_error(exc: Exception):
+    """The app's one answer to a refusal or failure: the status and the error's JSON body (with
+    Retry-After when the error knows it). Redis being down is answered as `Unavailable` (503)."""
+    err = exc if isinstance(exc, CommandError) else unavailable_from(exc)
+    if err is None:
+        raise exc  # not ours to answer (refused Redis credentials): Flask's 500
+    resp = flask.jsonify(err.to_json())
+    resp.status_code = http_status(err)
+    retry_after = getattr(err, "retry_after", None)
+    if retry_after:
+        resp.headers["Retry-After"] = str(math.ceil(retry_after))
+    return resp
+
+
 def _keys(ns: str) -> Keys:
     try:
         keys = Keys(ns)
-    except ValueError:
-        flask.abort(404, description=f"no namespace {ns!r}")
+    except InvalidInput:
+        raise NotFound(f"no namespace {ns!r}", field="namespace") from None
     if not rds().exists(keys.meta):
-        flask.abort(404, description=f"no namespace {ns!r}")
+        raise NotFound(f"no namespace {ns!r}", field="namespace")
     return keys
 
 
 def register_routes(server: flask.Flask) -> None:
     from command.publish import cap, geojson
 
+    server.register_error_handler(CommandError, answer_error)
+    for down in REDIS_DOWN:
+        server.register_error_handler(down, answer_error)
+
     @server.route("/api/<ns>/geojson/<layer>")
     def _geojson(ns: str, layer: str):
         if layer.endswith(".geojson"):
             layer = layer[: -len(".geojson")]
         if layer not in LAYERS:
-            return flask.jsonify({"error": f"unknown layer {layer!r} (one of {', '.join(LAYERS)})"}), 404
+            raise NotFound(f"unknown layer {layer!r} (one of {', '.join(LAYERS)})", field="layer")
         keys = _keys(ns)
         build = {"stations": geojson.collect_stations, "zones": geojson.collect_zones,
                  "alerts": geojson.collect_open_alerts, "resources": geojson.collect_resources,
@@ -65,31 +114,20 @@ def register_routes(server: flask.Flask) -> None:
         keys = _keys(ns)
         chain = cap.alert_messages(rds(), keys).get(fingerprint)
         if not chain:
-            return flask.jsonify({"error": f"no alert {fingerprint!r}"}), 404
+            raise NotFound(f"no alert {fingerprint!r}", field="fingerprint")
         return flask.Response(chain[-1][1], mimetype="application/cap+xml")
 
     @server.route("/api/<ns>/incidents", methods=["POST"])
     def _intake(ns: str):
-        from command.errors import CommandError
         from command.ops import incidents
 
         user = flask.g.get("api_user") or flask.session.get("user")
         if not user:
-            return flask.jsonify({"error": "not signed in"}), 401
+            raise NotSignedIn("not signed in")
         keys = _keys(ns)
-        payload, problem = _json_body()
-        if problem is not None:
-            return problem
-        try:
-            done = incidents.submit(rds(), keys, payload, incidents.Actor.of_user(user), incidents.INTAKE)
-        except CommandError as exc:  # InvalidInput 422 with a message per field, Forbidden 403
-            return flask.jsonify(exc.to_json()), exc.status
+        # InvalidInput (422, a message per field) and Forbidden (403) are answered by answer_error
+        done = incidents.submit(rds(), keys, _json_body(), incidents.Actor.of_user(user), incidents.INTAKE)
         return flask.jsonify({"id": done.incident.id, "taken": done.taken}), 201 if done.taken else 200
-
-
-def _body_error(status: int, message: str):
-    return flask.jsonify({"error": "bad_request" if status == 400 else "too_large", "message": message,
-                          "errors": {"body": message}}), status
 
 
 def _json_depth(text: str) -> int:
@@ -115,25 +153,25 @@ def _json_depth(text: str) -> int:
 
 
 def _json_body():
-    """The request's JSON body, or (None, a 400/413 answer): at most MAX_BODY bytes, UTF-8, nested
-    at most MAX_DEPTH deep. NaN and huge numbers parse, and the validator refuses them per field."""
+    """The request's JSON body: at most MAX_BODY bytes (else TooLarge), UTF-8, nested at most
+    MAX_DEPTH deep (else BadBody). NaN and huge numbers parse, and the validator refuses them per field."""
     req = flask.request
     if not req.is_json:
-        return None, _body_error(400, "expected a JSON object (Content-Type: application/json)")
+        raise BadBody("expected a JSON object (Content-Type: application/json)")
     if req.content_length is not None and req.content_length > MAX_BODY:
-        return None, _body_error(413, f"the body is larger than {MAX_BODY:,} bytes")
+        raise TooLarge(f"the body is larger than {MAX_BODY:,} bytes")
     req.max_content_length = MAX_BODY  # also bounds a body sent without a length (chunked)
     try:
         raw = req.get_data(cache=False)
     except RequestEntityTooLarge:
-        return None, _body_error(413, f"the body is larger than {MAX_BODY:,} bytes")
+        raise TooLarge(f"the body is larger than {MAX_BODY:,} bytes") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None, _body_error(400, "the body is not UTF-8")
+        raise BadBody("the body is not UTF-8") from None
     if _json_depth(text) > MAX_DEPTH:
-        return None, _body_error(400, f"JSON nested deeper than {MAX_DEPTH} levels")
+        raise BadBody(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text), None
+        return json.loads(text)
     except (ValueError, RecursionError):
-        return None, _body_error(400, "the body is not valid JSON")
+        raise BadBody("the body is not valid JSON") from None

@@ -8,12 +8,11 @@ import orjson
 import pytest
 from rq import Queue, SimpleWorker
 
-from command.keys import Keys
+from command.errors import CommandError, Forbidden
+from command.keys import RQ_QUEUE, Keys
 from command.models import Resource
 from command.ops.dispatch import (
     AlreadyDispatched,
-    CommandError,
-    Forbidden,
     alert_action,
     department_tasks,
     dispatch,
@@ -21,7 +20,7 @@ from command.ops.dispatch import (
     get_task,
     update_task,
 )
-from command.ops.jobs import QUEUE, check_acknowledgement
+from command.ops.jobs import check_acknowledgement
 from command.publish.views import alert_queue, current_recommendations
 from command.scenarios.replay import run_replay
 from command.trust import audit
@@ -163,11 +162,12 @@ def test_acknowledging_never_silences_and_resolving_needs_a_note(r, drill):
 
 def test_stale_recommendation_is_made_again_from_what_is_available(r, drill):
     keys, alerts = drill
-    dispatch(r, keys, fingerprint=alerts["I4"]["fingerprint"], level="red", resource_ids=["B1", "A1"], operator="op",
+    # the operator sends INJ-1's boat (B2) to I4, with the one ambulance
+    dispatch(r, keys, fingerprint=alerts["I4"]["fingerprint"], level="red", resource_ids=["B2", "A1"], operator="op",
              now=1)
     fresh = current_recommendations(r, keys, [alerts["INJ-1"]])[alerts["INJ-1"]["fingerprint"]]
-    # INJ-1's recommendation was B2 + A1; A1 is gone now, so: B2, and no ambulance left
-    assert [i["resource_id"] for i in fresh["items"]] == ["B2"]
+    # INJ-1's recommendation was B2 (A1 held for another alert); B2 is gone now, so: B1, and no ambulance left
+    assert [i["resource_id"] for i in fresh["items"]] == ["B1"]
     assert fresh["shortfall"] == [{"type": "ambulance", "wanted": 1, "found": 0}] and fresh["refreshed"]
 
 
@@ -192,7 +192,7 @@ def test_unacknowledged_task_is_flagged_on_the_namespace_clock(r, drill):
     d = dispatch(r, keys, fingerprint=alerts["I4"]["fingerprint"], level="red", resource_ids=["B1"], operator="op",
                  now=1000, ack_ms=10 * MIN)
     tid = f"{d.id}-fire_rescue"
-    queue = Queue(QUEUE, connection=r)
+    queue = Queue(RQ_QUEUE, connection=r)
     # the drill's clock is before the deadline: the job looks again later rather than flagging
     r.set(keys.clock, 1000 + 5 * MIN)
     job = queue.enqueue(check_acknowledgement, keys.ns, tid)
@@ -219,7 +219,7 @@ def test_without_a_namespace_clock_the_timer_waits_rather_than_read_the_wall_clo
     d = dispatch(r, keys, fingerprint=alerts["I4"]["fingerprint"], level="red", resource_ids=["B1"], operator="op",
                  now=1000, ack_ms=10 * MIN)  # a deadline long past on the wall clock
     r.delete(keys.clock)  # e.g. live before its first tick
-    queue = Queue(QUEUE, connection=r)
+    queue = Queue(RQ_QUEUE, connection=r)
     job = queue.enqueue(check_acknowledgement, keys.ns, f"{d.id}-fire_rescue")
     SimpleWorker([queue], connection=r).work(burst=True)
     assert job.return_value() == "waiting"
@@ -248,7 +248,12 @@ def test_refusals_are_the_domain_errors_with_their_messages(r, drill):
         with pytest.raises(cls) as exc:
             call()
         assert message in str(exc.value) and isinstance(exc.value, CommandError)
-    assert CommandError is errors.CommandError and Forbidden is errors.Forbidden  # the old names still work
+    import command.ops.dispatch as dispatch_module
+    import command.ops.jobs as jobs_module
+
+    # one name for each: the aliases left from the reshaping are gone
+    assert not hasattr(dispatch_module, "CommandError") and not hasattr(dispatch_module, "clock_of")
+    assert not hasattr(jobs_module, "QUEUE")
 
 
 def test_read_model_caches_stay_bounded_over_many_drills(r):

@@ -12,12 +12,18 @@ The evaluation itself is `rules.ShardEvaluator` (pure); this module is the Redis
 
 Because state, outputs and ACK land together or not at all, a crash at any point neither loses a
 reading nor doubles an alert.
+
+`Engine.run` is the loop's edge for errors: a retryable one (`command.errors.CommandError.retryable`,
+and Redis being down, translated to `Unavailable` there by `command.errors.unavailable_from`) backs
+off (bounded exponential with jitter) and goes on, after dropping what it held in memory so that it
+resumes from the committed state; any other error propagates.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -31,6 +37,7 @@ import redis
 
 from command.config import DEFAULT_ENGINE_BATCH
 from command.engine.recommend import recommendation_stage
+from command.errors import CommandError, NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
@@ -40,6 +47,18 @@ from command.timeutil import now_ms
 log = logging.getLogger(__name__)
 CLOCK_FIELD = "~clock"  # the shard state hash's field for the shard clock (never a subject id)
 ALERTS_MAXLEN = 200_000
+BACKOFF_FIRST_S = 0.1  # the wait after the first failure in a row; it doubles with each one after ...
+BACKOFF_MAX_S = 10.0  # ... up to this
+
+
+def backoff_delay(failures: int, *, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_MAX_S,
+                  retry_after: float | None = None, rand: Callable[[], float] = random.random) -> float:
+    """The wait after the `failures`-th failure in a row (1, 2, ...): ``first * 2**(failures-1)``,
+    at most `cap`, then jittered to between half and all of it (so engines that lost Redis together
+    do not come back in step); never less than the error's `retry_after`, when it gives one."""
+    base = min(cap, first * 2 ** min(max(failures - 1, 0), 30))
+    delay = base * (0.5 + 0.5 * rand())
+    return max(delay, retry_after or 0.0)
 
 
 class ShardLost(RuntimeError):
@@ -69,7 +88,8 @@ class Registry:
 def load_registry(r: redis.Redis, keys: Keys) -> Registry:
     raw_rules = r.get(keys.rules)
     if raw_rules is None:
-        raise RuntimeError(f"namespace {keys.ns!r} has no rules loaded (run a replay or load a configuration)")
+        raise NotFound(f"namespace {keys.ns!r} has no rules loaded (run a replay or load a configuration)",
+                       field="namespace")
     ruleset = parse_rules(orjson.loads(raw_rules), source=keys.rules)
     stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
     zones = {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
@@ -79,7 +99,8 @@ def load_registry(r: redis.Redis, keys: Keys) -> Registry:
 class Engine:
     def __init__(self, r: redis.Redis, keys: Keys, *, consumer: str | None = None, batch: int = DEFAULT_ENGINE_BATCH,
                  block_ms: int = 200, lease_ms: int = 10_000, max_shards: int | None = None,
-                 live_tick_s: float | None = None, clock: Callable[[], int] = now_ms) -> None:
+                 live_tick_s: float | None = None, clock: Callable[[], int] = now_ms,
+                 backoff: tuple[float, float] = (BACKOFF_FIRST_S, BACKOFF_MAX_S)) -> None:
         self.r, self.keys = r, keys
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.batch, self.block_ms, self.lease_ms = batch, block_ms, lease_ms
@@ -91,8 +112,11 @@ class Engine:
         self.nshards = 0
         self.processed = 0
         self.alert_events = 0
+        self.backoff = backoff  # (first wait, longest wait) in seconds after a retryable error
+        self.retries = 0  # retryable errors `run` backed off from, in all
         self._last_lease_check = 0.0
         self._last_tick = 0.0
+        self._forgotten: set[int] = set()  # shards dropped by `forget` whose lease may still be ours
 
     # ---- shard ownership ------------------------------------------------------------------------
     def start(self) -> None:
@@ -131,18 +155,36 @@ class Engine:
         self.shards.pop(s, None)
 
     def release(self) -> None:
-        """Give the shards up at once (a clean stop), so another engine need not wait for the lease."""
-        for sh in list(self.shards.values()):
+        """Give the shards up at once (a clean stop), so another engine need not wait for the lease
+        (those it holds, and those it forgot but may still hold the lease of). With Redis down the
+        leases cannot be given back: they expire by themselves."""
+        for s in sorted(set(self.shards) | self._forgotten):
+            lease_key = self.keys.shard_lease(s)
             with self.r.pipeline() as pipe:
                 try:
-                    pipe.watch(sh.lease_key)
-                    if pipe.get(sh.lease_key) == self.consumer.encode():
+                    pipe.watch(lease_key)
+                    if pipe.get(lease_key) == self.consumer.encode():
                         pipe.multi()
-                        pipe.delete(sh.lease_key)
+                        pipe.delete(lease_key)
                         pipe.execute()
                 except redis.WatchError:
                     pass
+                except redis.RedisError as exc:
+                    if unavailable_from(exc) is None:
+                        raise
+                    log.warning("engine %s could not give shard %d back (%s): its lease will expire",
+                                self.consumer, s, exc)
+                    break
         self.shards.clear()
+        self._forgotten.clear()
+
+    def forget(self) -> None:
+        """Drop what the engine holds in memory (shards, evaluators), keeping its leases: the next
+        poll takes its shards again from the committed state and first re-processes what is still
+        pending. After an error mid-batch, memory may be ahead of what was committed."""
+        self._forgotten |= set(self.shards)
+        self.shards.clear()
+        self._last_lease_check = 0.0
 
     def _renew_leases(self) -> None:
         now = time.monotonic()
@@ -333,14 +375,41 @@ class Engine:
         `exit_when_idle`: also stop once nothing came for that many seconds (batch use).
         `on_start` is called once the engine holds its shards. Live ticks, if any, come from the
         engine's `live_tick_s`.
+
+        A retryable error (Redis down, as `Unavailable`; any `CommandError` with `retryable`) is
+        logged, the engine forgets its in-memory state (`forget`), waits (`backoff_delay`, cut short
+        by `stop`) and tries again, starting included; the count of failures in a row resets at the
+        first poll that works. Any other error propagates (after the shards are given back).
         """
-        self.start()
-        if on_start is not None:
-            on_start(self)
+        started = False
+        failures = 0
         idle_since = time.monotonic()
         try:
             while not stop.is_set():
-                if self.poll(block_ms=self.block_ms):
+                try:
+                    if not started:
+                        self.start()
+                        started = True
+                        if on_start is not None:
+                            on_start(self)
+                        idle_since = time.monotonic()
+                    busy = self.poll(block_ms=self.block_ms)
+                    failures = 0
+                except Exception as exc:  # noqa: BLE001 - the edge: translated, then retried or re-raised
+                    err = exc if isinstance(exc, CommandError) else unavailable_from(exc)
+                    if err is None or not err.retryable:
+                        raise
+                    failures += 1
+                    self.retries += 1
+                    first, cap = self.backoff
+                    delay = backoff_delay(failures, first=first, cap=cap, retry_after=getattr(err, "retry_after", None))
+                    log.warning("engine %s on %s: %s (%s); retry %d in %.2f s", self.consumer, self.keys.ns,
+                                err.message, type(exc).__name__, failures, delay)
+                    self.forget()
+                    stop.wait(delay)
+                    idle_since = time.monotonic()  # an outage is not idleness: count from its end
+                    continue
+                if busy:
                     idle_since = time.monotonic()
                 elif exit_when_idle is not None and time.monotonic() - idle_since > exit_when_idle:
                     break

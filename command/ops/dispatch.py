@@ -3,6 +3,10 @@
 Every command is one WATCH/MULTI/EXEC transaction that also appends its audit entry, so a command
 and its record land together. A dispatch claims its (alert, level) with the transaction: a double
 click or two operators at the same instant dispatch once, and the loser learns who won and when.
+
+Refusals are `command.errors` classes (InvalidInput, NotFound, Forbidden, Conflict), translated by
+the edges. Every command takes its `now` from the caller: the time it is stamped with,
+`command.clock.command_time` (the namespace's clock; the wall clock in live before the first tick).
 """
 
 from __future__ import annotations
@@ -13,8 +17,7 @@ from typing import Any
 import orjson
 import redis
 
-from command.clock import namespace_now
-from command.errors import CommandError, Conflict, Forbidden, InvalidInput, NotFound  # noqa: F401 (CommandError: pages import it from here)
+from command.errors import Conflict, Forbidden, InvalidInput, NotFound
 from command.keys import Keys
 from command.models import (
     TASK_NEXT,
@@ -36,9 +39,6 @@ class AlreadyDispatched:
     by: str
     at: int
     dispatch_id: str
-
-
-clock_of = namespace_now  # the namespace's clock (scenario time in a drill), by its old name
 
 
 def _load_alert(r: redis.Redis, keys: Keys, fingerprint: str) -> dict[str, Any]:

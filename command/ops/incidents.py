@@ -28,8 +28,8 @@ no owner, and for an id the engine already knows but no record names: a headless
 record's ``history`` (the newest `HISTORY_LIMIT` are kept there; the audit log keeps all of them).
 
 **Time.** A reported time must lie within `WINDOW_BEFORE_MS` (7 days) before and `WINDOW_AFTER_MS`
-(1 day) after the namespace's clock (`command.clock.namespace_now`): scenario time in a drill, the live clock
-(wall time when unset) in live. The audit entry carries that namespace time, never the client's.
+(1 day) after the namespace's clock (`command.clock.command_time`): scenario time in a drill, the live clock
+(wall time before the first tick) in live. The audit entry carries that namespace time, never the client's.
 
 **Strings and numbers.** Ids are ``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``; text refuses control
 characters (a line break is allowed inside a description only), lone surrogates, bidirectional
@@ -54,11 +54,12 @@ from typing import Any
 import orjson
 import redis
 
+from command.clock import command_time
 from command.errors import Forbidden, InvalidInput
 from command.keys import Keys, shard_of
 from command.models import Incident
 from command.streams import incident_entry, shard_count
-from command.timeutil import now_ms, parse_time, to_iso
+from command.timeutil import parse_time, to_iso
 from command.trust import audit
 
 CATEGORIES = ("flooding", "trapped_people", "levee_breach", "road_closed", "power_outage", "landslide",
@@ -123,17 +124,6 @@ class Actor:
 class Submitted:
     incident: Incident
     taken: bool  # False: this exact version was already stored (a repeated post changes nothing)
-
-
-# ---- the namespace clock -----------------------------------------------------------------------------
-def _namespace_now(r: redis.Redis, keys: Keys) -> int:
-    """The namespace's current time (`command.clock.namespace_now`; wall time before its first tick)."""
-    try:
-        from command.clock import namespace_now
-    except ImportError:  # the same read, as command.ops.dispatch.clock_of does it
-        raw = r.get(keys.clock)
-        return int(raw) if raw else now_ms()
-    return namespace_now(r, keys, now_ms())
 
 
 # ---- validation -------------------------------------------------------------------------------------
@@ -327,8 +317,9 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
 def submit(r: redis.Redis, keys: Keys, payload: Any, actor: Actor, source: Source, *,
            now: int | None = None) -> Submitted:
     """Validate a report and write it: the one path for the form, the HTTP intake and drill injects.
-    `now` defaults to the namespace's clock. Raises InvalidInput or Forbidden; nothing is stored then."""
-    now = _namespace_now(r, keys) if now is None else now
+    `now` defaults to the time a command is stamped with (`command.clock.command_time`). Raises
+    InvalidInput or Forbidden; nothing is stored then."""
+    now = command_time(r, keys) if now is None else now
     inc = with_zone(r, keys, validate_incident(payload, source, now=now))
     return Submitted(inc, write_incident(r, keys, inc, actor, source, now=now))
 

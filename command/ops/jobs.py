@@ -16,7 +16,6 @@ from command.clock import namespace_now
 from command.keys import RQ_QUEUE, Keys
 from command.ops.dispatch import flag_unacknowledged, get_task
 
-QUEUE = RQ_QUEUE  # the name callers import today
 MIN_WAIT_S, MAX_WAIT_S = 0.5, 60.0
 
 

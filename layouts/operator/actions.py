@@ -1,6 +1,7 @@
 """What the operator's buttons do, as plain functions the callbacks call: dispatch the recommendation (or
 the operator's own choice), fill the action dialog, confirm an alert action. Each answers with what the
-page shows; a refusal from the domain is shown as its message."""
+page shows; a refusal from the domain (a `command.errors.CommandError`) is shown as its `message`.
+Commands are stamped with `command.clock.command_time`."""
 
 from __future__ import annotations
 
@@ -11,27 +12,16 @@ import flask
 import orjson
 from rq import Queue
 
-from command import errors
+from command.clock import command_time
+from command.errors import CommandError
 from command.i18n import t
-from command.keys import Keys
-from command.ops import dispatch as dispatch_ops
-from command.ops.dispatch import DEFAULT_ACK_MS, AlreadyDispatched, alert_action, clock_of, dispatch
-from command.ops.jobs import QUEUE, schedule_ack_check
+from command.keys import RQ_QUEUE, Keys
+from command.ops.dispatch import DEFAULT_ACK_MS, AlreadyDispatched, alert_action, dispatch
+from command.ops.jobs import schedule_ack_check
 from command.publish import views
-from command.timeutil import now_ms
 
 from ..common import dept_names, fmt_time, ns_tz
 from . import words  # noqa: F401 - the page's words
-
-# The domain's refusals (command/errors.py). command/ops/dispatch.py may still raise its own older
-# CommandError (a ValueError); until it raises command.errors' classes, both are caught here.
-REFUSALS: tuple[type[Exception], ...] = tuple(dict.fromkeys(
-    (errors.CommandError, getattr(dispatch_ops, "CommandError", errors.CommandError))))
-
-
-def refusal_text(exc: Exception) -> str:
-    """What the operator reads for a refusal: its `message` (the older class has only its text)."""
-    return getattr(exc, "message", None) or str(exc)
 
 
 def ack_ms() -> int:
@@ -49,18 +39,18 @@ def dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: s
         raw = r.get(keys.alert(fp))
         rec = views.current_recommendations(r, keys, [orjson.loads(raw)]).get(fp) if raw else None
         ids = [i["resource_id"] for i in (rec or {}).get("items", [])]
-    now = clock_of(r, keys, now_ms())
+    now = command_time(r, keys)
     tz = ns_tz(r, keys)
     try:
         res = dispatch(r, keys, fingerprint=fp, level=level, resource_ids=ids, operator=user["username"], now=now,
                        ack_ms=ack_ms())
-    except REFUSALS as exc:
-        return dbc.Alert(refusal_text(exc), color="warning", dismissable=True, id="map-toast-msg")
+    except CommandError as exc:
+        return dbc.Alert(exc.message, color="warning", dismissable=True, id="map-toast-msg")
     if isinstance(res, AlreadyDispatched):
         return dbc.Alert(t("map.dispatch_lost", lang, who=res.by, time=fmt_time(res.at, tz)), color="warning",
                          dismissable=True, id="map-toast-msg")
     # each department's acknowledgement timer runs as an RQ job on the namespace's clock
-    queue = Queue(QUEUE, connection=r)
+    queue = Queue(RQ_QUEUE, connection=r)
     for task_id in res.task_ids:
         schedule_ack_check(queue, keys.ns, task_id, 0.5)
     names = dept_names(lang)
@@ -114,9 +104,9 @@ def confirm_action(r, keys: Keys, target: dict, chosen: list | None, comment: st
         return False, "", msg, True
     try:
         alert_action(r, keys, fingerprint=target["fp"], action=target["action"], user=user["username"],
-                     now=clock_of(r, keys, now_ms()), comment=comment or "")
-    except REFUSALS as exc:
-        return True, refusal_text(exc), None, False
+                     now=command_time(r, keys), comment=comment or "")
+    except CommandError as exc:  # its only field is the comment, right above the dialog's error line
+        return True, exc.message, None, False
     label = t({"acknowledge": "map.ack", "escalate": "map.escalate", "resolve": "map.resolve"}[target["action"]], lang)
     return False, "", dbc.Alert(t("map.done", lang, action=label), color="info", dismissable=True,
                                 id="map-toast-msg"), True

@@ -8,11 +8,11 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import html, no_update
 
+from command.clock import command_time
 from command.i18n import t
 from command.keys import Keys
-from command.ops.dispatch import clock_of
 from command.publish import views
-from command.timeutil import humanize_ms, now_ms
+from command.timeutil import humanize_ms
 
 from ..common import dept_names, fmt_time, level_badge, ns_tz
 from . import words  # noqa: F401 - the page's words
@@ -100,7 +100,7 @@ def queue_view(r, keys: Keys, lang: str, show_all: bool = False) -> list:
     if not queue:
         return [html.Div(t("map.no_alerts", lang), className="muted empty", id="map-queue-empty")]
     tz = ns_tz(r, keys)
-    now = clock_of(r, keys, now_ms())
+    now = command_time(r, keys)
     names = dept_names(lang)
     shown = queue if show_all else queue[:QUEUE_SHOWN]
     cards: list = [alert_card(a, lang, tz, now, names) for a in shown]
@@ -142,7 +142,7 @@ def dispatch_view(r, keys: Keys, lang: str) -> list:
     if not board:
         return [html.Div(t("map.no_dispatches", lang), className="muted empty")]
     tz = ns_tz(r, keys)
-    now = clock_of(r, keys, now_ms())
+    now = command_time(r, keys)
     names = dept_names(lang)
     out = []
     for item in board:
@@ -159,7 +159,7 @@ def side_update(r, keys: Keys, lang: str | None, show_all: bool, client: list | 
     """The side panel's callback logic: (queue, dispatch board, signature), or nothing when what they show
     (the versions, the language, the toggle, the clock's minute) has not changed since `client`."""
     ver = views.versions(r, keys)
-    clock = ver["clock"] or now_ms()
+    clock = command_time(r, keys)
     sig = [keys.ns, lang, bool(show_all), ver["alerts"], ver["dispatches"], ver["status"], ver["resources"],
            clock // 60_000]
     if client == sig:
