@@ -106,7 +106,7 @@ def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
         print(f"engine {eng.consumer} on namespace {eng.keys.ns}: shards {sorted(eng.shards)} of {eng.nshards}",
               flush=True)
 
-    with redis_for(settings) as r:
+    with redis_for(settings, purpose="loop") as r:  # command/runtime/redis_client.py: never re-sends blindly
         eng = Engine(r, Keys(args.namespace or settings.namespace), consumer=args.consumer,
                      batch=args.batch or settings.engine_batch, block_ms=settings.engine_block_ms,
                      lease_ms=settings.lease_ms, max_shards=args.max_shards,
@@ -132,7 +132,7 @@ def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with redis_for(settings) as r:
+    with redis_for(settings, purpose="loop") as r:
         print("drill runner started", flush=True)
         DrillRunner(r).run(stop)
     return 0

@@ -14,16 +14,13 @@ from dash import html
 from command.errors import Forbidden, InvalidInput
 from command.i18n import t
 from command.keys import LIVE, Keys
-
-
-@functools.cache
-def _pool(url: str) -> redis.ConnectionPool:
-    return redis.ConnectionPool.from_url(url)
+from command.runtime.redis_client import pooled
 
 
 def rds() -> redis.Redis:
-    """A client on the app's Redis (one connection pool per process; no data is kept here)."""
-    return redis.Redis(connection_pool=_pool(flask.current_app.config["ECD_REDIS_URL"]))
+    """A client on the app's Redis (one connection pool per process; no data is kept here; timeouts and
+    retries: command/runtime/redis_client.py)."""
+    return pooled(flask.current_app.config["ECD_REDIS_URL"], "app")
 
 
 def current_user() -> dict[str, str] | None:
