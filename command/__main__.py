@@ -139,14 +139,13 @@ def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from rq import Queue, Worker
+    from command.ops.jobs import run_worker
+    from command.runtime.redis_client import client
+    from command.runtime.redis_server import redis_url_for
 
-    from command.keys import RQ_QUEUE
-
-    with redis_for(settings) as r:
-        worker = Worker([Queue(RQ_QUEUE, connection=r)], connection=r)
-        worker.work(with_scheduler=True, burst=args.burst)
-    return 0
+    with redis_url_for(settings) as url:  # RQ's client, and the ack-timer sweep's, a loop's
+        return run_worker(client(url, "app", settings=settings), client(url, "loop", settings=settings),
+                          burst=args.burst)
 
 
 def main(argv: list[str] | None = None) -> int:

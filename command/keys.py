@@ -33,13 +33,15 @@ DRILL_COMMANDS = f"{PREFIX}:drills:commands"
 DRILL_CURSOR = f"{PREFIX}:drills:cursor"  # the last command the drill runner handled
 LOGIN_FAILURES = f"{PREFIX}:auth:failures"  # + `:<user>`, see login_failures()
 AUDIT_NAMESPACES = f"{PREFIX}:audit:namespaces"  # set: every namespace ever audited (the anchor loop's list)
+ACK_TIMER_NAMESPACES = f"{PREFIX}:timers:namespaces"  # set: namespaces with acknowledgement timers pending
 HEALTH_PROBE = f"{PREFIX}:health"  # string, expires in seconds: /health's write check (command/runtime/health.py)
 
 # Every global key, or the stem of a family of them. A namespace may not be named like the segment
 # after the prefix of any of them: `ecd:<ns>:*` (a namespace's keys, and the pattern that deletes
 # them) could otherwise reach a global key (a namespace `drills` would delete the drill runner's
 # command stream). A new global key added here reserves its name by itself.
-GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES, AUDIT_NAMESPACES, HEALTH_PROBE)
+GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES, AUDIT_NAMESPACES, ACK_TIMER_NAMESPACES,
+               HEALTH_PROBE)
 RESERVED_NAMESPACES = frozenset(k.split(":")[1] for k in GLOBAL_KEYS)
 
 
@@ -260,6 +262,12 @@ class Keys:
 
     def task(self, task_id: str) -> str:
         return f"{self._p}:task:{task_id}"
+
+    @property
+    def ack_timers(self) -> str:
+        """Sorted set: task ids by acknowledgement deadline (namespace clock, ms), written with the
+        dispatch; the worker's sweep flags those past due (command/ops/jobs.py)."""
+        return f"{self._p}:ack-timers"
 
     def department_tasks(self, department: str) -> str:
         """Sorted set of a department's task ids by creation time."""

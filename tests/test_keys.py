@@ -63,6 +63,7 @@ NAMESPACED = {
     "dispatches_index": ((), "ecd:{ns}:dispatches:index"),
     "dispatch_claim": (("fp1", "red"), "ecd:{ns}:dispatch-claim:fp1:red"),
     "task": (("t1",), "ecd:{ns}:task:t1"),
+    "ack_timers": ((), "ecd:{ns}:ack-timers"),
     "department_tasks": (("fire",), "ecd:{ns}:tasks:fire"),
     "status_stream": ((), "ecd:{ns}:status"),
     "alert_notes": (("fp1",), "ecd:{ns}:alert-notes:fp1"),
@@ -88,10 +89,11 @@ MODULE = {
     "DRILL_CURSOR": "ecd:drills:cursor",
     "LOGIN_FAILURES": "ecd:auth:failures",
     "AUDIT_NAMESPACES": "ecd:audit:namespaces",
+    "ACK_TIMER_NAMESPACES": "ecd:timers:namespaces",
     "HEALTH_PROBE": "ecd:health",
     "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:failures",
-                    "ecd:audit:namespaces", "ecd:health"),
-    "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit", "health"}),
+                    "ecd:audit:namespaces", "ecd:timers:namespaces", "ecd:health"),
+    "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit", "timers", "health"}),
 }
 # the sign-in's keys (command/trust/): under `ecd:auth:`, reserved by LOGIN_FAILURES's segment
 MODULE.update({

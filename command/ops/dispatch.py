@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from command.errors import Conflict, Forbidden, InvalidInput, NotFound
-from command.keys import Keys
+from command.keys import ACK_TIMER_NAMESPACES, Keys
 from command.models import (
     TASK_NEXT,
     TASK_RESOURCE_STATUS,
@@ -118,6 +118,10 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
         for t in tasks:
             pipe.set(keys.task(t.id), t.model_dump_json())
             pipe.zadd(keys.department_tasks(t.department), {t.id: now})
+        # the acknowledgement timers, in the same transaction: the worker's sweep flags a task past its
+        # deadline even if the RQ job for it was never enqueued (command/ops/jobs.py)
+        pipe.zadd(keys.ack_timers, {t.id: t.ack_deadline for t in tasks})
+        pipe.sadd(ACK_TIMER_NAMESPACES, keys.ns)
         pipe.xadd(keys.dispatches_stream, {"event": "dispatch", "dispatch_id": d.id, "fingerprint": fingerprint})
         audit.append(pipe, keys, head.decode() if head else None, who=operator, action="dispatch", at=now,
                      details={"dispatch_id": d.id, "alert": fingerprint, "level": level, "resources": resource_ids,

@@ -3,20 +3,37 @@
 A task not acknowledged by its deadline is flagged for the command centre. The deadline is in the
 namespace's time (scenario time in a drill), so the timer works at any replay speed: the job looks
 at the clock and, if the deadline is still ahead, schedules itself again for when it should fall.
+
+The RQ job is the quick path; the timer itself is written with the dispatch, in its transaction
+(`Keys.ack_timers`: task ids by deadline). The worker process also sweeps those every second
+(`sweep_ack_timers`) and flags any task past its deadline, so a timer is kept even when its job was
+never enqueued (the web process died between the dispatch and the enqueue), was lost, or waits on a
+scheduler that is not running. Flagging is idempotent (under WATCH), so the job and the sweep may
+both try. `run_worker` is `python -m command worker`: the RQ worker, started again when Redis drops
+it, and the sweep beside it.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+import time
 from datetime import timedelta
 
 import redis
 from rq import Queue, get_current_job
 
 from command.clock import namespace_now
-from command.keys import RQ_QUEUE, Keys
+from command.engine.consumer import backoff_delay
+from command.errors import InvalidInput, NotFound
+from command.keys import ACK_TIMER_NAMESPACES, RQ_QUEUE, Keys
 from command.ops.dispatch import flag_unacknowledged, get_task
+from command.runtime.redis_client import as_unavailable
 
+log = logging.getLogger(__name__)
 MIN_WAIT_S, MAX_WAIT_S = 0.5, 60.0
+SWEEP_EVERY_S = 1.0
 
 
 def _speed(r: redis.Redis, keys: Keys) -> float:
@@ -47,12 +64,114 @@ def check_acknowledgement(namespace: str, task_id: str) -> str:
     keys = Keys(namespace)
     task = get_task(r, keys, task_id, None)
     if task.status != "assigned" or task.flagged:
+        r.zrem(keys.ack_timers, task_id)
         return "answered"
     now = namespace_now(r, keys)
     if now is not None and task.ack_deadline is not None and now >= task.ack_deadline:
-        return "flagged" if flag_unacknowledged(r, keys, task_id, now) else "answered"
+        outcome = "flagged" if flag_unacknowledged(r, keys, task_id, now) else "answered"
+        r.zrem(keys.ack_timers, task_id)
+        return outcome
     speed = _speed(r, keys)
     # no clock yet (live before its first tick): nothing to measure the deadline by; look again later
     wait = MAX_WAIT_S if speed == 0 or now is None else (task.ack_deadline - now) / 1000 / speed
     schedule_ack_check(Queue(RQ_QUEUE, connection=r), namespace, task_id, min(max(wait, MIN_WAIT_S), MAX_WAIT_S))
     return "waiting"
+
+
+# ---- the sweep: timers written with the dispatch, whatever became of their jobs ----------------------
+def sweep_ack_timers(r: redis.Redis) -> int:
+    """Flag every task whose deadline has passed on its namespace's clock and that is still
+    unacknowledged; forget the timers that are done. Returns how many tasks were flagged now."""
+    flagged = 0
+    for raw in r.smembers(ACK_TIMER_NAMESPACES):
+        ns = raw.decode()
+        try:
+            keys = Keys(ns)
+        except (InvalidInput, ValueError):
+            r.srem(ACK_TIMER_NAMESPACES, raw)
+            continue
+        now = namespace_now(r, keys)
+        if now is None:  # live before its first tick: nothing to measure the deadlines by yet
+            continue
+        for tid in r.zrangebyscore(keys.ack_timers, "-inf", now, start=0, num=500):
+            task_id = tid.decode()
+            try:
+                if flag_unacknowledged(r, keys, task_id, now):
+                    flagged += 1
+                    log.info("ack timer: task %s of %s flagged by the sweep", task_id, ns)
+            except NotFound:
+                pass  # the namespace was deleted under us
+            r.zrem(keys.ack_timers, task_id)
+        with r.pipeline() as pipe:  # a namespace with no timer left leaves the list
+            try:
+                pipe.watch(keys.ack_timers)
+                if pipe.zcard(keys.ack_timers) == 0:
+                    pipe.multi()
+                    pipe.srem(ACK_TIMER_NAMESPACES, ns)
+                    pipe.execute()
+            except redis.WatchError:
+                pass  # a dispatch added one meanwhile
+    return flagged
+
+
+def run_sweeper(r: redis.Redis, stop: threading.Event, every: float = SWEEP_EVERY_S) -> None:
+    """`sweep_ack_timers` every `every` s until `stop`; Redis being away is waited out, and a failing
+    sweep is logged and tried again, never the end of the timers."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            sweep_ack_timers(r)
+            failures = 0
+        except Exception as exc:  # noqa: BLE001 - the sweep must outlive any one failure
+            failures += 1
+            err = as_unavailable(exc)
+            if err is None:
+                log.exception("ack timer sweep failed")
+            else:
+                log.warning("ack timer sweep: %s; again in a moment", err.message)
+            stop.wait(backoff_delay(failures, first=every, cap=30.0))
+            continue
+        stop.wait(every)
+
+
+def run_worker(r: redis.Redis, sweep_r: redis.Redis, *, burst: bool = False,
+               backoff: tuple[float, float] = (0.5, 30.0)) -> int:
+    """`python -m command worker`: the RQ worker (with its scheduler) and the ack-timer sweep beside it.
+
+    RQ's worker quits its loop when Redis times out or drops it; it is started again after a back-off
+    until SIGTERM or SIGINT asks it to stop (a warm stop: the job at hand finishes). `burst`: work
+    until the queue is empty, sweep once, return."""
+    from rq import Worker
+
+    if burst:
+        Worker([Queue(RQ_QUEUE, connection=r)], connection=r).work(with_scheduler=True, burst=True)
+        sweep_ack_timers(sweep_r)
+        return 0
+    stop = threading.Event()
+    sweeper = threading.Thread(target=run_sweeper, args=(sweep_r, stop), name="ack-timer-sweep", daemon=True)
+    sweeper.start()
+    failures = 0
+    try:
+        while not stop.is_set():
+            worker = Worker([Queue(RQ_QUEUE, connection=r)], connection=r)
+            began = time.monotonic()
+            try:
+                worker.work(with_scheduler=True)
+                why = "its loop ended"
+            except Exception as exc:  # raised before its loop (registering with Redis)
+                err = as_unavailable(exc)
+                if err is None:
+                    raise
+                why = err.message
+            if worker._shutdown_requested_date is not None:  # SIGTERM or SIGINT (RQ's own handlers)
+                return 0
+            for sig in (signal.SIGINT, signal.SIGTERM):  # RQ's handlers belong to the worker that ended
+                signal.signal(sig, lambda *_: stop.set())
+            failures = 1 if time.monotonic() - began > 60 else failures + 1
+            delay = backoff_delay(failures, first=backoff[0], cap=backoff[1])
+            log.warning("RQ worker stopped (%s); starting it again in %.1f s", why, delay)
+            stop.wait(delay)
+        return 0
+    finally:
+        stop.set()
+        sweeper.join(5)
