@@ -138,9 +138,10 @@ def make_exercise(r: redis.Redis, sizes: Sizes, seed: int = 7) -> Exercise:
     import pandas as pd
 
     from command.engine.consumer import Engine
+    from command.geo import ZoneLocator
     from command.models import Incident, Resource, ResourceStatus, Station
     from command.rules import parse_rules
-    from command.scenarios.load import Scenario, ZoneLocator, load_zones
+    from command.scenarios.load import Scenario, load_zones
     from command.scenarios.namespaces import load_namespace
     from command.streams import StreamWriter
 

@@ -52,8 +52,9 @@ MAIN_LEVEL = ("stage", "tidal_level", "groundwater")
 NO_DATA = -999999.0  # EA's sentinel for a reading it has no value for
 SEVERITY = {1: ("Extreme", "Immediate", "Observed"), 2: ("Severe", "Immediate", "Likely"),
             3: ("Moderate", "Expected", "Possible")}
-_MEASURE_RE = re.compile(r"^(?P<station>.+?)-(?P<parameter>level|flow|rainfall|wind|temperature)-"
-                         r"(?P<qualifier>[^-]+)-(?P<rest>.*)-(?P<unit>[^-]+)$")
+# always fullmatch (never `^...$`: `$` lets a trailing newline through into the unit); no part holds a blank
+_MEASURE_RE = re.compile(r"(?P<station>.+?)-(?P<parameter>level|flow|rainfall|wind|temperature)-"
+                         r"(?P<qualifier>[^-\s]+)-(?P<rest>.*)-(?P<unit>[^-\s]+)")
 
 
 def _first(v: Any) -> Any:
@@ -93,7 +94,7 @@ def station_for(notation: str, parameter: str, qualifier: str) -> str:
 def _measure_info(measure: str) -> dict[str, str] | None:
     """notation, parameter, qualifier slug and unit from a measure URI or notation (cached: a
     readings payload repeats each measure many times)."""
-    m = _MEASURE_RE.match(_uri_tail(measure))
+    m = _MEASURE_RE.fullmatch(_uri_tail(measure))
     if not m:
         return None
     return m.groupdict()

@@ -113,7 +113,7 @@ def test_zone_incident_scenario(cli_env, tmp_path):
     report = json.loads((tmp_path / "after_action.json").read_text())
     assert any(e["event"] == "inject:incident" for e in report["timeline"])
     assert [q["reason"] for q in read_jsonl(tmp_path / "quarantine.jsonl")] == [
-        "invalid position lat='abc' lon='114.05'"]
+        "lat: a number from -90 to 90"]
 
 
 def test_bad_scenario_exits_non_zero_with_a_clear_message(cli_env, tmp_path):

