@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from command.keys import AUDIT_NAMESPACES, Keys
-from command.trust import audit
+from command.trust import audit, audit_keys
 from command.trust.anchor import Anchorer, head, read_anchors, write_anchors
 
 from .conftest import ROOT
@@ -25,15 +25,15 @@ from .conftest import ROOT
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     """This process seals with the keys of a fresh data folder (the one `cli_env` gives the CLI)."""
-    monkeypatch.delenv(audit.KEY_ENV, raising=False)
+    monkeypatch.delenv(audit_keys.KEY_ENV, raising=False)
     d = tmp_path / "var"
-    monkeypatch.setattr(audit, "_store", audit.KeyStore(d))
+    monkeypatch.setattr(audit, "_store", audit_keys.KeyStore(d))
     return d
 
 
 @pytest.fixture
 def env(cli_env):
-    return {k: v for k, v in cli_env.items() if k != audit.KEY_ENV}
+    return {k: v for k, v in cli_env.items() if k != audit_keys.KEY_ENV}
 
 
 def fill(r, keys, n, who="op", start=0):
@@ -159,17 +159,17 @@ def test_key_rotation_keeps_old_entries_verifiable(r, keys, data_dir):
     fill(r, keys, 2)
     old_kid = store.current()[0]
     # rotated by another process (the CLI): this one takes the new key at its next entry, no restart
-    retired, new_kid = audit.KeyStore(data_dir).rotate(now=5)
+    retired, new_kid = audit_keys.KeyStore(data_dir).rotate(now=5)
     assert retired == old_kid and new_kid != old_kid
     fill(r, keys, 2, start=2)
     kids = [f["kid"].decode() for _, f in stream(r, keys)]
     assert kids == [old_kid, old_kid, new_kid, new_kid]
     assert stat.S_IMODE((data_dir / "audit_keyring").stat().st_mode) == 0o600
-    v = audit.verify(r, keys, store=audit.KeyStore(data_dir))  # a fresh process
+    v = audit.verify(r, keys, store=audit_keys.KeyStore(data_dir))  # a fresh process
     assert v.ok and v.state == "intact" and v.kids == [old_kid, new_kid]
     # without the keyring the old entries cannot be checked, and say so
     (data_dir / "audit_keyring").rename(data_dir / "keyring.bak")
-    v = audit.verify(r, keys, store=audit.KeyStore(data_dir))
+    v = audit.verify(r, keys, store=audit_keys.KeyStore(data_dir))
     assert not v.ok and v.entries == 1 and "unknown key" in v.reason
 
 
@@ -198,26 +198,26 @@ def test_legacy_entries_verify_as_legacy_and_are_sealed_by_the_first_keyed_one(r
 
 
 def test_the_key_from_the_environment(r, keys, data_dir, monkeypatch):
-    monkeypatch.setenv(audit.KEY_ENV, "k" * 40)
+    monkeypatch.setenv(audit_keys.KEY_ENV, "k" * 40)
     fill(r, keys, 1)
     assert not (data_dir / "audit_key").exists()
-    assert stream(r, keys)[0][1]["kid"].decode() == audit.key_id(b"k" * 40)
+    assert stream(r, keys)[0][1]["kid"].decode() == audit_keys.key_id(b"k" * 40)
     assert audit.verify(r, keys).ok
     # rotation with an environment key: it is kept in the keyring, the new value is the operator's to set
-    assert audit.key_store().rotate(now=1) == (audit.key_id(b"k" * 40), None)
-    monkeypatch.setenv(audit.KEY_ENV, "n" * 40)
+    assert audit.key_store().rotate(now=1) == (audit_keys.key_id(b"k" * 40), None)
+    monkeypatch.setenv(audit_keys.KEY_ENV, "n" * 40)
     fill(r, keys, 1, start=1)
-    assert audit.verify(r, keys, store=audit.KeyStore(data_dir)).ok
-    monkeypatch.setenv(audit.KEY_ENV, "short")
-    with pytest.raises(audit.AuditKeyError):
+    assert audit.verify(r, keys, store=audit_keys.KeyStore(data_dir)).ok
+    monkeypatch.setenv(audit_keys.KEY_ENV, "short")
+    with pytest.raises(audit_keys.AuditKeyError):
         fill(r, keys, 1)
 
 
 def test_processes_starting_together_make_one_key(tmp_path):
     d = tmp_path / "var"
-    code = ("import sys; from pathlib import Path; from command.trust.audit import KeyStore; "
+    code = ("import sys; from pathlib import Path; from command.trust.audit_keys import KeyStore; "
             "print(KeyStore(Path(sys.argv[1])).current()[0])")
-    env = {k: v for k, v in os.environ.items() if k != audit.KEY_ENV}
+    env = {k: v for k, v in os.environ.items() if k != audit_keys.KEY_ENV}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(d)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               text=True) for _ in range(8)]
     kids = {p.communicate(timeout=60)[0].strip() for p in procs}
@@ -357,7 +357,7 @@ def test_python_app_runs_the_anchor_loop_and_the_trail_verifies_after_it_stops(t
 
     from .test_app import _port
 
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", audit.KEY_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", audit_keys.KEY_ENV)}
     env["ECD_DATA_DIR"] = str(tmp_path / "var")
     port = _port()
     anchors = tmp_path / "var" / "audit" / "anchors.jsonl"

@@ -13,7 +13,7 @@ import pytest
 
 from command.keys import Keys
 from command.ops import drills
-from command.trust import audit
+from command.trust import audit, audit_keys
 from layouts import audit as audit_page
 
 from .conftest import SCENARIOS
@@ -23,7 +23,7 @@ from .test_web import app, client, sign_in  # noqa: F401 - fixtures
 @pytest.fixture(autouse=True)
 def _own_keys(monkeypatch):
     """create_app points this process's audit keys at its data folder: undo that afterwards."""
-    monkeypatch.delenv(audit.KEY_ENV, raising=False)
+    monkeypatch.delenv(audit_keys.KEY_ENV, raising=False)
     monkeypatch.setattr(audit, "_store", None)
 
 

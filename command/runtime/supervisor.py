@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
     from command.ops.drills import list_drills, start_drill
     from command.runtime.redis_server import EmbeddedRedis, RedisStartError
     from command.scenarios.namespaces import bootstrap_live
-    from command.trust import audit
+    from command.trust import audit, audit_keys
 
     try:
         held = lock(settings.data_dir)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
             prepare_web(settings)  # the session secret: made once here, before the web workers race to make it
         try:  # the audit key: made once here, before the children race to make it (or ECD_AUDIT_KEY checked)
             audit.configure(settings.data_dir).current()
-        except audit.AuditKeyError as exc:
+        except audit_keys.AuditKeyError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         bootstrap_live(r)  # live's rules and reference data, from the sample, the first time

@@ -120,7 +120,7 @@ def cmd_rotate_key(args: argparse.Namespace, settings: Settings) -> int:
     from command.keys import Keys
     from command.runtime.redis_server import RedisStartError, redis_for
     from command.timeutil import now_ms
-    from command.trust import audit
+    from command.trust import audit, audit_keys
 
     store = audit.configure(settings.data_dir)
     try:
@@ -129,7 +129,7 @@ def cmd_rotate_key(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if new is None:
-        print(f"{audit.KEY_ENV} (key {old}) is kept in {store.keyring_path}: now set {audit.KEY_ENV} to a new "
+        print(f"{audit_keys.KEY_ENV} (key {old}) is kept in {store.keyring_path}: now set {audit_keys.KEY_ENV} to a new "
               "value of at least 32 characters (e.g. python -c 'import secrets; print(secrets.token_hex(32))') "
               "and restart")
         return 0
