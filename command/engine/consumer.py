@@ -41,6 +41,7 @@ from command.errors import CommandError, NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
+from command.runtime.redis_client import as_unavailable
 from command.streams import ensure_group, shard_count, tick_entry
 from command.timeutil import now_ms
 
@@ -396,7 +397,8 @@ class Engine:
                     busy = self.poll(block_ms=self.block_ms)
                     failures = 0
                 except Exception as exc:  # noqa: BLE001 - the edge: translated, then retried or re-raised
-                    err = exc if isinstance(exc, CommandError) else unavailable_from(exc)
+                    # Redis down, or refusing writes for now (memory full: command/runtime/redis_client.py)
+                    err = exc if isinstance(exc, CommandError) else (unavailable_from(exc) or as_unavailable(exc))
                     if err is None or not err.retryable:
                         raise
                     failures += 1

@@ -6,6 +6,14 @@ as `python -m command replay`, so a drill behaves exactly like the headless repl
 
 The page talks to the runner through Redis only: commands on the `DRILL_COMMANDS` stream, state in
 each drill's `replay_control` hash and in the `DRILLS` registry.
+
+A drill survives the runner's restart and Redis going away: the feed saves its position in the
+drill's `replay_control` hash in the same transaction as what it publishes, the engine's state and
+pending entries are in Redis, and a command is marked handled (`DRILL_CURSOR`) only after it was
+handled (handling one twice changes nothing). At start, and after any Redis outage, the runner
+rebuilds every running drill from Redis (`DrillRunner.resume`) and goes on from where it was; a
+drill that cannot be resumed (its scenario folder gone, no saved position) is marked `interrupted`
+(`reconcile_drills`, which the supervisor also calls before asking "is a drill running?").
 """
 
 from __future__ import annotations
@@ -20,10 +28,11 @@ import orjson
 import redis
 
 from command.clock import namespace_now
-from command.engine.consumer import Engine
+from command.engine.consumer import Engine, backoff_delay
 from command.geo import ZoneLocator
 from command.keys import DRILL_COMMANDS, DRILL_CURSOR, DRILLS, Keys
 from command.models import Incident, Resource, ResourceStatus
+from command.runtime.redis_client import as_unavailable
 from command.scenarios.clock import ReplayClock, parse_speed
 from command.scenarios.feed import ReplayFeed
 from command.scenarios.load import ScenarioError, load_scenario
@@ -63,6 +72,37 @@ def is_drill(r: redis.Redis, ns: str) -> bool:
     return r.hget(Keys(ns).meta, "mode") == b"exercise"
 
 
+def _update_registry(r: redis.Redis, ns: str, **update: Any) -> None:
+    raw = r.hget(DRILLS, ns)
+    cur = orjson.loads(raw) if raw else {"namespace": ns}
+    cur.update(update)
+    r.hset(DRILLS, ns, orjson.dumps(cur))
+
+
+def resume_problem(r: redis.Redis, rec: dict[str, Any]) -> str | None:
+    """Why a drill the registry says is running cannot be resumed, or None when it can."""
+    folder = rec.get("folder")
+    if not folder or not Path(folder).is_dir():
+        return f"its scenario folder {folder!r} is gone"
+    if ReplayFeed.saved_position(r, Keys(rec["namespace"]).replay_control) is None:
+        return "it has no saved position (started by an older version)"
+    return None
+
+
+def reconcile_drills(r: redis.Redis) -> list[str]:
+    """Mark `interrupted` every drill registered as running that cannot be resumed; the others are
+    left running for the drill runner to resume. Returns the namespaces marked."""
+    marked = []
+    for rec in list_drills(r):
+        if rec.get("status") != "running":
+            continue
+        problem = resume_problem(r, rec)
+        if problem is not None:
+            _update_registry(r, rec["namespace"], status="interrupted", error=f"cannot be resumed: {problem}")
+            marked.append(rec["namespace"])
+    return marked
+
+
 # ---- the runner ----------------------------------------------------------------------------------
 @dataclass
 class _Drill:
@@ -76,18 +116,17 @@ class _Drill:
 
 
 class DrillRunner:
-    def __init__(self, r: redis.Redis, *, chunk: int = 2000) -> None:
+    def __init__(self, r: redis.Redis, *, chunk: int = 2000, backoff: tuple[float, float] = (0.2, 10.0)) -> None:
         self.r = r
         self.chunk = chunk
+        self.backoff = backoff  # (first wait, longest wait) in seconds after Redis went away
         self.active: dict[str, _Drill] = {}
         self._busy = False  # did the last step publish or evaluate anything
-        self._last_id = (r.get(DRILL_CURSOR) or b"0-0").decode()
+        self._last_id: str | None = None  # the last command handled; read from DRILL_CURSOR at first
+        self.retries = 0  # Redis outages `run` backed off from, in all
 
     def _registry(self, ns: str, **update: Any) -> None:
-        raw = self.r.hget(DRILLS, ns)
-        cur = orjson.loads(raw) if raw else {"namespace": ns}
-        cur.update(update)
-        self.r.hset(DRILLS, ns, orjson.dumps(cur))
+        _update_registry(self.r, ns, **update)
 
     def _control(self, d: _Drill, **extra: Any) -> None:
         feed = d.feed
@@ -112,7 +151,9 @@ class DrillRunner:
         load_namespace(self.r, keys, sc, shards=1, mode="exercise")
         engine = Engine(self.r, keys, consumer=f"drill-{ns}")
         engine.start()
-        feed = ReplayFeed(self.r, keys, sc, shards=1, before_inject=engine.drain, record=True)
+        feed = ReplayFeed(self.r, keys, sc, shards=1, before_inject=engine.drain, record=True,
+                          position_key=keys.replay_control)
+        feed.save_position()  # nothing published yet: a restart from here goes on from the start
         d = _Drill(ns, keys, feed, ReplayClock(sc.start, clock_speed), engine, by, ZoneLocator(sc.zones))
         self.active[ns] = d
         self._registry(ns, status="running", scenario=sc.name, start=sc.start, end=sc.end)
@@ -154,7 +195,16 @@ class DrillRunner:
         f = {k.decode(): v.decode() for k, v in fields.items()}
         cmd, ns = f.get("cmd"), f.get("ns", "")
         if cmd == "start":
-            self._start(ns, f["scenario"], f.get("speed", "60"), f.get("by", "planner"))
+            raw = self.r.hget(DRILLS, ns)
+            if ns in self.active or (raw is not None and orjson.loads(raw).get("status") != "starting"):
+                return  # handled before (a restarted runner reads again the command it did not mark)
+            try:
+                self._start(ns, f["scenario"], f.get("speed", "60"), f.get("by", "planner"))
+            except Exception as exc:
+                if as_unavailable(exc) is None:  # not Redis going away (then it is tried again): a bug
+                    self.active.pop(ns, None)
+                    self._registry(ns, status="failed", error=f"could not start: {exc}")
+                raise
             return
         d = self.active.get(ns)
         if d is None:
@@ -193,19 +243,21 @@ class DrillRunner:
         audit.record(self.r, d.keys, who=by, action=action, at=now, details={"drill": d.ns, **details})
 
     def step(self, block_ms: int = 100) -> None:
+        if self._last_id is None:
+            self._last_id = (self.r.get(DRILL_CURSOR) or b"0-0").decode()
         # wait for commands only as long as the drills can spare: not at all while they have work
         resp = self.r.xread({DRILL_COMMANDS: self._last_id}, count=100,
                             block=block_ms if not self.active else (1 if self._busy else 50))
         for _, entries in resp or ():
             for eid, fields in entries:
-                self._last_id = eid.decode()
-                self.r.set(DRILL_CURSOR, self._last_id)  # a restarted runner goes on from here
                 try:
                     self.handle(fields)
-                except redis.RedisError:
-                    raise
-                except Exception:  # one bad command must not stop every drill
-                    log.exception("drill command failed: %s", fields)
+                except Exception as exc:
+                    if as_unavailable(exc) is not None:
+                        raise  # Redis went away: the command is handled again after `resume`
+                    log.exception("drill command failed: %s", fields)  # one bad command must not stop every drill
+                self._last_id = eid.decode()
+                self.r.set(DRILL_CURSOR, self._last_id)  # handled: a restarted runner goes on after it
         self._busy = False
         for ns, d in list(self.active.items()):
             published = d.feed.publish_until(d.clock.now(), max_entries=self.chunk)
@@ -218,10 +270,75 @@ class DrillRunner:
                 self._registry(ns, status="finished")
                 del self.active[ns]
 
+    # ---- resuming ------------------------------------------------------------------------------------
+    def resume(self) -> list[str]:
+        """Rebuild every running drill from what Redis holds (at start, and after Redis went away):
+        the feed at its saved position, the engine from its committed state and pending entries, the
+        pace and pause from the drill's control hash. A drill that cannot be resumed is marked
+        `interrupted`. Returns the namespaces resumed."""
+        self.active.clear()
+        self._last_id = (self.r.get(DRILL_CURSOR) or b"0-0").decode()
+        resumed = []
+        for rec in list_drills(self.r):
+            if rec.get("status") != "running":
+                continue
+            ns = rec["namespace"]
+            try:
+                self._resume(rec)
+            except (ScenarioError, ValueError, OSError) as exc:
+                self._registry(ns, status="interrupted", error=f"cannot be resumed: {exc}")
+                log.warning("drill %s cannot be resumed: %s", ns, exc)
+                continue
+            resumed.append(ns)
+        return resumed
+
+    def _resume(self, rec: dict[str, Any]) -> None:
+        ns = rec["namespace"]
+        problem = resume_problem(self.r, rec)
+        if problem is not None:
+            raise ValueError(problem)
+        keys = Keys(ns)
+        sc = load_scenario(rec["folder"])
+        ctl = drill_state(self.r, ns)
+        saved = ReplayFeed.saved_position(self.r, keys.replay_control)
+        assert saved is not None
+        engine = Engine(self.r, keys, consumer=f"drill-{ns}")  # the same consumer: its shard at once
+        engine.start()
+        feed = ReplayFeed(self.r, keys, sc, shards=1, before_inject=engine.drain, record=True,
+                          position_key=keys.replay_control)
+        feed.seek(*saved)
+        clock = ReplayClock(feed.clock_t, parse_speed(ctl.get("speed") or rec.get("speed") or "60"))
+        if ctl.get("paused") == "1":
+            clock.pause()
+        self.active[ns] = _Drill(ns, keys, feed, clock, engine, rec.get("by", "system"), ZoneLocator(sc.zones))
+        self._control(self.active[ns])
+        log.warning("drill %s resumed at %d of %d", ns, feed.published, feed.total)
+
     def run(self, stop: threading.Event) -> None:
-        # drills that were running when a previous runner stopped cannot resume mid-timeline
-        for d in list_drills(self.r):
-            if d.get("status") == "running":
-                self._registry(d["namespace"], status="interrupted")
+        """Serve drills until `stop`. Redis going away (down, timing out, loading, refusing writes) is
+        waited out: back off, forget what is in memory (it may be ahead of what Redis committed),
+        `resume` from Redis and go on. Any other error propagates."""
+        failures = 0
+        fresh = True
         while not stop.is_set():
-            self.step()
+            try:
+                if fresh:
+                    resumed = self.resume()
+                    fresh = False
+                    if resumed:
+                        log.warning("drill runner: resumed %s", ", ".join(resumed))
+                self.step()
+                failures = 0
+            except Exception as exc:
+                err = as_unavailable(exc)
+                if err is None:
+                    raise
+                failures += 1
+                self.retries += 1
+                first, cap = self.backoff
+                delay = backoff_delay(failures, first=first, cap=cap, retry_after=getattr(err, "retry_after", None))
+                log.warning("drill runner: %s (%s); resuming from Redis in %.2f s (failure %d in a row)",
+                            err.message, type(exc).__name__, delay, failures)
+                self.active.clear()
+                fresh = True
+                stop.wait(delay)

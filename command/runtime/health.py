@@ -32,7 +32,13 @@ PROBE_TTL_MS = 10_000
 def redis_state(probe: redis.Redis) -> str:
     """"ok", or what is wrong with Redis, in a few words."""
     try:
-        probe.set(HEALTH_PROBE, now_ms(), px=PROBE_TTL_MS)
+        try:
+            probe.set(HEALTH_PROBE, now_ms(), px=PROBE_TTL_MS)
+        except redis.ConnectionError as exc:
+            if isinstance(exc, redis.BusyLoadingError):
+                raise
+            # a pooled connection to a Redis that was restarted since: once more, on a fresh one
+            probe.set(HEALTH_PROBE, now_ms(), px=PROBE_TTL_MS)
     except redis.BusyLoadingError:
         return "loading: Redis is reading its data back after a restart"
     except (redis.ConnectionError, redis.TimeoutError) as exc:

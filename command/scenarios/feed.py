@@ -4,6 +4,11 @@ is a replay clock (`command.scenarios.clock`).
 It writes the same entries to the same sharded streams as the live feeds, so a drill runs the very
 same engine, rules and recommendations as live operation; only the namespace differs.
 
+With a `position_key` (the drill runner's), every write of a chunk (the stream entries, the injects'
+events, resources and dead letters, the namespace clock) and the feed's position after them land in
+one MULTI/EXEC, so after a crash or a lost connection the feed goes on from the saved position
+(`saved_position`, `seek`): an entry is never published twice nor skipped.
+
 Injects are checked as everything else from outside is: an incident by the one incident validator
 (`load.inject_incident`), a reading's value by `command.values.clean_number`. A bad inject is
 quarantined (the dead-letter stream) with the reason, and the replay goes on.
@@ -48,9 +53,12 @@ class ReplayFeed:
     """Publishes a scenario's timeline to the namespace's streams, in time order."""
 
     def __init__(self, r: redis.Redis, keys: Keys, sc: Scenario, shards: int,
-                 before_inject: Callable[[], None] | None = None, record: bool = False) -> None:
+                 before_inject: Callable[[], object] | None = None, record: bool = False,
+                 position_key: str | None = None) -> None:
         self.r, self.keys, self.sc = r, keys, sc
-        self.writer = StreamWriter(r, keys, shards, record=record)
+        # position_key: a hash where the position is saved with each chunk, in the chunk's transaction
+        self.position_key = position_key
+        self.writer = StreamWriter(r, keys, shards, record=record, transaction=position_key is not None)
         self.before_inject = before_inject
         self._locator: ZoneLocator | None = None  # made at the first incident inject
         rd = sc.readings
@@ -74,6 +82,43 @@ class ReplayFeed:
         self.published = 0
         self.total = len(self._rt) + len(events)
         self.clock_t = sc.start
+
+    # ---- the saved position: what has been published, by index into the timeline ---------------------
+    def position(self, events: int | None = None) -> dict[str, int]:
+        return {"feed_readings": self._i, "feed_events": self._j if events is None else events,
+                "feed_clock": self.clock_t}
+
+    @staticmethod
+    def saved_position(r: redis.Redis, position_key: str) -> tuple[int, int, int] | None:
+        """(readings, events, clock) saved under `position_key`, or None when nothing was saved."""
+        raw = r.hmget(position_key, ["feed_readings", "feed_events", "feed_clock"])
+        if raw[0] is None or raw[1] is None:
+            return None
+        return int(raw[0]), int(raw[1]), int(raw[2]) if raw[2] is not None else 0
+
+    def seek(self, readings: int, events: int, clock: int | None = None) -> None:
+        """Go on after the first `readings` readings and `events` other events of the timeline."""
+        if not (0 <= readings <= len(self._rt) and 0 <= events <= len(self._events)):
+            raise ValueError(f"position {readings}/{events} is outside the timeline "
+                             f"({len(self._rt)} readings, {len(self._events)} events)")
+        self._i, self._j = readings, events
+        self.published = readings + events  # one timeline item per reading or event
+        self.clock_t = max(self.sc.start, clock or 0)
+
+    def save_position(self) -> None:
+        """Write the current position by itself (a drill's first, before anything is published)."""
+        if self.position_key is not None:
+            self.r.hset(self.position_key, mapping=self.position())
+
+    def _flush(self, events: int | None = None) -> None:
+        """Write what is buffered. With a position key, the position (`events`: as if only that many
+        events were consumed) and the namespace clock go in the same transaction."""
+        w = self.writer
+        if self.position_key is not None:
+            w.pipe.hset(self.position_key, mapping=self.position(events))
+            w.pipe.set(self.keys.clock, self.clock_t)
+        if not w.flush() and len(w.pipe):  # it executes only when entries are pending
+            w.pipe.execute()
 
     @property
     def done(self) -> bool:
@@ -118,21 +163,31 @@ class ReplayFeed:
             else:
                 break
             n += 1
-        w.flush()
         self.published += n
-        self.r.set(self.keys.clock, self.clock_t)
+        if self.position_key is None:
+            self._flush()
+            self.r.set(self.keys.clock, self.clock_t)
+        elif n:
+            self._flush()
         return n
 
     def _inject(self, inj: Inject) -> None:
         k = self.keys
-        self.r.xadd(k.events, {"type": inj.type, "at": inj.at, "data": orjson.dumps(inj.data, default=str)})
+        if inj.type == "resource_status":
+            # resources change what the engine recommends: let it catch up to this instant first
+            # (what came before lands now, saved as not yet past this inject)
+            self._flush(events=self._j - 1)
+            if self.before_inject:
+                self.before_inject()
+        out = self.writer.pipe  # every write of an inject lands with the chunk (and its saved position)
+        out.xadd(k.events, {"type": inj.type, "at": inj.at, "data": orjson.dumps(inj.data, default=str)})
         if inj.type == "incident":
             if self._locator is None:
                 self._locator = ZoneLocator(self.sc.zones)
             try:
                 self.writer.incident(inject_incident(inj.data, inj.at, self._locator))
             except InvalidInput as exc:
-                deadletter(self.r, k, "inject", inj.data, exc.message, at=to_iso(inj.at))
+                deadletter(out, k, "inject", inj.data, exc.message, at=to_iso(inj.at))
         elif inj.type == "reading":
             d = inj.data
             sid, kind = str(d["station_id"]), str(d["kind"])
@@ -142,17 +197,13 @@ class ReplayFeed:
                 factor, _ = factor_for(str(d["unit"]), kind)
                 value = clean_number(d["value"]) * factor
             except InvalidInput as exc:
-                deadletter(self.r, k, "inject", d, exc.message, at=to_iso(inj.at))
+                deadletter(out, k, "inject", d, exc.message, at=to_iso(inj.at))
                 return
             except (ValueError, UnitError) as exc:
-                deadletter(self.r, k, "inject", d, str(exc), at=to_iso(inj.at))
+                deadletter(out, k, "inject", d, str(exc), at=to_iso(inj.at))
                 return
             self.writer.reading(sid, kind, inj.at, value)
         elif inj.type == "resource_status":
-            # resources change what the engine recommends: let it catch up to this instant first
-            self.writer.flush()
-            if self.before_inject:
-                self.before_inject()
             rid = str(inj.data["resource_id"])
             raw = self.r.hget(k.resources, rid)
             try:
@@ -161,12 +212,12 @@ class ReplayFeed:
                 res = Resource.model_validate_json(raw)
                 res.status = ResourceStatus(str(inj.data["status"]))
             except ValueError as exc:
-                deadletter(self.r, k, "inject", inj.data, str(exc), at=to_iso(inj.at))
+                deadletter(out, k, "inject", inj.data, str(exc), at=to_iso(inj.at))
                 return
-            self.r.hset(k.resources, rid, res.model_dump_json())
+            out.hset(k.resources, rid, res.model_dump_json())
 
     def run(self, clock: ReplayClock, on_progress: Callable[[ReplayFeed], None] | None = None,
-            after_publish: Callable[[], None] | None = None, chunk: int = 5000,
+            after_publish: Callable[[], object] | None = None, chunk: int = 5000,
             stop: Callable[[], bool] | None = None) -> None:
         """Publish the whole timeline paced by `clock`; `after_publish` runs after each chunk."""
         while not self.done and not (stop and stop()):
