@@ -74,6 +74,81 @@ def test_starts_everything_refuses_a_second_copy_and_stops_cleanly(tmp_path):
             proc.wait(10)
 
 
+def _start(env, port: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "app.py", "--port", str(port), *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _serving(proc: subprocess.Popen, port: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("app.py did not serve")
+
+
+def test_a_restart_goes_on_with_the_running_exercise(tmp_path):
+    """Stopped while its exercise runs, app.py started again resumes that exercise where it was (it does
+    not mark it interrupted, nor start a second one), and it runs to the end."""
+    import orjson
+
+    from command.keys import Keys
+    from command.ops import drills
+    from command.runtime.redis_client import client
+
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["ECD_DATA_DIR"] = str(tmp_path / "var")
+    port = _port()
+    first = _start(env, port, "--speed", "4000")
+    try:
+        _serving(first, port)
+        r = client(json.loads((tmp_path / "var" / "app.json").read_text())["redis"])
+        [d] = drills.list_drills(r)
+        ns = d["namespace"]
+        deadline = time.monotonic() + 60
+        while int(drills.drill_state(r, ns).get("published", 0)) < 1000:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        r.close()
+        first.send_signal(signal.SIGTERM)
+        out, _ = first.communicate(timeout=60)
+        assert first.returncode == 0, out
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate(timeout=10)
+
+    second = _start(env, port)
+    try:
+        _serving(second, port)
+        r = client(json.loads((tmp_path / "var" / "app.json").read_text())["redis"])
+        assert [d["namespace"] for d in drills.list_drills(r)] == [ns]  # no second exercise
+        assert orjson.loads(r.hget(drills.DRILLS, ns))["status"] == "running"
+        stopped_at = int(drills.drill_state(r, ns)["published"])
+        assert stopped_at >= 1000
+        drills.send(r, "speed", ns=ns, speed="max", by="planner")
+        deadline = time.monotonic() + 60
+        while orjson.loads(r.hget(drills.DRILLS, ns))["status"] != "finished":
+            assert time.monotonic() < deadline, drills.drill_state(r, ns)
+            time.sleep(0.2)
+        state = drills.drill_state(r, ns)
+        assert state["published"] == state["total"]
+        assert r.zcard(Keys(ns).alerts_index) == 40  # the same alerts as a run never stopped
+        r.close()
+        second.send_signal(signal.SIGTERM)
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 0 and f"exercise: {ns} goes on from where it was" in out, out
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate(timeout=10)
+
+
 def test_the_supervisor_knows_the_web_app_and_the_feeds_only_as_processes():
     """command/runtime/supervisor.py imports nothing from layouts/ or feeds/, at the top or in a function."""
     import ast
