@@ -5,11 +5,13 @@ Pure: a loaded YAML document in, a `RuleSet` out (or a `RuleError`, which is an 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from command.errors import InvalidInput
 from command.models import Station, Zone
+from command.planning.profiles import DEFAULT_SPEED_KMH, TypeProfile
 from command.timeutil import parse_duration
 
 RULE_KINDS = ("threshold", "rate_of_rise", "accumulation", "stale", "zone_incident",
@@ -26,6 +28,8 @@ class RuleError(InvalidInput):
 class Recommend:
     type: str
     count: int = 1
+    # the type's entry in `resource_types:` (speed where roads give none, set-up time); None: defaults
+    profile: TypeProfile | None = None
 
 
 @dataclass(slots=True)
@@ -51,6 +55,8 @@ class Rule:
     min_severity: str | None = None  # zone_warning: the lowest CAP severity that counts
     recommend: tuple[Recommend, ...] = ()
     description: str = ""
+    # the units asked for should be working within this long of the alert opening (or rising)
+    respond_within_ms: int | None = None
 
     def matches_station(self, st: Station, kind: str | None = None) -> bool:
         """Does this rule watch `st`'s readings of `kind` (the station's own kind by default)?"""
@@ -88,6 +94,8 @@ class Rule:
 class RuleSet:
     levels: tuple[str, ...]
     rules: list[Rule]
+    # `resource_types:`: each type's planning profile (docs/dispatch.md)
+    resource_types: dict[str, TypeProfile] = field(default_factory=dict)
 
     def level_rank(self, level: str | None) -> int:
         return -1 if level is None else self.levels.index(level)
@@ -121,6 +129,7 @@ def parse_rules(data: Any, source: str = "rules.yaml") -> RuleSet:
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise RuleError(f"{source}: `rules` must be a non-empty list")
+    resource_types = _parse_resource_types(data.get("resource_types"), source)
     rules: list[Rule] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_rules, 1):
@@ -134,8 +143,36 @@ def parse_rules(data: Any, source: str = "rules.yaml") -> RuleSet:
         if rid in seen:
             raise RuleError(f"{where}: duplicate id")
         seen.add(rid)
-        rules.append(_parse_rule(raw, rid, tuple(levels), where))
-    return RuleSet(levels=tuple(levels), rules=rules)
+        rules.append(_parse_rule(raw, rid, tuple(levels), where, resource_types))
+    return RuleSet(levels=tuple(levels), rules=rules, resource_types=resource_types)
+
+
+_RESOURCE_TYPE_KEYS = {"speed_kmh", "setup", "description"}
+
+
+def _parse_resource_types(raw: Any, source: str) -> dict[str, TypeProfile]:
+    """`resource_types: {pump: {speed_kmh: 40, setup: 30m}, ...}`: each type's planning profile."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise RuleError(f"{source}: `resource_types` must be a mapping like {{pump: {{speed_kmh: 40, setup: 30m}}}}")
+    out: dict[str, TypeProfile] = {}
+    for name, spec in raw.items():
+        where = f"{source}: resource_types.{name}"
+        if not isinstance(name, str) or not name:
+            raise RuleError(f"{source}: `resource_types` names a type {name!r}: expected a type name")
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise RuleError(f"{where}: expected a mapping like {{speed_kmh: 40, setup: 30m}}, got {spec!r}")
+        unknown = sorted(set(spec) - _RESOURCE_TYPE_KEYS)
+        if unknown:
+            raise RuleError(f"{where}: unknown key(s) {', '.join(map(str, unknown))} "
+                            f"(allowed: {', '.join(sorted(_RESOURCE_TYPE_KEYS))})")
+        speed = spec.get("speed_kmh", DEFAULT_SPEED_KMH)
+        if isinstance(speed, bool) or not isinstance(speed, int | float) or not math.isfinite(speed) or speed <= 0:
+            raise RuleError(f"{where}: `speed_kmh` must be a number above 0, got {speed!r}")
+        out[name] = TypeProfile(speed_kmh=float(speed), setup_ms=_duration(spec, "setup", where, default=0))
+    return out
 
 
 def _duration(raw: dict, key: str, where: str, default: int | None = None) -> int:
@@ -159,7 +196,7 @@ def _level(raw: dict, levels: tuple[str, ...], where: str) -> str:
     return lv
 
 
-_COMMON_KEYS = {"id", "kind", "match", "recommend", "description"}
+_COMMON_KEYS = {"id", "kind", "match", "recommend", "description", "respond_within"}
 _KIND_KEYS = {
     "threshold": {"above", "for", "clear_margin"},
     "rate_of_rise": {"above", "for", "clear_margin", "window"},
@@ -172,7 +209,8 @@ _KIND_KEYS = {
 _MATCH_KEYS = {"kind", "stations", "zone"}
 
 
-def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str) -> Rule:
+def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str,
+                resource_types: dict[str, TypeProfile] | None = None) -> Rule:
     kind = raw.get("kind")
     if kind not in RULE_KINDS:
         raise RuleError(f"{where}: unknown kind {kind!r} (expected one of {', '.join(RULE_KINDS)})")
@@ -267,7 +305,11 @@ def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str) -> Rul
         count = rec.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise RuleError(f"{where}: `count` must be a whole number >= 1, got {count!r}")
-        parsed.append(Recommend(rec["type"], count))
+        parsed.append(Recommend(rec["type"], count, (resource_types or {}).get(rec["type"])))
     rule.recommend = tuple(parsed)
+    if "respond_within" in raw:
+        rule.respond_within_ms = _duration(raw, "respond_within", where)
+        if rule.respond_within_ms <= 0:
+            raise RuleError(f"{where}: `respond_within` must be positive")
     return rule
 
