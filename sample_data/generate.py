@@ -7,9 +7,12 @@ the Shahe (沙河) tributary joins it.  This script (re)writes, under ``sample_d
   12 rain gauges (3 of them report in inches), with thresholds and zone ids;
 * ``zones.geojson``     - 6 flood-risk zones (one MultiPolygon of two islands);
 * ``rivers.geojson``    - the river and its tributary, for a base map without tiles;
+* ``roads.geojson``     - the street grid, cut by the two rivers and joined again only at nine
+  named bridges, for travel times (docs/dispatch.md);
 * ``resources.csv``     - 34 resources of the field departments;
 * ``departments.yaml``  - the departments, including the command centre;
-* ``rules.yaml``        - the alert rules (one of each rule kind);
+* ``rules.yaml``        - the alert rules (one of each rule kind) and the planning profile of each
+  resource type;
 * ``scenarios/jiangcheng_flood/``: ``scenario.yaml``, ``readings.csv`` (48 h at
   15-minute steps, with deliberate faults) and ``incidents.csv``.
 
@@ -283,6 +286,17 @@ INJECTS = (
 
 RULES_YAML = """\
 levels: [yellow, orange, red]
+# How each type of unit travels where roads give no speed, and how long it takes to set up on
+# scene (docs/dispatch.md). A road's own speed_kmh applies to every type.
+resource_types:
+  pump: {speed_kmh: 40, setup: 20m}
+  sandbag_truck: {speed_kmh: 35, setup: 15m}
+  rescue_crew: {speed_kmh: 50, setup: 5m}
+  rescue_boat: {speed_kmh: 35, setup: 15m}
+  ambulance: {speed_kmh: 60, setup: 2m}
+  police_unit: {speed_kmh: 60}
+  excavator: {speed_kmh: 25, setup: 20m}
+  radar_van: {speed_kmh: 50, setup: 30m}
 rules:
   - id: river-stage
     kind: threshold
@@ -290,12 +304,54 @@ rules:
     above: thresholds          # each station's own thresholds
     for: 30m
     clear_margin: 0.05
+    respond_within: 1h         # the units working within an hour, or before the next level if sooner
     recommend: [{type: pump, count: 2}, {type: sandbag_truck, count: 1}]
-  - {id: rapid-rise, kind: rate_of_rise, match: {kind: water_level}, window: 1h, above: {orange: 0.3, red: 0.6}, for: 15m, recommend: [{type: rescue_crew, count: 1}]}
+  - {id: rapid-rise, kind: rate_of_rise, match: {kind: water_level}, window: 1h, above: {orange: 0.3, red: 0.6}, for: 15m, respond_within: 30m, recommend: [{type: rescue_crew, count: 1}]}
   - {id: heavy-rain, kind: accumulation, match: {kind: rainfall}, window: 1h, above: {yellow: 20, orange: 35, red: 50}}
   - {id: sensor-silent, kind: stale, match: {kind: water_level}, after: 1h, level: yellow}
-  - {id: incident-in-risk-zone, kind: zone_incident, zones: {risk: high}, categories: [trapped_people, levee_breach, flooding], level: red, recommend: [{type: rescue_boat, count: 1}, {type: ambulance, count: 1}]}
+  - {id: incident-in-risk-zone, kind: zone_incident, zones: {risk: high}, categories: [trapped_people, levee_breach, flooding], level: red, respond_within: 30m, recommend: [{type: rescue_boat, count: 1}, {type: ambulance, count: 1}]}
 """
+
+# --------------------------------------------------------------------------
+# Roads: a street grid cut by the rivers, joined again at named bridges
+# --------------------------------------------------------------------------
+
+GRID_LON = (114.196, 0.008, 33)  # first column, spacing, count (about 770 m apart)
+GRID_LAT = (30.448, 0.007, 36)  # first row, spacing, count (about 780 m apart)
+RIVER_CLEARANCE_M = 120.0  # no crossing of streets closer than this to a river line
+STREET_KMH, AVENUE_KMH, BRIDGE_KMH = 30, 50, 40
+AVENUE_EVERY = 4  # every 4th row and column is an avenue
+ROW_NAMES = (
+    "Nanjiao", "Qiaokou", "Nanhu", "Gongye", "Xiangyang", "Baishi", "Binhe", "Shahe", "Hongqi", "Heping",
+    "Wanqu", "Minsheng", "Zhongshan", "Jiefang", "Renmin", "Xinhua", "Wenhua", "Youyi", "Chaoyang",
+    "Guangming", "Jianshe", "Hongxing", "Laocheng", "Gulou", "Fuqian", "Beimen", "Jiangxin", "Beigang",
+    "Shuiyuan", "Xingfu", "Donghu", "Beishan", "Dongkou", "Songlin", "Yunxi", "Qingshan",
+)
+COL_NAMES = (
+    "Xishan", "Baiyun", "Taoyuan", "Lianhua", "Jinhua", "Meiyuan", "Longquan", "Fenghuang", "Yuhua",
+    "Binjiang", "Matou", "Dukou", "Wanshou", "Shuiguan", "Yingbin", "Hangkong", "Zhonghua", "Xinzhou",
+    "Jingwei", "Huayuan", "Shaxi", "Qingyun", "Hongqiao", "Dongshan", "Yangguang", "Shuangfeng",
+    "Gangcheng", "Dongting", "Jichang", "Kouan", "Qingxi", "Tianhe", "Haitang",
+)
+# Streets drivable one way only, in the order drawn: (row index, first column, last column, west to east)
+ONE_WAY_ROWS = ((23, 8, 14, True), (24, 8, 14, False))  # Laocheng Road eastbound, Gulou Road westbound
+# Bridges over a river line: the crossing nearest this point (each end a grid vertex on its bank)
+BRIDGES = (
+    ("Baishi Bridge", 114.232, 30.5165),
+    ("Binjiang Bridge", 114.274, 30.524),
+    ("Jiangcheng Bridge", 114.308, 30.588),
+    ("Dongkou Bridge", 114.444, 30.685),
+    ("Shahe Mouth Bridge", 114.322, 30.532),
+    ("Shahe Bridge", 114.358, 30.510),
+    ("Hongqiao Bridge", 114.405, 30.481),
+)
+# The islands' village roads, each reached by one bridge from one bank: (name, line, bridge, bank point)
+ISLAND_ROADS = (
+    ("Xizhou Village Road", ((114.349, 30.6465), (114.356, 30.647), (114.363, 30.6475)),
+     "Jiangxin Bridge", (114.340, 30.653)),
+    ("Dongzhou Village Road", ((114.387, 30.6585), (114.394, 30.6595), (114.400, 30.6595)),
+     "Beigang Bridge", (114.407, 30.651)),
+)
 
 SCENARIO_DESCRIPTION = (
     "A slow-moving rainstorm crosses Jiangcheng from the south-west between hours 8 and 20, "
@@ -358,6 +414,148 @@ def zone_of(lon, lat):
         if any(ring_contains(list(part), lon, lat) for part in zone.parts):
             return zone.id
     return None
+
+
+def metres_xy(lon, lat):
+    """Local metres (equirectangular about the city's latitude)."""
+    return (lon * 111_320.0 * math.cos(math.radians(30.57)), lat * 110_574.0)
+
+
+def segments_cross(p1, p2, q1, q2):
+    """Do the segments p1-p2 and q1-q2 cross (touching counts)?"""
+    def orient(a, b, c):
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
+    d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
+    return d1 * d2 <= 0 and d3 * d4 <= 0
+
+
+def point_segment_m(p, a, b):
+    """Distance in metres from point p to segment a-b (all (lon, lat))."""
+    (px, py), (ax, ay), (bx, by) = metres_xy(*p), metres_xy(*a), metres_xy(*b)
+    dx, dy = bx - ax, by - ay
+    t = max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / max(dx * dx + dy * dy, 1e-9)))
+    return math.hypot(px - ax - t * dx, py - ay - t * dy)
+
+
+# The rivers run on past the edge of the street grid: no street goes round the end of a river line.
+RIVERS_BEYOND_GRID = ([(114.160, 30.522)] + QINGJIANG + [(114.490, 30.712)], [(114.490, 30.425)] + SHAHE)
+
+
+def river_crossings(a, b):
+    """How many river segments the segment a-b crosses."""
+    return sum(segments_cross(a, b, p, q) for line in RIVERS_BEYOND_GRID for p, q in zip(line, line[1:], strict=False))
+
+
+def near_river(p):
+    return any(point_segment_m(p, a, b) < RIVER_CLEARANCE_M
+               for line in RIVERS_BEYOND_GRID for a, b in zip(line, line[1:], strict=False))
+
+
+ISLANDS = next(z for z in ZONES if z.id == "Z-ISLANDS").parts
+
+
+def on_island(p):
+    return any(ring_contains(list(part), p[0], p[1]) for part in ISLANDS)
+
+
+def grid_point(i, j):
+    lon0, dlon, _ = GRID_LON
+    lat0, dlat, _ = GRID_LAT
+    return (round(lon0 + i * dlon, 6), round(lat0 + j * dlat, 6))
+
+
+def street_grid():
+    """The grid's vertices kept (not on a river bank, not on an island) and its open links."""
+    ncol, nrow = GRID_LON[2], GRID_LAT[2]
+    kept = {(i, j) for i in range(ncol) for j in range(nrow)
+            if not near_river(grid_point(i, j)) and not on_island(grid_point(i, j))}
+
+    def link(a, b):
+        pa, pb = grid_point(*a), grid_point(*b)
+        if a not in kept or b not in kept or river_crossings(pa, pb):
+            return False
+        return not any(on_island(((pa[0] * (4 - k) + pb[0] * k) / 4, (pa[1] * (4 - k) + pb[1] * k) / 4))
+                       for k in range(1, 4))
+    return kept, link
+
+
+def grid_lines(kept, link, along_row):
+    """Each row (or column) of the grid as LineStrings of consecutive open links, with its properties."""
+    ncol, nrow = GRID_LON[2], GRID_LAT[2]
+    features = []
+    for k in range(nrow if along_row else ncol):
+        cells = [(i, k) for i in range(ncol)] if along_row else [(k, j) for j in range(nrow)]
+        avenue = k % AVENUE_EVERY == 2
+        name = (f"{ROW_NAMES[k]} {'Avenue' if avenue else 'Road'}" if along_row
+                else f"{COL_NAMES[k]} {'Avenue' if avenue else 'Street'}")
+        one_way = [ow for ow in ONE_WAY_ROWS if along_row and ow[0] == k]
+        run = []
+        for a, b in zip(cells, cells[1:], strict=False):
+            if link(a, b):
+                run = run or [a]
+                run.append(b)
+                continue
+            if run:
+                features += street_features(run, name, avenue, one_way)
+            run = []
+        if run:
+            features += street_features(run, name, avenue, one_way)
+    return features
+
+
+def street_features(run, name, avenue, one_way):
+    """A run of grid cells as road features; a one-way stretch is its own feature."""
+    speed = AVENUE_KMH if avenue else STREET_KMH
+    pieces = [(run, False)]
+    if one_way:
+        _, first, last, eastward = one_way[0]
+        inside = [c for c in run if first <= c[0] <= last]
+        if len(inside) >= 2:
+            before = [c for c in run if c[0] <= first]
+            after = [c for c in run if c[0] >= last]
+            pieces = [(before, False), (inside if eastward else inside[::-1], True), (after, False)]
+    out = []
+    for cells, oneway in pieces:
+        if len(cells) < 2:
+            continue
+        props = {"name": name, "speed_kmh": speed}
+        if oneway:
+            props["oneway"] = True
+        out.append({"type": "Feature", "properties": props,
+                    "geometry": {"type": "LineString", "coordinates": [list(grid_point(*c)) for c in cells]}})
+    return out
+
+
+def bridge_feature(name, a, b):
+    return {"type": "Feature", "properties": {"name": name, "speed_kmh": BRIDGE_KMH, "kind": "bridge"},
+            "geometry": {"type": "LineString", "coordinates": [list(a), list(b)]}}
+
+
+def distance_m(a, b):
+    (ax, ay), (bx, by) = metres_xy(*a), metres_xy(*b)
+    return math.hypot(ax - bx, ay - by)
+
+
+def road_features():
+    """GeoJSON LineStrings of the streets, the bridges and the island roads."""
+    kept, link = street_grid()
+    features = grid_lines(kept, link, True) + grid_lines(kept, link, False)
+    vertices = sorted(grid_point(*c) for c in kept)
+    for name, lon, lat in BRIDGES:
+        here = (lon, lat)
+        near = [v for v in vertices if distance_m(v, here) < 1_200]
+        pairs = [(distance_m(a, here) + distance_m(b, here), a, b) for a in near for b in near
+                 if a < b and river_crossings(a, b) == 1 and distance_m(a, b) < 1_600]
+        _, a, b = min(pairs)
+        features.append(bridge_feature(name, a, b))
+    for road, line, bridge, bank in ISLAND_ROADS:
+        features.append({"type": "Feature", "properties": {"name": road, "speed_kmh": STREET_KMH},
+                         "geometry": {"type": "LineString", "coordinates": [list(p) for p in line]}})
+        end = min((line[0], line[-1]), key=lambda p: distance_m(p, bank))
+        landing = min((v for v in vertices if not river_crossings(v, bank)), key=lambda v: distance_m(v, bank))
+        features.append(bridge_feature(bridge, end, landing))
+    return features
 
 
 # --------------------------------------------------------------------------
@@ -552,6 +750,7 @@ def scenario_yaml():
         "resources: ../../resources.csv",
         "rules: ../../rules.yaml",
         "rivers: ../../rivers.geojson",
+        "roads: ../../roads.geojson",
         "injects:",
     ]
     for inject in INJECTS:
@@ -648,6 +847,7 @@ def main():
     write_geojson(HERE / "stations.geojson", station_features())
     write_geojson(HERE / "zones.geojson", zone_features())
     write_geojson(HERE / "rivers.geojson", river_features())
+    write_geojson(HERE / "roads.geojson", road_features())
     write_csv(HERE / "resources.csv",
               ["id", "department", "type", "name", "lat", "lon", "status", "capacity"],
               resource_rows())
