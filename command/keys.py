@@ -144,6 +144,17 @@ class Keys:
     def rules(self) -> str:
         return f"{self._p}:rules"
 
+    @property
+    def roads(self) -> str:
+        """String: the scenario's road network (GeoJSON, validated) for travel times (docs/dispatch.md)."""
+        return f"{self._p}:roads"
+
+    @property
+    def road_closures(self) -> str:
+        """Hash: incident id -> JSON closure record (which roads it closes, from when to when), kept by
+        the engine from the incidents it reads (command/planning/closures.py)."""
+        return f"{self._p}:road-closures"
+
     # --- outputs ----------------------------------------------------------------------------------
     @property
     def alerts_stream(self) -> str:

@@ -135,8 +135,20 @@ class RecommendedResource(Model):
     type: str
     department: str
     name: str = ""
-    distance_km: float
+    distance_km: float  # the straight line
     reason: str
+    # Dispatch by deadline (docs/dispatch.md). Times are epoch ms here and in Redis, ISO 8601 with
+    # the scenario's offset in recommendations.jsonl.
+    travel_min: float | None = None  # leaving now, by road (or the straight line x 1.3 off the network)
+    setup_min: float | None = None  # the type's set-up time on scene
+    route_km: float | None = None  # the route driven, legs to and from the road included
+    arrive_at: int | None = None  # there and set up (working): now + travel + set-up
+    leave_by: int | None = None  # the latest departure that is working by the deadline (None: no deadline)
+    deadline: int | None = None  # the alert's deadline
+    margin_min: int | None = None  # deadline - arrive_at, whole minutes (negative when late)
+    late_min: int = 0  # minutes working after the deadline (0 when on time)
+    via: list[str] = Field(default_factory=list)  # road names in the order driven
+    by_road: bool | None = None  # False: estimated from the straight line (no road network there)
 
 
 class Recommendation(Model):
@@ -146,8 +158,20 @@ class Recommendation(Model):
     level: str
     created_at: int
     items: list[RecommendedResource]
-    # Requested types for which fewer available resources exist than asked: {type, wanted, found}.
+    # Requested types for which fewer available resources exist than asked: {type, wanted, found},
+    # with `unreachable` (available units no open road takes there) when there are any.
     shortfall: list[dict[str, Any]] = Field(default_factory=list)
+    # The alert's deadline (epoch ms): when it is projected to reach `deadline_level`
+    # (basis `next_level`), or opened (rose) + the rule's respond_within (basis `respond_within`).
+    deadline: int | None = None
+    deadline_basis: str | None = None
+    deadline_level: str | None = None
+    # Why the recommendation is what it is, beyond each item's own reason: units held for other
+    # alerts, no unit on time, units that cannot get there; and, for a re-plan, what changed it.
+    reason: str = ""
+    # Units this alert would have had on its own, held for another alert: {resource_id, name, type,
+    # for_fingerprint, for_subject, for_level, for_deadline}.
+    held: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def resource_ids(self) -> list[str]:

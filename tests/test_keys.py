@@ -37,6 +37,8 @@ NAMESPACED = {
     "resources": ((), "ecd:{ns}:resources"),
     "basemap": ((), "ecd:{ns}:basemap"),
     "rules": ((), "ecd:{ns}:rules"),
+    "roads": ((), "ecd:{ns}:roads"),
+    "road_closures": ((), "ecd:{ns}:road-closures"),
     "alerts_stream": ((), "ecd:{ns}:alerts"),
     "alert": (("fp1",), "ecd:{ns}:alert:fp1"),
     "alerts_open": ((), "ecd:{ns}:alerts:open"),

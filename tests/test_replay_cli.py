@@ -48,13 +48,17 @@ def test_threshold_scenario(cli_env, tmp_path):
     assert len({a["fingerprint"] for a in alerts}) == 2
 
     recs = read_jsonl(tmp_path / "recommendations.jsonl")
-    # on opening, and again when WL-A rises to orange; P3 is out of service and P4 dispatched though nearer
+    # on opening, and again when WL-A rises to orange; P3 is out of service and P4 dispatched though nearer.
+    # WL-A and WL-F open together and share the two pumps (docs/dispatch.md); at orange WL-A takes both
     assert [(r["subject"], r["level"], r["resource_ids"]) for r in recs] == [
-        ("WL-A", "yellow", ["P1", "P2"]), ("WL-F", "yellow", ["P1", "P2"]), ("WL-A", "orange", ["P1", "P2"])]
+        ("WL-A", "yellow", ["P1"]), ("WL-F", "yellow", ["P2"]), ("WL-A", "orange", ["P1", "P2"]),
+        ("WL-F", "yellow", [])]
     first = recs[0]["items"][0]
     assert first["distance_km"] == pytest.approx(0.96, abs=0.01)
-    assert first["department"] == "water_authority" and "nearest available pump" in first["reason"]
+    assert first["department"] == "water_authority" and first["reason"].startswith("Pump 1 \u2014 leave by 01:13")
     assert recs[0]["fingerprint"] == wla["fingerprint"]
+    assert recs[0]["deadline"] == "2026-07-01T01:15:00+08:00"  # orange in about 15 min
+    assert recs[3]["reason"].startswith("Re-planned at 01:45 when WL-A (orange, river-stage) rose.")
 
     quarantine = read_jsonl(tmp_path / "quarantine.jsonl")
     assert [(q["line"], q["reason"]) for q in quarantine] == [
@@ -108,8 +112,10 @@ def test_zone_incident_scenario(cli_env, tmp_path):
         ("incident-in-risk-zone", "INJ-1", "red", "02:30", None, "02:30"),  # arrived as an inject
     ]
     recs = read_jsonl(tmp_path / "recommendations.jsonl")
+    # one ambulance and two boats for three red incidents: shared out, and re-planned as they open and close
     assert [(r["subject"], r["resource_ids"]) for r in recs] == [
-        ("I1", ["B1", "A1"]), ("I4", ["B1", "A1"]), ("INJ-1", ["B2", "A1"])]
+        ("I1", ["B1", "A1"]), ("I4", ["B1"]), ("I1", ["B2", "A1"]), ("INJ-1", ["B2"]), ("I1", ["B1", "A1"]),
+        ("I4", []), ("I4", ["B1", "A1"])]
     report = json.loads((tmp_path / "after_action.json").read_text())
     assert any(e["event"] == "inject:incident" for e in report["timeline"])
     assert [q["reason"] for q in read_jsonl(tmp_path / "quarantine.jsonl")] == [

@@ -36,7 +36,7 @@ import orjson
 import redis
 
 from command.config import DEFAULT_ENGINE_BATCH
-from command.engine.recommend import recommendation_stage
+from command.engine.plan_inputs import engine_recommendations
 from command.errors import CommandError, NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
@@ -276,6 +276,7 @@ class Engine:
     def _handle(self, sh: OwnedShard, entries: list) -> int:
         ev = sh.evaluator
         changes: list[AlertChange] = []
+        incidents: list[Incident] = []  # in order: the road closures they open or end (planning)
         ids = []
         reading, on_tick = ev.reading, ev.on_tick
         loads = orjson.loads
@@ -291,7 +292,9 @@ class Engine:
                 else:
                     raw = fields.get(b"i")
                     if raw is not None:
-                        out = ev.on_incident(Incident.model_validate_json(raw))
+                        inc = Incident.model_validate_json(raw)
+                        incidents.append(inc)
+                        out = ev.on_incident(inc)
                     elif (raw := fields.get(b"w")) is not None:
                         out = ev.on_warning(ExternalWarning.model_validate_json(raw))
                     elif (raw := fields.get(b"f")) is not None:
@@ -303,7 +306,7 @@ class Engine:
             if out:
                 changes.extend(out)
         try:
-            self._commit(sh, ids, changes)
+            self._commit(sh, ids, changes, incidents)
         except ShardLost:
             self._drop(sh.index)
             return 0
@@ -314,7 +317,8 @@ class Engine:
     def _resources(self) -> list[Resource]:
         return [Resource.model_validate_json(v) for v in self.r.hvals(self.keys.resources)]
 
-    def _commit(self, sh: OwnedShard, ids: list, changes: list[AlertChange]) -> None:
+    def _commit(self, sh: OwnedShard, ids: list, changes: list[AlertChange],
+                incidents: list[Incident] | None = None) -> None:
         ev, k = sh.evaluator, self.keys
         dirty = ev.export_dirty()
         dumps = orjson.dumps
@@ -324,8 +328,8 @@ class Engine:
             for ls in ev.state[sid].rules.values():
                 if ls.alert is not None:
                     touched[ls.alert["fingerprint"]] = ls.alert
-        recs = recommendation_stage(((c.alert, c.rule) for c in changes if c.event in ("open", "raise")),
-                                    self._resources)
+        # every lifecycle event re-plans the units over all open alerts (docs/dispatch.md)
+        recs, closures = engine_recommendations(self.r, k, ev.rs, changes, incidents or [], self._resources)
         mapping = {sid: dumps(d) for sid, d in dirty.items()}
         mapping[CLOCK_FIELD] = dumps(ev.export_clock())
         with self.r.pipeline() as pipe:
@@ -354,6 +358,8 @@ class Engine:
                     pipe.set(k.recommendation(rec.fingerprint), blob)
                     pipe.xadd(k.recommendations_stream, {"fingerprint": rec.fingerprint, "recommendation": blob},
                               maxlen=ALERTS_MAXLEN, approximate=True)
+                if closures:
+                    pipe.hset(k.road_closures, mapping={i: dumps(c) for i, c in closures.items()})
                 pipe.xack(sh.stream, ENGINE_GROUP, *ids)
                 pipe.pexpire(sh.lease_key, self.lease_ms)
                 pipe.execute()

@@ -166,6 +166,11 @@ def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
             rec = dict(rec)
             rec["resource_ids"] = [i["resource_id"] for i in rec["items"]]
             rec["created_at"] = to_iso(rec["created_at"], tz)
+            if "deadline" in rec:  # dispatch by deadline (docs/dispatch.md): its times as ISO 8601 too
+                rec["deadline"] = to_iso(rec["deadline"], tz)
+                rec["items"] = [{**i, **{f: to_iso(i.get(f), tz) for f in ("arrive_at", "leave_by", "deadline")}}
+                                for i in rec["items"]]
+                rec["held"] = [{**h, "for_deadline": to_iso(h.get("for_deadline"), tz)} for h in rec.get("held", [])]
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     with (out / "quarantine.jsonl").open("w", encoding="utf-8") as fh:
         for q in quarantine:

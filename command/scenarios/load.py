@@ -32,6 +32,7 @@ from command.errors import InvalidInput
 from command.geo import ZoneLocator
 from command.models import READING_KINDS, Incident, Resource, Station, Zone
 from command.ops.incidents import DRILL, validate_incident
+from command.planning.roads import roads_document
 from command.rules import RuleError, RuleSet, parse_rules
 from command.timeutil import parse_duration, parse_time
 from command.units import KIND_UNITS, UnitError, factor_for
@@ -77,6 +78,7 @@ class Scenario:
     tick_ms: int = 5 * 60_000
     description_zh: str = ""
     basemap: dict[str, Any] | None = None  # GeoJSON of rivers etc., drawn under everything
+    roads: dict[str, Any] | None = None  # the road network, validated (command.planning.roads); None: none
 
     @property
     def end(self) -> int:
@@ -463,11 +465,25 @@ def load_scenario(folder: str | Path) -> Scenario:
     rivers = (folder / str(doc["rivers"])).resolve() if doc.get("rivers") else folder / "rivers.geojson"
     if doc.get("rivers") or rivers.exists():
         basemap = {"type": "FeatureCollection", "features": _features(rivers)}
+    roads = load_roads(_resolve(folder, doc, "roads", "roads.geojson", required=False))
     return Scenario(folder=folder, name=str(doc.get("name") or folder.name), description=str(doc.get("description") or ""),
                     description_zh=str(doc.get("description_zh") or ""), start=start, timezone=tz,
                     stations=stations, zones=zones, resources=resources, ruleset=ruleset, rules_doc=rules_doc,
                     readings=readings, incidents=incidents, injects=injects, quarantine=quarantine,
-                    duplicates=dups, tick_ms=tick_ms, basemap=basemap)
+                    duplicates=dups, tick_ms=tick_ms, basemap=basemap, roads=roads)
+
+
+def load_roads(path: Path | None) -> dict[str, Any] | None:
+    """The road network file (`roads:` in scenario.yaml, else roads.geojson beside it, else the
+    sample's), validated: a `ScenarioError` names the file and the feature (docs/dispatch.md)."""
+    if path is None:
+        return None
+    try:
+        return roads_document(_read_json(path), str(path))
+    except InvalidInput as exc:
+        if isinstance(exc, ScenarioError):
+            raise
+        raise ScenarioError(exc.message) from None
 
 
 def inject_incident(data: Mapping[str, Any], at: int, locator: ZoneLocator) -> Incident:

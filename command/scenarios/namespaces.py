@@ -5,7 +5,7 @@ for a replay or an exercise-page drill, `record-<id>` while recording. Its keys 
 another's, nor a global key (`command.keys.RESERVED_NAMESPACES`).
 
 - `new_namespace`: a fresh drill name;
-- `load_namespace`: a scenario's registry (stations, zones, resources, rules, base map), its
+- `load_namespace`: a scenario's registry (stations, zones, resources, rules, base map, roads), its
   quarantine as dead letters, its clock at the scenario's start, consumer groups on every shard;
 - `prepare_namespace`: a namespace ready for live feeds and an engine (meta, groups, rules, zones);
 - `bootstrap_live`: `live` from the sample scenario the first time (no faults, no clock);
@@ -66,6 +66,10 @@ def load_namespace(r: redis.Redis, keys: Keys, sc: Scenario, shards: int = 1, mo
     pipe.set(keys.rules, orjson.dumps(sc.rules_doc))
     if sc.basemap is not None:
         pipe.set(keys.basemap, orjson.dumps(sc.basemap))
+    if sc.roads is not None:
+        pipe.set(keys.roads, orjson.dumps(sc.roads))
+    else:
+        pipe.delete(keys.roads)
     pipe.hincrby(keys.meta, "registry_version", 1)
     pipe.set(keys.clock, sc.start)
     for q in sc.quarantine:
