@@ -162,9 +162,9 @@ class StreamWriter:
         self._latest = {}
 
 
-def read_stream(r: redis.Redis, stream: str) -> list[tuple[str, dict[str, bytes]]]:
+def read_stream(r: redis.Redis, stream: str) -> list[tuple[str, dict[bytes, bytes]]]:
     """Every entry of a stream, oldest first, read in pages (the stream may be long)."""
-    out: list[tuple[str, dict[str, bytes]]] = []
+    out: list[tuple[str, dict[bytes, bytes]]] = []
     start = "-"
     while True:
         chunk = r.xrange(stream, min=start, count=5000)

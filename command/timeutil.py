@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DURATION_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|min|s|m|h|d))+")  # fullmatch, never `$`
@@ -65,6 +66,12 @@ def to_datetime(ms: int | float, tz: str | None = None) -> datetime:
     return (_EPOCH + timedelta(milliseconds=clamp_ms(ms))).astimezone(_zone(tz))
 
 
+@overload
+def to_iso(ms: int | float, tz: str | None = None) -> str: ...
+@overload
+def to_iso(ms: None, tz: str | None = None) -> None: ...
+@overload
+def to_iso(ms: int | float | None, tz: str | None = None) -> str | None: ...
 def to_iso(ms: int | float | None, tz: str | None = None) -> str | None:
     """Epoch ms as ISO 8601 with the offset of `tz` (UTC when None); None for None. Never raises."""
     if ms is None:
