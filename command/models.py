@@ -80,6 +80,9 @@ class Incident(Model):
     zone: str | None = None  # the zone containing it, filled in on ingest
 
 
+MsgType = Literal["Alert", "Update", "Cancel", "Ack", "Error"]  # CAP 1.2 msgType
+
+
 class ExternalWarning(Model):
     """A warning imported from another agency (NWS, UK EA, any CAP 1.2 feed). Times are epoch ms.
 
@@ -97,7 +100,7 @@ class ExternalWarning(Model):
     headline: str = ""
     description: str = ""
     instruction: str = ""
-    msg_type: Literal["Alert", "Update", "Cancel", "Ack", "Error"] = "Alert"
+    msg_type: MsgType = "Alert"
     status: str = "Actual"
     category: str = ""
     severity: str = "Unknown"

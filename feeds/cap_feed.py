@@ -19,11 +19,11 @@ read the same way. The XML parser resolves no entities and fetches nothing.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
-from command.models import ExternalWarning
+from command.models import ExternalWarning, MsgType
 from command.timeutil import parse_time
 
 from .errors import PayloadError
@@ -139,7 +139,7 @@ def alert_to_warning(alert: etree._Element, source: str = "cap") -> ExternalWarn
     elif polygons:
         geometry = {"type": "MultiPolygon", "coordinates": polygons}
     return ExternalWarning(id=f"{source}:{ident}", source=source, sender=_text(alert, "sender", ns),
-                           msg_type=msg_type, status=_text(alert, "status", ns) or "Actual", sent=parse_time(sent),
+                           msg_type=cast(MsgType, msg_type), status=_text(alert, "status", ns) or "Actual", sent=parse_time(sent),
                            references=refs, geometry=geometry, geocodes=geocodes, area_desc="; ".join(area_desc),
                            **fields)
 

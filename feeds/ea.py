@@ -219,8 +219,8 @@ def _bare_reading(out: ParseResult, item: dict[str, Any]) -> None:
 def _flood(out: ParseResult, item: dict[str, Any]) -> None:
     area_id = item.get("floodAreaID") or (item.get("floodArea") or {}).get("notation")
     try:
-        level = int(item.get("severityLevel"))
-        sent = local_time(item.get("timeMessageChanged") or item.get("timeRaised"))
+        level = int(item.get("severityLevel", ""))
+        sent = local_time(item.get("timeMessageChanged") or item.get("timeRaised") or "")
     except (TypeError, ValueError):
         out.rejected.append(Rejected({k: item.get(k) for k in ("@id", "floodAreaID", "severityLevel", "timeRaised")},
                                      "flood warning without a usable severityLevel or time"))
@@ -235,7 +235,7 @@ def _flood(out: ParseResult, item: dict[str, Any]) -> None:
         geometry = {"type": "Point", "coordinates": [float(fa["long"]), float(fa["lat"])]}
     raised = item.get("timeRaised")
     desc = str(item.get("description") or area_id)
-    common = dict(id=wid, source="ea", sender="Environment Agency", sender_name="Environment Agency",
+    common: dict[str, Any] = dict(id=wid, source="ea", sender="Environment Agency", sender_name="Environment Agency",
                   event=str(item.get("severity") or ""), sent=sent, area_desc=f"{desc} ({fa.get('county')})"
                   if fa.get("county") else desc, geocodes={"EA_FWD": [str(area_id)]}, geometry=geometry,
                   web=str(item.get("@id") or ""), language="en-GB", category="Met")

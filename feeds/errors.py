@@ -33,7 +33,9 @@ class FeedError(CommandError):
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
                  url: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.retry_after, self.url = status, retry_after, url
+        # `status` here is the upstream answer, None when there was none (module docstring): not the
+        # class attribute CommandError.status, which layouts/interop.http_status never reads for these
+        self.status, self.retry_after, self.url = status, retry_after, url  # type: ignore[assignment]
 
 
 class TransientError(FeedError):

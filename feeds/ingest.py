@@ -101,7 +101,7 @@ class Ingest:
         for f, items in by_series.items():
             mark = int(marks[f]) if marks.get(f) is not None else None
             if "|fc:" in f:
-                issued = max(x.issued for x in items)
+                issued = max(x.issued for x in items if x.issued is not None)  # a forecast has one
                 if mark is not None and issued <= mark:
                     report.duplicates += 1
                     continue

@@ -13,9 +13,9 @@ Warning ids are ``nws:<identifier>``; ``references`` name earlier messages the s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from command.models import ExternalWarning
+from command.models import ExternalWarning, MsgType
 from command.timeutil import parse_time
 
 from .errors import PayloadError
@@ -54,9 +54,9 @@ def _feature(f: dict[str, Any]) -> ExternalWarning:
         id=f"nws:{ident}", source="nws", sender=str(p.get("sender") or ""), sender_name=str(p.get("senderName") or ""),
         event=str(p.get("event") or ""), headline=str(p.get("headline") or ""),
         description=str(p.get("description") or ""), instruction=str(p.get("instruction") or ""),
-        msg_type=msg_type, status=str(p.get("status") or "Actual"), category=str(p.get("category") or ""),
+        msg_type=cast(MsgType, msg_type), status=str(p.get("status") or "Actual"), category=str(p.get("category") or ""),
         severity=str(p.get("severity") or "Unknown"), urgency=str(p.get("urgency") or "Unknown"),
-        certainty=str(p.get("certainty") or "Unknown"), sent=_time(p["sent"]), onset=_time(p.get("onset")),
+        certainty=str(p.get("certainty") or "Unknown"), sent=parse_time(str(p["sent"])), onset=_time(p.get("onset")),
         expires=_time(p.get("expires")), ends=_time(p.get("ends")), area_desc=str(p.get("areaDesc") or ""),
         geometry=geometry, geocodes=geocodes, references=refs, language="en-US",
         web=str(p.get("@id") or f.get("id") or ""))
