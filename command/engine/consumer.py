@@ -241,9 +241,9 @@ class Engine:
                                  block=block_ms if block_ms else None)
         by_stream = {sh.stream.encode(): sh for sh in self.shards.values()}
         for stream_name, entries in resp or ():
-            sh = by_stream.get(stream_name)
-            if sh is not None and entries:
-                done += self._handle(sh, entries)
+            owned = by_stream.get(stream_name)
+            if owned is not None and entries:
+                done += self._handle(owned, entries)
         return done
 
     def _reclaim(self, sh: OwnedShard) -> int:
@@ -262,6 +262,7 @@ class Engine:
         return done
 
     def _emit_live_tick(self) -> None:
+        assert self.live_tick_s is not None  # poll calls this only when live
         now = time.monotonic()
         if now - self._last_tick < self.live_tick_s:
             return
@@ -354,9 +355,9 @@ class Engine:
                 for fp, a in touched.items():  # after the events: the newest state wins
                     pipe.set(k.alert(fp), dumps(a))
                 for rec in recs:
-                    blob = rec.model_dump_json()
-                    pipe.set(k.recommendation(rec.fingerprint), blob)
-                    pipe.xadd(k.recommendations_stream, {"fingerprint": rec.fingerprint, "recommendation": blob},
+                    rec_blob = rec.model_dump_json()
+                    pipe.set(k.recommendation(rec.fingerprint), rec_blob)
+                    pipe.xadd(k.recommendations_stream, {"fingerprint": rec.fingerprint, "recommendation": rec_blob},
                               maxlen=ALERTS_MAXLEN, approximate=True)
                 if closures:
                     pipe.hset(k.road_closures, mapping={i: dumps(c) for i, c in closures.items()})

@@ -170,7 +170,7 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
         raise InvalidInput("people assisted must be a whole number from 0", field="people_assisted")
     if (lat is None) != (lon is None):
         raise InvalidInput("give both latitude and longitude, or neither", field="position")
-    if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+    if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidInput("position out of range (latitude -90..90, longitude -180..180)", field="position")
     if len(note) > 2000:
         raise InvalidInput("note is too long (2,000 characters at most)", field="note")
@@ -196,7 +196,7 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
                 if raw is not None:
                     res = Resource.model_validate_json(raw)
                     res.status = res_status
-                    if lat is not None and status in ("on_scene", "need_support"):
+                    if lat is not None and lon is not None and status in ("on_scene", "need_support"):
                         res.lat, res.lon = lat, lon
                     updated[rid] = res.model_dump_json()
         head = pipe.get(keys.audit_head)

@@ -185,7 +185,7 @@ def station_charts(sc: Scenario, series: dict[str, tuple[np.ndarray, np.ndarray]
         n_events = sum(len(truth[sid].get(lv, ())) for lv in levels)
         n_warn = sum(len(run.score.detail[sid][lv].warnings) for run in runs for lv in levels)
         st = sc.stations[sid]
-        entry = {"id": sid, "name": st.name, "name_zh": st.name_zh, "zone": st.zone, "events": n_events,
+        entry: dict[str, Any] = {"id": sid, "name": st.name, "name_zh": st.name_zh, "zone": st.zone, "events": n_events,
                  "warnings": n_warn, "chart": None,
                  "rows": [{"name": run.spec.name, "levels": [run.score.stations[sid][lv] for lv in levels]}
                           for run in runs]}

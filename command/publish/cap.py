@@ -82,7 +82,7 @@ def cap_time(ms: int, tz: str | None = None) -> str:
     return dt.isoformat(timespec="seconds").replace("Z", "+00:00")
 
 
-def level_words(level: str, levels: list[str] | tuple[str, ...], rule_kind: str, resolved: bool) -> dict[str, str]:
+def level_words(level: str | None, levels: list[str] | tuple[str, ...], rule_kind: str, resolved: bool) -> dict[str, str]:
     """severity, urgency, certainty and responseType for a level (see docs/cap.md)."""
     levels = list(levels) or ["yellow", "orange", "red"]
     rank_from_top = len(levels) - 1 - levels.index(level) if level in levels else len(levels)

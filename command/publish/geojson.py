@@ -145,7 +145,7 @@ def collect_open_alerts(r: redis.Redis, keys: Keys) -> dict[str, Any]:
 
 
 def collect_resources(r: redis.Redis, keys: Keys) -> dict[str, Any]:
-    feats = []
+    feats: list[dict[str, Any]] = []
     for raw in r.hvals(keys.resources):
         res = Resource.model_validate_json(raw)
         feats.append({"type": "Feature", "id": res.id, "geometry": _point(res.lon, res.lat),

@@ -120,6 +120,7 @@ def dispatch_timings(r: redis.Redis, keys: Keys, tz: str | None) -> dict[str, An
     the medians. Times are from the dispatch, on the namespace's clock."""
     from command.ops.dispatch import dispatch_tasks, recent_dispatches
 
+    per_dept: defaultdict[str, defaultdict[str, list[int]]]  # department -> label -> ms after the dispatch
     tasks, per_dept = [], defaultdict(lambda: defaultdict(list))
     for d in reversed(recent_dispatches(r, keys, 10_000)):
         for task in dispatch_tasks(r, keys, d):
@@ -127,7 +128,7 @@ def dispatch_timings(r: redis.Redis, keys: Keys, tz: str | None) -> dict[str, An
             for h in task.history:
                 first.setdefault(h.status, h.at)
             ack = min((first[s] for s in first), default=None)
-            row = {"dispatch_id": d.id, "subject": d.subject, "level": d.level, "department": task.department,
+            row: dict[str, Any] = {"dispatch_id": d.id, "subject": d.subject, "level": d.level, "department": task.department,
                    "dispatched_at": to_iso(d.created_at, tz), "operator": d.operator, "status": task.status,
                    "flagged": task.flagged, "resources": task.resource_ids}
             for label, at in (("acknowledged", ack), ("on_scene", first.get("on_scene")),

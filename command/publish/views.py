@@ -225,7 +225,7 @@ def zone_layers(zs: dict[str, Zone], alerts: list[dict[str, Any]], rank: dict[st
         feature = {"type": "Feature", "geometry": z.geometry, "properties": {"id": z.id}}
         layers.append({"source": feature, "sourcetype": "geojson", "type": "fill", "below": "traces",
                        "color": RISK_COLORS.get(z.risk or "", "rgba(120,120,120,0.08)")})
-        lv = worst.get(z.id)
+        lv = worst.get(z.id, "")
         layers.append({"source": feature, "sourcetype": "geojson", "type": "line", "below": "traces",
                        "color": LEVEL_COLORS.get(lv, "#5c6b7a"), "line": {"width": 4 if lv else 1}})
     return layers

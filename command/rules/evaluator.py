@@ -81,7 +81,7 @@ class ShardEvaluator:
             s = self.state[sid] = SubjectState.from_json(d)
             if isinstance(d, dict):
                 migrate_format_1(s, self.rs.rules, self.stations.get(sid),
-                                 lambda kind, sid=sid: self._plan_for(sid, kind).acc)
+                                 lambda kind, sid=sid: self._plan_for(sid, kind).acc)  # type: ignore[misc]  # python/mypy#15459: a lambda with a default
                 self.dirty.add(sid)
         if clock:
             self.clock_start = clock.get("clock_start")
@@ -228,10 +228,12 @@ class ShardEvaluator:
                 if s is not None:
                     last = s.last.get(rule.silence_kind(st))
                 base = last if last is not None else self.clock_start
+                assert base is not None  # _tick_clock(t) above set clock_start
                 silent = t - base
                 ls = s.rules.get(rule.id) if s is not None else None
                 if silent >= rule.after_ms:
                     if ls is None or ls.alert is None:
+                        assert rule.level is not None  # a stale rule has its one level (rules/parse.py)
                         if s is None:
                             s = self.state[sid] = SubjectState()
                         ls = s.rules.setdefault(rule.id, LevelState())
@@ -285,6 +287,7 @@ class ShardEvaluator:
                 continue
             if not rule.matches_zone(zone):
                 continue
+            assert zone is not None and rule.level is not None  # matches_zone(None) is False; parse.py sets level
             s = self.state.setdefault(inc.id, SubjectState())
             ls = s.rules.setdefault(rule.id, LevelState())
             if inc.status == "closed":

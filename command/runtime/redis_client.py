@@ -59,7 +59,7 @@ def _never_sent(error: Exception) -> bool:
 class UnsentRetry(Retry):
     """A Retry that tries again only when the command cannot have run (`_never_sent`)."""
 
-    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):  # type: ignore[override]
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count=False):
         def retryable(error: Exception) -> bool:
             return _never_sent(error) and (is_retryable is None or is_retryable(error))
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -127,6 +127,10 @@ def _check_header(path: Path, required: list[str]) -> list[str]:
     return header
 
 
+@overload
+def _resolve(folder: Path, doc: dict, key: str, default_name: str, required: Literal[True] = ...) -> Path: ...
+@overload
+def _resolve(folder: Path, doc: dict, key: str, default_name: str, required: bool) -> Path | None: ...
 def _resolve(folder: Path, doc: dict, key: str, default_name: str, required: bool = True) -> Path | None:
     """A path from scenario.yaml (relative to the folder); else the folder's file; else sample_data's."""
     if doc.get(key):

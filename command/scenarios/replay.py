@@ -45,7 +45,7 @@ class Progress:
         self.stream, self.tz = stream, tz
         self.tty = stream.isatty()
         self._last = -1.0
-        self._last_pct = -10
+        self._last_pct: float = -10
 
     def __call__(self, feed: ReplayFeed, engine: Engine, final: bool = False) -> None:
         now = time.monotonic()

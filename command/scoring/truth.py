@@ -21,6 +21,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from command.errors import InvalidInput
 from command.scoring.periods import Period, merge
@@ -89,7 +90,7 @@ def parse_truth(text: str, source: str, stations: Collection[str], levels: Seque
     return out
 
 
-def derive_truth(series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+def derive_truth(series: Mapping[str, tuple[ArrayLike, ArrayLike]],
                  thresholds: Mapping[str, Mapping[str, float]], levels: Sequence[str], horizon: int) -> Truth:
     """Events from observed values: for every station with at least one threshold of `levels`, its
     `series` (times in ms, ascending, and values in the thresholds' unit) against its `thresholds`.

@@ -51,7 +51,7 @@ def alert_segments(events: Iterable[tuple[str, Mapping[str, Any]]], levels: Sequ
         if cur is not None and cur[1] is not None and t > cur[0]:
             segs.append((cur[0], t, cur[1]))
         if event != "resolve":
-            open_at[fp] = (t, rank.get(alert.get("level")))
+            open_at[fp] = (t, rank.get(alert.get("level", "")))
     for fp, (since, r) in open_at.items():
         if r is not None and horizon > since:
             out[fp][1].append((since, horizon, r))
@@ -62,7 +62,7 @@ def covered_stations(alert: Mapping[str, Any], stations: Mapping[str, str | None
                      zone_members: Mapping[str, list[str]]) -> list[str]:
     """The stations an alert covers (see the module docstring). `stations` maps id to zone."""
     kind = alert.get("subject_type") or "station"
-    subject = alert.get("subject")
+    subject = alert.get("subject", "")
     if kind == "station":
         return [subject] if subject in stations else []
     zone = subject if kind == "zone" else alert.get("zone")
