@@ -60,10 +60,11 @@ def schedule_ack_check(queue: Queue, namespace: str, task_id: str, wait_s: float
 def check_acknowledgement(namespace: str, task_id: str) -> str:
     """The RQ job: flag the task if its deadline passed unacknowledged; else look again later."""
     job = get_current_job()
+    assert job is not None  # RQ runs this as a job
     r = job.connection
     keys = Keys(namespace)
     task = get_task(r, keys, task_id, None)
-    if task.status != "assigned" or task.flagged:
+    if task.status != "assigned" or task.flagged or task.ack_deadline is None:  # (no deadline: never flagged)
         r.zrem(keys.ack_timers, task_id)
         return "answered"
     now = namespace_now(r, keys)

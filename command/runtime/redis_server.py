@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -61,7 +62,7 @@ class EmbeddedRedis:
         self.url: str | None = None
         self.owner = False
         self.port: int | None = None
-        self._lock_fh = None
+        self._lock_fh: IO[str] | None = None
 
     @property
     def info_file(self) -> Path:
@@ -189,7 +190,10 @@ class EmbeddedRedis:
         """Stop the server if this process started it (flushing the AOF); detach otherwise."""
         if self.owner and self.proc is not None and self.proc.poll() is None:
             try:
-                redis_client(self.url, "probe", socket_timeout=timeout, socket_connect_timeout=2).shutdown(nosave=False)
+                if self.url is None:  # stopped while `start` still waits for it (Ctrl-C): no URL to SHUTDOWN
+                    self.proc.terminate()
+                else:
+                    redis_client(self.url, "probe", socket_timeout=timeout, socket_connect_timeout=2).shutdown(nosave=False)
             except redis.ConnectionError:
                 pass  # SHUTDOWN closes the connection: that is the success case
             except redis.RedisError:
