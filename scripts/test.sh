@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Set up (first time) and run every test. Arguments go to pytest.
+# Set up (first time), check lint (ruff) and types (mypy), then run every test. Arguments go to pytest.
 # Browser tests need Debian's chromium and chromium-driver: installed here when absent (as root, or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
+# lint and types first: a failure fails the run (both run, so one run shows every problem)
+failed=""
+.venv/bin/ruff check . || failed="$failed ruff"
+.venv/bin/mypy -p command -p feeds || failed="$failed mypy"
+if [ -n "$failed" ]; then
+  echo "error: failed:$failed (ruff check . / mypy -p command -p feeds)" >&2
+  exit 1
+fi
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium and chromium-driver for the browser tests ..." >&2
   SUDO=""
