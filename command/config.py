@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     # window in which removed newest entries could go unnoticed), and where (default data_dir/audit/).
     audit_anchor_seconds: float = Field(default=5.0, gt=0, le=10)
     audit_anchors: Path | None = None
+    # Data classification (docs/security.md): how every dataset and sensitive field is graded, for a
+    # data officer to read and edit; read again when it changes (command/trust/classification.py).
+    classification_file: Path = SAMPLE_DATA / "classification.yaml"
+    # Open data (/public/): requests each client address may make per minute before 429.
+    public_rate_per_minute: int = Field(default=60, ge=1)
 
     @property
     def redis_dir(self) -> Path:

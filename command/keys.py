@@ -35,14 +35,20 @@ LOGIN_FAILURES = f"{PREFIX}:auth:failures"  # + `:<user>`, see login_failures()
 AUDIT_NAMESPACES = f"{PREFIX}:audit:namespaces"  # set: every namespace ever audited (the anchor loop's list)
 ACK_TIMER_NAMESPACES = f"{PREFIX}:timers:namespaces"  # set: namespaces with acknowledgement timers pending
 HEALTH_PROBE = f"{PREFIX}:health"  # string, expires in seconds: /health's write check (command/runtime/health.py)
+OPEN_DATA_RATE = f"{PREFIX}:open-data:rate"  # + `:<client address>:<minute>`, see open_data_rate()
 
 # Every global key, or the stem of a family of them. A namespace may not be named like the segment
 # after the prefix of any of them: `ecd:<ns>:*` (a namespace's keys, and the pattern that deletes
 # them) could otherwise reach a global key (a namespace `drills` would delete the drill runner's
 # command stream). A new global key added here reserves its name by itself.
 GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES, AUDIT_NAMESPACES, ACK_TIMER_NAMESPACES,
-               HEALTH_PROBE)
+               HEALTH_PROBE, OPEN_DATA_RATE)
 RESERVED_NAMESPACES = frozenset(k.split(":")[1] for k in GLOBAL_KEYS)
+
+
+def open_data_rate(address: str, minute: int) -> str:
+    """String counter (expires): requests a client address made to /public/ in one minute (layouts/public.py)."""
+    return f"{OPEN_DATA_RATE}:{address.lower()[:64]}:{minute}"
 
 
 def login_failures(username: str) -> str:
@@ -302,6 +308,11 @@ class Keys:
     def audit_head(self) -> str:
         """String: the hash of the newest audit entry (the chain's head)."""
         return f"{self._p}:audit:head"
+
+    def read_audited(self, digest: str) -> str:
+        """String (expires): a view of secret fields already audited for this viewer and these records
+        (command/trust/classification.py `Redactor.audit`: once per view, not at every redraw)."""
+        return f"{self._p}:read-audited:{digest}"
 
     @property
     def replay_control(self) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 READING_KINDS = ("water_level", "rainfall", "wind_speed", "discharge")
 
@@ -68,6 +68,14 @@ class Resource(Model):
     capacity: float | None = None
 
 
+class Person(Model):
+    """Someone's contact details: personal data, graded secret (sample_data/classification.yaml).
+    Validated strictly where it comes in (command/ops/people.py)."""
+
+    name: str = ""
+    phone: str = ""
+
+
 class Incident(Model):
     id: str
     time: int  # epoch ms
@@ -78,6 +86,13 @@ class Incident(Model):
     description: str = ""
     status: Literal["open", "closed"] = "open"
     zone: str | None = None  # the zone containing it, filled in on ingest
+    reporter: Person | None = None  # who called it in (secret); never on the engine's input stream
+
+    @field_validator("reporter", mode="before")
+    @classmethod
+    def _legacy_reporter(cls, v: Any) -> Any:
+        # records written before contacts were taken kept the submitting account's name here
+        return None if isinstance(v, str) else v
 
 
 MsgType = Literal["Alert", "Update", "Cancel", "Ack", "Error"]  # CAP 1.2 msgType
@@ -224,6 +239,7 @@ class Task(Model):
     ack_deadline: int | None = None
     flagged: str | None = None  # why the task needs the command centre's attention (e.g. no acknowledgement)
     history: list[StatusUpdate] = Field(default_factory=list)
+    people: list[Person] = Field(default_factory=list)  # people assisted, by name and phone (secret)
 
 
 class Dispatch(Model):

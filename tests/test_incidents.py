@@ -110,7 +110,7 @@ def test_other_department_cannot_overwrite_incident(client, r, ns):
     drain(r, keys)
     assert open_alert_of(r, keys, "CAD-7") is None
     rec = orjson.loads(r.hget(keys.incidents, "CAD-7"))
-    assert rec["reported_by"] == "water_authority" and rec["reporter"] == "water" and rec["status"] == "closed"
+    assert rec["reported_by"] == "water_authority" and rec["submitted_by"] == "water" and rec["status"] == "closed"
     assert [(h["by"], h["department"], h["status"]) for h in rec["history"]] == [
         ("water", "water_authority", "open"), ("water", "water_authority", "open"),
         ("operator", "emergency_management", "closed")]
@@ -223,7 +223,7 @@ def test_drill_inject_goes_through_incident_validation(r):
     assert not any(r.hexists(keys.incidents, f"B-{i}") for i in range(1, 7))
     assert r.hget(keys.incidents, mine.id) == before
     rec = orjson.loads(r.hget(keys.incidents, "X-1"))
-    assert rec["reported_by"] == "system" and rec["reporter"] == "planner" and rec["severity"] == "red"
+    assert rec["reported_by"] == "system" and rec["submitted_by"] == "planner" and rec["severity"] == "red"
     assert rec["zone"] == "Z-HIGH" and rec["time"] == clock(r, keys)
     [entry] = audit_of(r, keys, "X-1")  # audited once, with the write
     assert entry["action"] == "inject_incident" and entry["at"] == clock(r, keys)

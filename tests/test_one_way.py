@@ -111,7 +111,8 @@ def test_bad_injects_are_quarantined_with_the_validators_reasons(r, scenario):
             if f[b"source"] == b"inject"]
     assert [(rec.get("incident_id") or rec.get("value"), why) for rec, why in dead] == [
         ("INJ-2", "lat: a number from -90 to 90"),
-        ("INJ-3", "note: unknown field (allowed: id, category, lat, lon, severity, description, status)"),
+        ("INJ-3", "note: unknown field (allowed: id, category, lat, lon, severity, description, status, "
+                  "reporter)"),
         ("NaN", "non-finite value 'NaN'"),
         (True, "non-numeric value True"),
     ]

@@ -29,6 +29,8 @@ from command.models import (
     StatusUpdate,
     Task,
 )
+from command.ops.people import MAX_PEOPLE
+from command.ops.people import people as valid_people
 from command.trust import audit
 
 DEFAULT_ACK_MS = 10 * 60_000
@@ -162,8 +164,14 @@ def recent_dispatches(r: redis.Redis, keys: Keys, count: int = 100) -> list[Disp
 
 def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, user: str, status: str,
                 now: int, note: str = "", people_assisted: int | None = None, lat: float | None = None,
-                lon: float | None = None) -> Task:
-    """A department's status report on its own task. Validated field by field; never another's task."""
+                lon: float | None = None, people: list[Any] | None = None) -> Task:
+    """A department's status report on its own task. Validated field by field; never another's task.
+
+    `people`: people assisted, each ``{name, phone}`` (command/ops/people.py), added to the task's
+    `people` (personal data, graded secret: the audit entry carries only how many)."""
+    added, problems = valid_people(people)
+    if problems:
+        raise InvalidInput(problems)
     if status not in TASK_STATUSES or status == "assigned":
         raise InvalidInput(f"unknown status {status!r}", field="status")
     if people_assisted is not None and (people_assisted < 0 or people_assisted > 100_000):
@@ -185,6 +193,10 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
         task.status = status
         task.updated_at = now
         task.history.append(upd)
+        if added:
+            if len(task.people) + len(added) > MAX_PEOPLE:
+                raise InvalidInput(f"a task holds at most {MAX_PEOPLE} people", field="people")
+            task.people.extend(added)
         if task.flagged and status != "need_support":
             task.flagged = None  # the department answered
         if status == "need_support":
@@ -208,7 +220,8 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
                                        "dispatch_id": task.dispatch_id})
         audit.append(pipe, keys, head.decode() if head else None, who=user, action="task_status", at=now,
                      details={"task": task.id, "department": department, "status": status, "note": note,
-                              "people_assisted": people_assisted, "lat": lat, "lon": lon})
+                              "people_assisted": people_assisted, "lat": lat, "lon": lon,
+                              **({"people_named": len(added)} if added else {})})
         pipe.execute()
         return task
 

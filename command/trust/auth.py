@@ -5,6 +5,10 @@ Roles: `operator` (command centre: map, dispatch, every task), `department` (its
 (reads the audit trail, changes nothing). A department user can never read or change another
 department's task: the check is in `command.ops.dispatch`, on the server, whatever the request says.
 
+Each user has a `clearance` (`CLEARANCES`: public, internal, secret; `DEFAULT_CLEARANCE` when the file
+names none): what of the graded data (sample_data/classification.yaml) they see whole; the rest is
+masked or left out (command/trust/classification.py). A change applies at the user's next request.
+
 Two-factor sign-in (command/trust/totp.py) is required for `admin`, `operator` and `planner` accounts
 that are not demo accounts (`demo: true`, sample_data/users.yaml only): `add_user` refuses to make one
 without TOTP, and such an account without TOTP cannot sign in (`second_factor_problem`).
@@ -38,6 +42,8 @@ from command.errors import InvalidInput
 from command.trust import totp
 
 ROLES = ("operator", "department", "planner", "admin", "auditor")
+CLEARANCES = ("public", "internal", "secret")  # lowest first (command/trust/classification.py)
+DEFAULT_CLEARANCE = "internal"  # an account whose record names none: secret is always granted by name
 TOTP_ROLES = ("admin", "operator", "planner")  # must sign in with a second factor (demo accounts aside)
 _USERNAME_RE = re.compile(r"[A-Za-z0-9_.-]{2,40}")  # fullmatch: `$` would let a trailing newline in
 # A fixed hash to compare against when the user does not exist, so timing does not reveal names.
@@ -50,6 +56,7 @@ class User(BaseModel):
     name: str = ""
     department: str
     role: str = "department"
+    clearance: str = DEFAULT_CLEARANCE
     password_hash: str
     demo: bool = False  # a sample account (sample_data/users.yaml): exempt from two-factor sign-in
     totp_secret: str = ""  # base32; empty: no TOTP
@@ -62,9 +69,16 @@ class User(BaseModel):
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         return v
 
+    @field_validator("clearance")
+    @classmethod
+    def _clearance(cls, v: str) -> str:
+        if v not in CLEARANCES:
+            raise ValueError(f"clearance must be one of {', '.join(CLEARANCES)}")
+        return v
+
     def public(self) -> dict[str, str]:
         return {"username": self.username, "name": self.name or self.username, "department": self.department,
-                "role": self.role}
+                "role": self.role, "clearance": self.clearance}
 
     @property
     def has_totp(self) -> bool:
@@ -253,10 +267,11 @@ class Saved:
 
 
 def save_user(path: Path, *, username: str, password: str, department: str, role: str = "department",
-              name: str = "", totp_enrol: bool = False,
+              name: str = "", totp_enrol: bool = False, clearance: str | None = None,
               departments: dict[str, Department] | None = None) -> Saved:
     """Add or replace a user, writing the file atomically. A replaced user keeps their TOTP unless
-    `totp_enrol` makes a new one; a role that needs TOTP is refused without one."""
+    `totp_enrol` makes a new one, and their clearance unless `clearance` names one; a role that needs
+    TOTP is refused without one."""
     if not _USERNAME_RE.fullmatch(username):
         raise UsersError("username: 2-40 letters, digits, '.', '_' or '-'")
     if len(password) < 8:
@@ -266,6 +281,8 @@ def save_user(path: Path, *, username: str, password: str, department: str, role
         raise UsersError(f"unknown department {department!r} (one of {', '.join(sorted(departments))})")
     if role not in ROLES:
         raise UsersError(f"role must be one of {', '.join(ROLES)}")
+    if clearance is not None and clearance not in CLEARANCES:
+        raise UsersError(f"clearance must be one of {', '.join(CLEARANCES)}")
     with locked(path):
         users = load_users(path)
         old = users.get(username)
@@ -277,7 +294,8 @@ def save_user(path: Path, *, username: str, password: str, department: str, role
             enrolment = Enrolment(secret, totp.provisioning_uri(secret, username), plain)
         if role in TOTP_ROLES and not secret:
             raise UsersError(f"role {role} needs two-factor sign-in: add --totp")
-        user = User(username=username, name=name, department=department, role=role,
+        clearance = clearance or (old.clearance if old else DEFAULT_CLEARANCE)
+        user = User(username=username, name=name, department=department, role=role, clearance=clearance,
                     password_hash=generate_password_hash(password), totp_secret=secret, recovery_codes=codes)
         users[username] = user
         save_users(path, users)
@@ -285,10 +303,11 @@ def save_user(path: Path, *, username: str, password: str, department: str, role
 
 
 def add_user(path: Path, *, username: str, password: str, department: str, role: str = "department",
-             name: str = "", departments: dict[str, Department] | None = None, totp_enrol: bool = False) -> User:
+             name: str = "", departments: dict[str, Department] | None = None, totp_enrol: bool = False,
+             clearance: str | None = None) -> User:
     """Add (or replace) a user, writing the file atomically (`save_user` says more)."""
     return save_user(path, username=username, password=password, department=department, role=role, name=name,
-                     totp_enrol=totp_enrol, departments=departments).user
+                     totp_enrol=totp_enrol, clearance=clearance, departments=departments).user
 
 
 def remove_user(path: Path, username: str) -> User | None:
