@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -314,7 +314,7 @@ class Redactor:
             self._apply(out, path.split("."), act, d.fields[path].mask, f"{dataset}.{path}", str(rid), audited)
         return out
 
-    def records(self, dataset: str, recs: list[Mapping[str, Any]], id_field: str = "id") -> list[dict[str, Any]]:
+    def records(self, dataset: str, recs: Sequence[Mapping[str, Any]], id_field: str = "id") -> list[dict[str, Any]]:
         out = []
         for rec in recs:
             red = self.record(dataset, rec, rec.get(id_field, ""))
