@@ -311,7 +311,7 @@ def current_recommendations(r: redis.Redis, keys: Keys, alerts: list[dict[str, A
     rs = _ruleset(r, keys)
     # planned over every open alert of the namespace, on its road map, at its clock (docs/dispatch.md)
     context = read_plan_context(r, keys, rs, now=namespace_now(r, keys))
-    for fresh in recommendation_stage(((a, _rule(rs, a["rule"])) for a in stale), lambda: res):
+    for fresh in recommendation_stage(((a, _rule(rs, a["rule"])) for a in stale), lambda: res, context):
         out = fresh.model_dump()
         out["refreshed"] = True
         recs[fresh.fingerprint] = out

@@ -35,6 +35,42 @@ def _trend(a: dict) -> str | None:
     return f"{rate:+.2f} {unit}/h" if not unit.endswith("/h") else f"{rate:+.2f} {unit}/h"
 
 
+def _target(rec: dict, lang: str, tz: str | None) -> str:
+    """What the deadline is: the next level ('red'), or the response deadline at its time."""
+    if rec.get("deadline_basis") == "next_level" and rec.get("deadline_level"):
+        return t(f"level.{rec['deadline_level']}", lang)
+    return t("map.response_deadline", lang, time=fmt_time(rec.get("deadline"), tz))
+
+
+def _via(via: list[str]) -> str:
+    """The road names worth saying: the bridges crossed, else the first roads driven."""
+    bridges = [v for v in via if "bridge" in v.lower() or "桥" in v]
+    return " · ".join(dict.fromkeys(bridges or via[:2]))
+
+
+def _trip(i: dict, rec: dict, lang: str, tz: str | None) -> str:
+    """A unit's trip in one line: leave by, working by, margin or late by, route km and via
+    ('leave by 13:05 · working by 13:40 · 25 min before red · 7.2 km via Shahe Bridge')."""
+    parts = []
+    if i.get("leave_by") is not None:
+        late = (i.get("late_min") or 0) > 0
+        parts.append(t("map.leave_now", lang) if late else t("map.leave_by", lang, time=fmt_time(i["leave_by"], tz)))
+    if i.get("arrive_at") is not None:
+        arrive = int(i["arrive_at"])
+        arrive += -arrive % 60_000  # working by: the minute rounded up
+        parts.append(t("map.working_by", lang, time=fmt_time(arrive, tz)))
+    if i.get("deadline") is not None and i.get("margin_min") is not None:
+        target = _target(rec, lang, tz)
+        late = i.get("late_min") or 0
+        parts.append(t("map.late_by", lang, d=humanize_ms(late * 60_000), target=target) if late > 0
+                     else t("map.margin", lang, d=humanize_ms(max(0, i["margin_min"]) * 60_000), target=target))
+    if i.get("route_km") is not None:
+        via = _via(i.get("via") or []) if i.get("by_road") else ""
+        parts.append(t("map.route_via", lang, km=f"{i['route_km']:.1f}", via=via) if via
+                     else t("map.route", lang, km=f"{i['route_km']:.1f}"))
+    return " · ".join(parts)
+
+
 def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, str]) -> dbc.Card:
     fp, level = a["fingerprint"], a["level"]
     notes = a.get("notes") or {}
@@ -67,9 +103,12 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
     if rec and rec.get("items"):
         items = [html.Li([html.B(i.get("name") or i["resource_id"]), f" ({i['resource_id']}) · ",
                           names.get(i["department"], i["department"]), f" · {i['distance_km']:.1f} km",
+                          html.Div(_trip(i, rec, lang, tz), className="trip"),
                           html.Div(i["reason"], className="reason")]) for i in rec["items"]]
         head = t("map.recommended", lang) + (" · " + t("map.refreshed", lang) if rec.get("refreshed") else "")
         lines.append(html.Div([html.Div(head, className="sub"), html.Ul(items, className="recs")]))
+        if rec.get("deadline") is not None and all((i.get("late_min") or 0) > 0 for i in rec["items"]):
+            lines.append(html.Div(t("map.none_on_time", lang, target=_target(rec, lang, tz)), className="late"))
         for s in rec.get("shortfall", []):
             lines.append(html.Div(t("map.shortfall", lang, found=s["found"], wanted=s["wanted"],
                                     type=s["type"].replace("_", " ")), className="shortfall"))

@@ -67,15 +67,19 @@ def test_operator_dispatches_and_departments_answer(app_server, browser, second_
     card = CARD.format(subject="I4")
     wait(browser).until(EC.presence_of_element_located((By.XPATH, card)))
     text = browser.find_element(By.XPATH, card).text
-    assert "Incident in a risk zone" in text and "Boat 1" in text and "Ambulance 1" in text
+    # both red incidents ask for the one ambulance: I1, open an hour longer, keeps it; I4 gets Boat 1
+    assert "Incident in a risk zone" in text and "Boat 1" in text and "Only 0 of 1 ambulance available" in text
+    # each recommended unit's trip: when it must leave, when it is working, its margin and route
+    trip = browser.find_element(By.XPATH, card + "//div[contains(@class,'trip')]").text
+    assert "leave by" in trip and "working by" in trip and "response deadline" in trip and " km" in trip
     browser.save_screenshot(str(tmp_path / "map.png"))
 
     # one click dispatches the recommendation; a double click on another alert dispatches once
     click(browser, browser.find_element(By.XPATH, card + "//button[normalize-space()='Dispatch']"))
-    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "map-toast"), "Dispatched 2 resources to I4"))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "map-toast"), "Dispatched 1 resource to I4"))
     assert client.zcard(keys.dispatches_index) == 1
     # the map shows the resources dispatched at once
-    wait(browser).until(lambda d: sum(1 for c in figure_data(d, 2, "customdata") if c[4] == "dispatched") >= 3)
+    wait(browser).until(lambda d: sum(1 for c in figure_data(d, 2, "customdata") if c[4] == "dispatched") >= 2)
     wait(browser).until(EC.text_to_be_present_in_element((By.XPATH, card), "Dispatched by operator"))
     i1 = CARD.format(subject="I1")
     button = browser.find_element(By.XPATH, i1 + "//button[normalize-space()='Dispatch']")
@@ -89,9 +93,9 @@ def test_operator_dispatches_and_departments_answer(app_server, browser, second_
     time.sleep(1.5)
     assert client.zcard(keys.dispatches_index) == 2  # not 3
     wait(browser).until(EC.text_to_be_present_in_element((By.XPATH, i1), "Dispatched by operator"))
-    # Boat 1 and Ambulance 1 went to I4, so I1 got the next boat, and was told the ambulance was short
+    # Boat 1 went to I4, so I1 got the next boat and the ambulance
     i1_dispatch = orjson.loads(client.get(keys.dispatch(ns_dispatch_id(client, keys, "I1"))))
-    assert i1_dispatch["resource_ids"] == ["B2"]
+    assert i1_dispatch["resource_ids"] == ["B2", "A1"]
 
     # fire & rescue sees its task on its phone-sized page and answers
     second_browser.set_window_size(420, 900)
