@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import dash_bootstrap_components as dbc
 import flask
 import orjson
-from dash import Input, Output, State, callback, dash_table, dcc, html
+from dash import Input, Output, State, dash_table, dcc, html
 
 from command import i18n
 from command.clock import namespace_now
@@ -32,7 +32,10 @@ from command.timeutil import now_ms, to_iso
 from command.trust import audit
 from command.trust.anchor import read_anchors
 
+from . import access
+from .access import route_policy, secured_callback
 from .common import dept_names, namespace, ns_tz, rds, require_user
+from .inputs import NOT, lang_of, text
 
 try:
     import dash_ag_grid as dag
@@ -278,23 +281,23 @@ def table(lang: str, tz: str) -> Any:
                     "textOverflow": "ellipsis", "whiteSpace": "nowrap"})
 
 
-@callback(Output("audit-state", "children"), Input("audit-verify", "n_clicks"), State("ns", "data"),
-          State("lang", "data"))
+@secured_callback(Output("audit-state", "children"), Input("audit-verify", "n_clicks"), State("ns", "data"),
+                  State("lang", "data"), allow=AUDIT_ROLES)
 def _verify(_n, ns, lang):
-    require_user(*AUDIT_ROLES)
     r, keys = rds(), namespace(ns)
     v, anchors = verification(r, keys)
-    return state_view(v, anchors, lang or "en")
+    return state_view(v, anchors, lang_of(lang))
 
 
-@callback(Output("audit-table", TABLE_PROP), Output("audit-msg", "children"), Output("audit-csv", "href"),
-          Input("audit-search", "n_clicks"), Input("audit-user", "value"), Input("audit-department", "value"),
-          Input("audit-action", "value"), Input("audit-from", "value"), Input("audit-to", "value"),
-          State("ns", "data"), State("lang", "data"))
+@secured_callback(Output("audit-table", TABLE_PROP), Output("audit-msg", "children"), Output("audit-csv", "href"),
+                  Input("audit-search", "n_clicks"), Input("audit-user", "value"), Input("audit-department", "value"),
+                  Input("audit-action", "value"), Input("audit-from", "value"), Input("audit-to", "value"),
+                  State("ns", "data"), State("lang", "data"), allow=AUDIT_ROLES)
 def _search(_n, user, department, action, since, until, ns, lang):
-    require_user(*AUDIT_ROLES)
-    lang = lang or "en"
+    lang = lang_of(lang)
     r, keys = rds(), namespace(ns)
+    user, department, action, since, until = (None if text(v, 200) is NOT else v
+                                              for v in (user, department, action, since, until))
     try:
         flt = make_filter(user, department, action, since, until, ns_tz(r, keys))
     except ValueError as exc:
@@ -313,10 +316,9 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
     audit.configure(settings.data_dir)
 
     @server.route("/audit/export.csv")
+    @route_policy(allow=AUDIT_ROLES, note="the export is itself on the trail")
     def _audit_export():
-        user = flask.session.get("user") or {}
-        if user.get("role") not in AUDIT_ROLES:
-            return "forbidden", 403
+        user = access.user()
         args = flask.request.args
         try:
             keys = Keys(args.get("ns") or "live")

@@ -15,6 +15,7 @@ from command.errors import Forbidden, InvalidInput
 from command.i18n import t
 from command.keys import LIVE, Keys
 from command.runtime.redis_client import pooled
+from command.trust.classification import INTERNAL, Viewer, viewer_of
 
 
 def rds() -> redis.Redis:
@@ -27,6 +28,15 @@ def current_user() -> dict[str, str] | None:
     return flask.session.get("user")
 
 
+def current_viewer() -> Viewer:
+    """Who this request shows data to, for the classification (command/trust/classification.py): the
+    API caller (token or HTTP Basic) under /api/, else the signed-in user; outside a request (a test, the
+    bench calling a page's plain functions) an internal viewer."""
+    if not flask.has_request_context():
+        return INTERNAL
+    return viewer_of(flask.g.get("api_user") or current_user())
+
+
 class NotSignedIn(Forbidden):
     """No one is signed in: HTTP 401, where Forbidden (a signed-in user who may not) is 403."""
 
@@ -35,8 +45,9 @@ class NotSignedIn(Forbidden):
 
 
 def require_user(*roles: str) -> dict[str, str]:
-    """The signed-in user, checked on the server for every callback (a crafted request gets nothing):
-    NotSignedIn, or Forbidden for a role that may not (both `command.errors` classes)."""
+    """The signed-in user, checked on the server (a crafted request gets nothing): NotSignedIn, or
+    Forbidden for a role that may not (both `command.errors` classes). For a page's layout; callbacks
+    and routes declare their policy instead (layouts/access.py: `secured_callback`, `route_policy`)."""
     user = current_user()
     if user is None:
         raise NotSignedIn("not signed in")
@@ -46,8 +57,9 @@ def require_user(*roles: str) -> dict[str, str]:
 
 
 def namespace(ns: str | None) -> Keys:
-    """The namespace the page shows: a validated drill namespace, or live."""
-    if ns and ns != LIVE:
+    """The namespace the page shows: a validated drill namespace, or live (also for a value that is not
+    a string: a crafted request's)."""
+    if isinstance(ns, str) and ns and ns != LIVE:
         try:
             return Keys(ns)
         except InvalidInput:  # a name no namespace can have: live

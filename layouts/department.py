@@ -5,19 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from command import i18n
 from command.clock import command_time
-from command.errors import CommandError, Forbidden, InvalidInput
+from command.errors import CommandError, InvalidInput
 from command.i18n import t
 from command.models import TASK_NEXT
-from command.ops.dispatch import department_tasks, update_task
+from command.ops.dispatch import update_task
 from command.ops.incidents import CATEGORIES, FORM, SEVERITIES, Actor, submit
 from command.publish import views
 from command.timeutil import humanize_ms
+from command.trust.classification import INTERNAL, Viewer
 
-from .common import dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
+from . import access
+from .access import secured_callback
+from .common import current_viewer, dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
+from .inputs import NOT, as_list, lang_of, number, text
 
 i18n.add({
     "dept.title": {"en": "Tasks for {dept}", "zh": "{dept} 的任务"},
@@ -40,7 +44,6 @@ i18n.add({
     "dept.report_send": {"en": "Report incident", "zh": "上报"},
     "dept.reported": {"en": "Reported {id} ({category}).", "zh": "已上报 {id}（{category}）。"},
     "dept.fix": {"en": "Please correct the marked fields.", "zh": "请修改标出的字段。"},
-    "dept.forbidden": {"en": "That task belongs to another department.", "zh": "该任务属于其他部门。"},
     "dept.since": {"en": "updated {age} ago", "zh": "{age}前更新"},
     "cat.flooding": {"en": "flooding", "zh": "内涝"},
     "cat.trapped_people": {"en": "people trapped", "zh": "人员被困"},
@@ -54,6 +57,7 @@ i18n.add({
 
 
 TASK_FIELDS = ("status", "note", "people_assisted", "position")  # the status form's fields, as update_task names them
+DEPT_ROLES = ("department", "operator")  # who reads the page (layouts/shell.PAGE_ROLES["department"])
 
 
 def _field_err(tid: str, field: str) -> html.Div:
@@ -61,7 +65,12 @@ def _field_err(tid: str, field: str) -> html.Div:
     return html.Div(id={"type": "dept-field-err", "task": tid, "field": field}, className="field-error")
 
 
-def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
+def _person(p: Any) -> str:
+    """A person as the reader gave them (masked or whole for the viewer): 'name phone'."""
+    return " ".join(x for x in (p.name, p.phone) if x) if p is not None else ""
+
+
+def task_card(task: Any, lang: str, tz: str | None, now: int, reporter: Any = None) -> dbc.Card:
     tid = task.id
     hist = [html.Li([t(f"status.{h.status}", lang), " · ", fmt_time(h.at, tz, with_date=True), " · ", h.by,
                      f" · 👥{h.people_assisted}" if h.people_assisted is not None else "",
@@ -71,6 +80,10 @@ def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
         html.Div([level_badge(task.level, lang), html.B(f" {task.subject}"), html.Span(f" · {task.rule}", className="muted")]),
         html.Div(t("dept.where", lang, where=where), className="small"),
         html.Div(t("dept.resources", lang, ids=", ".join(task.resource_ids)), className="small"),
+        *([html.Div("☎ " + t("people.reported_by", lang, who=_person(reporter)), className="reporter small")]
+          if _person(reporter) else []),
+        *([html.Div("👥 " + t("people.assisted", lang, who="; ".join(_person(p) for p in task.people)),
+                    className="people small")] if task.people else []),
         html.Div([html.B(t(f"status.{task.status}", lang), className=f"st st-{task.status}", id={"type": "dept-status-now", "task": tid}),
                   html.Span(" · " + t("dept.since", lang, age=humanize_ms(max(0, now - task.updated_at))), className="muted small")]),
     ]
@@ -107,15 +120,17 @@ def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
     return dbc.Card(dbc.CardBody(body), className=f"task-card lvl-border-{task.level}", id={"type": "dept-card", "task": tid})
 
 
-def tasks_view(r, keys, department: str, lang: str) -> list:
-    tasks = department_tasks(r, keys, department)
+def tasks_view(r, keys, department: str, lang: str, viewer: Viewer = INTERNAL) -> list:
+    """The department's task cards, with what `viewer` (the callback passes the signed-in user's) is
+    cleared for: a reporter's or a rescued person's contacts masked or whole (command/publish/views.py)."""
+    tasks = views.department_tasks(r, keys, department, viewer)
     if not tasks:
         return [html.Div(t("dept.none", lang), className="muted empty", id="dept-empty")]
     tz = ns_tz(r, keys)
     now = command_time(r, keys)
     order = {"need_support": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
-    tasks.sort(key=lambda x: (order.get(x.status, 5), -x.created_at))
-    return [task_card(x, lang, tz, now) for x in tasks]
+    tasks.sort(key=lambda x: (order.get(x.task.status, 5), -x.task.created_at))
+    return [task_card(x.task, lang, tz, now, x.reporter) for x in tasks]
 
 
 def _report_form(lang: str) -> html.Div:
@@ -159,45 +174,47 @@ def layout(lang: str, ns: str) -> html.Div:
 
 
 # ---- callbacks ------------------------------------------------------------------------------------------
-@callback(Output("dept-tasks", "children"), Output("dept-version", "data"),
-          Input("dept-tick", "n_intervals"), State("ns", "data"), State("lang", "data"), State("dept-version", "data"))
+@secured_callback(Output("dept-tasks", "children"), Output("dept-version", "data"),
+                  Input("dept-tick", "n_intervals"), State("ns", "data"), State("lang", "data"),
+                  State("dept-version", "data"), allow=DEPT_ROLES, own_department=True,
+                  note="the session's department's tasks only")
 def _tasks(_n, ns, lang, client):
-    user = require_user()
+    user = access.user()
+    lang = lang_of(lang)
     r, keys = rds(), namespace(ns)
     ids = r.zrange(keys.department_tasks(user["department"]), 0, -1)
-    status = views.versions(r, keys)["status"]
+    ver = views.versions(r, keys)
     clock = command_time(r, keys)
-    sig = [keys.ns, lang, len(ids), status, clock // 60_000]
+    viewer = current_viewer()
+    sig = [keys.ns, lang, len(ids), ver["status"], clock // 60_000, ver["incidents"], viewer.clearance]
     if sig == client:
         return no_update, no_update
-    return tasks_view(r, keys, user["department"], lang or "en"), sig
+    return tasks_view(r, keys, user["department"], lang, viewer), sig
 
 
-def _num(v):
-    return None if v in (None, "") else v
-
-
-@callback(Output("dept-msg", "children"), Output({"type": "dept-err", "task": ALL}, "children"),
-          Output({"type": "dept-field-err", "task": ALL, "field": ALL}, "children"),
-          Output("dept-version", "data", allow_duplicate=True),
-          Input({"type": "dept-submit", "task": ALL}, "n_clicks"),
-          State({"type": "dept-status", "task": ALL}, "value"), State({"type": "dept-note", "task": ALL}, "value"),
-          State({"type": "dept-people", "task": ALL}, "value"), State({"type": "dept-lat", "task": ALL}, "value"),
-          State({"type": "dept-lon", "task": ALL}, "value"), State("ns", "data"), State("lang", "data"),
-          prevent_initial_call=True)
+@secured_callback(Output("dept-msg", "children"), Output({"type": "dept-err", "task": ALL}, "children"),
+                  Output({"type": "dept-field-err", "task": ALL, "field": ALL}, "children"),
+                  Output("dept-version", "data", allow_duplicate=True),
+                  Input({"type": "dept-submit", "task": ALL}, "n_clicks"),
+                  State({"type": "dept-status", "task": ALL}, "value"),
+                  State({"type": "dept-note", "task": ALL}, "value"),
+                  State({"type": "dept-people", "task": ALL}, "value"),
+                  State({"type": "dept-lat", "task": ALL}, "value"),
+                  State({"type": "dept-lon", "task": ALL}, "value"), State("ns", "data"), State("lang", "data"),
+                  prevent_initial_call=True, allow=DEPT_ROLES, own_department=True,
+                  note="update_task takes the session's department: another's task is answered as unknown")
 def _submit(clicks, statuses, notes, people, lats, lons, ns, lang):
     trig = ctx.triggered_id
-    errs = [no_update] * len(clicks)
+    ids = [i["id"]["task"] for i in ctx.inputs_list[0]]
+    errs = [no_update] * len(ids)
     field_ids = [o["id"] for o in ctx.outputs_list[2]]
     field_errs = [no_update] * len(field_ids)
-    if not trig or not any(clicks):
+    if not isinstance(trig, dict) or trig.get("task") not in ids or not any(as_list(clicks, len(ids))):
         return no_update, errs, field_errs, no_update
-    user = require_user("department", "operator")
-    lang = lang or "en"
-    ids = [i["id"]["task"] for i in ctx.inputs_list[0]]
+    lang = lang_of(lang)
     i = ids.index(trig["task"])
-    msg, problems = submit_status(rds(), namespace(ns), user, trig["task"], statuses[i], notes[i], _num(people[i]),
-                                  _num(lats[i]), _num(lons[i]), lang)
+    values = [as_list(v, len(ids))[i] for v in (statuses, notes, people, lats, lons)]
+    msg, problems = submit_status(rds(), namespace(ns), access.user(), str(trig["task"]), *values, lang)
     errs[i] = problems.get("", "")
     for j, fid in enumerate(field_ids):  # this task's fields: its messages, the others' cleared
         if fid["task"] == trig["task"]:
@@ -209,20 +226,35 @@ def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, 
                   lang: str) -> tuple[Any, dict[str, str]]:
     """The form's logic: (the message at the top, the refusal's messages by field). A message about
     one of TASK_FIELDS goes under that field; any other under the form (key ""). The department is
-    the session's; the update is stamped with `command_time`."""
+    the session's (another department's task is answered as an unknown one); the update is stamped
+    with `command_time`. Values are whatever the request sent: a wrong type is a message, not a 500."""
     try:
-        if people is not None and (not float(people).is_integer()):
-            raise InvalidInput("people assisted must be a whole number", field="people_assisted")
         task = update_task(r, keys, task_id=task_id, department=user["department"], user=user["username"],
-                           status=str(status or ""), now=command_time(r, keys), note=str(note or "").strip(),
-                           people_assisted=None if people is None else int(people),
-                           lat=None if lat is None else float(lat), lon=None if lon is None else float(lon))
-    except Forbidden:
-        return dbc.Alert(t("dept.forbidden", lang), color="danger"), {}
+                           now=command_time(r, keys), **_status_form(status, note, people, lat, lon))
     except CommandError as exc:
         return no_update, _by_field(exc, TASK_FIELDS)
     return dbc.Alert(t("dept.saved", lang, task=task.subject, status=t(f"status.{task.status}", lang)), color="success",
                      dismissable=True, id="dept-saved"), {}
+
+
+def _status_form(status, note, people, lat, lon) -> dict[str, Any]:
+    """The status form's values as update_task takes them; InvalidInput (by field) for a wrong type."""
+    errors = {}
+    if text(status, 40) is NOT:
+        errors["status"] = "choose a status"
+    note = text(note, 2000)
+    if note is NOT:
+        errors["note"] = "the note must be text (2,000 characters at most)"
+    people = number(people)
+    if people is NOT or people is not None and not float(people).is_integer():
+        errors["people_assisted"] = "people assisted must be a whole number"
+    lat, lon = number(lat), number(lon)
+    if lat is NOT or lon is NOT:
+        errors["position"] = "latitude and longitude must be numbers"
+    if errors:
+        raise InvalidInput(errors)
+    return {"status": status or "", "note": note.strip(), "people_assisted": None if people is None else int(people),
+            "lat": lat, "lon": lon}
 
 
 def _by_field(exc: CommandError, fields: tuple[str, ...]) -> dict[str, str]:
@@ -235,9 +267,9 @@ def _by_field(exc: CommandError, fields: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@callback(Output("dept-inc-map", "figure"), Input("dept-title", "children"), State("ns", "data"))
+@secured_callback(Output("dept-inc-map", "figure"), Input("dept-title", "children"), State("ns", "data"),
+                  allow=DEPT_ROLES)
 def _inc_map(_title, ns):
-    require_user()
     r, keys = rds(), namespace(ns)
     zs = views.zones(r, keys)
     idx = views.station_index(r, keys)
@@ -249,27 +281,29 @@ def _inc_map(_title, ns):
                        "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "showlegend": False, "clickmode": "event"}}
 
 
-@callback(Output("dept-inc-lat", "value"), Output("dept-inc-lon", "value"), Input("dept-inc-map", "clickData"),
-          prevent_initial_call=True)
+@secured_callback(Output("dept-inc-lat", "value"), Output("dept-inc-lon", "value"),
+                  Input("dept-inc-map", "clickData"), prevent_initial_call=True, allow=DEPT_ROLES)
 def _inc_click(click):
-    if not click or not click.get("points"):
-        return no_update, no_update
-    p = click["points"][0]
-    return round(p.get("lat"), 5), round(p.get("lon"), 5)
+    points = click.get("points") if isinstance(click, dict) else None
+    p = points[0] if isinstance(points, list) and points and isinstance(points[0], dict) else {}
+    lat, lon = number(p.get("lat"), -90, 90), number(p.get("lon"), -180, 180)
+    if lat is NOT or lon is NOT or lat is None or lon is None:
+        return no_update, no_update  # not a click on the map
+    return round(lat, 5), round(lon, 5)
 
 
-@callback(Output("dept-inc-msg", "children"),
-          *[Output(f"dept-inc-err-{f}", "children") for f in ("category", "severity", "lat", "lon", "description")],
-          Input("dept-inc-submit", "n_clicks"),
-          State("dept-inc-category", "value"), State("dept-inc-severity", "value"), State("dept-inc-lat", "value"),
-          State("dept-inc-lon", "value"), State("dept-inc-description", "value"), State("ns", "data"),
-          State("lang", "data"), prevent_initial_call=True)
+@secured_callback(Output("dept-inc-msg", "children"),
+                  *[Output(f"dept-inc-err-{f}", "children") for f in ("category", "severity", "lat", "lon", "description")],
+                  Input("dept-inc-submit", "n_clicks"),
+                  State("dept-inc-category", "value"), State("dept-inc-severity", "value"),
+                  State("dept-inc-lat", "value"), State("dept-inc-lon", "value"),
+                  State("dept-inc-description", "value"), State("ns", "data"), State("lang", "data"),
+                  prevent_initial_call=True, allow=DEPT_ROLES, note="the incident is the session's department's")
 def _report(n, category, severity, lat, lon, description, ns, lang):
     if not n:  # a render, not a click
         return (no_update,) * 6
-    user = require_user("department", "operator")
     form = {"category": category, "severity": severity, "lat": lat, "lon": lon, "description": description}
-    return report_incident(rds(), namespace(ns), user, form, lang or "en")
+    return report_incident(rds(), namespace(ns), access.user(), form, lang_of(lang))
 
 
 REPORT_FIELDS = ("category", "severity", "lat", "lon", "description")

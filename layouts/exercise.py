@@ -7,17 +7,21 @@ from pathlib import Path
 
 import dash_bootstrap_components as dbc
 import flask
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from command import i18n
 from command.config import SAMPLE_DATA
-from command.errors import Forbidden, InvalidInput, NotFound
+from command.errors import InvalidInput, NotFound
 from command.i18n import t
 from command.keys import Keys
 from command.ops import drills
 from command.publish import views
+from command.trust.classification import INTERNAL, Viewer
 
-from .common import fmt_time, namespace, rds, require_user
+from . import access
+from .access import route_policy, secured_callback
+from .common import current_viewer, fmt_time, namespace, rds, require_user
+from .inputs import NOT, lang_of, number, one_of, text
 
 i18n.add({
     "ex.title": {"en": "Exercises", "zh": "演练"},
@@ -45,6 +49,8 @@ i18n.add({
 })
 
 SPEEDS = ["1", "10", "60", "300", "600", "3600", "max"]
+EXERCISE_ROLES = ("planner", "operator")  # layouts/shell.PAGE_ROLES["exercise"]
+CONTROLS = ("pause", "resume", "stop", "speed")
 
 
 def scenario_options(root: Path = SAMPLE_DATA / "scenarios") -> list[dict]:
@@ -131,69 +137,76 @@ def layout(lang: str, ns: str) -> html.Div:
     ], className="exercise-page")
 
 
-@callback(Output("ex-drills", "children"), Input("ex-tick", "n_intervals"), State("lang", "data"))
+@secured_callback(Output("ex-drills", "children"), Input("ex-tick", "n_intervals"), State("lang", "data"),
+                  allow=EXERCISE_ROLES)
 def _drills(_n, lang):
-    require_user("planner", "operator")
-    return drills_view(rds(), lang or "en")
+    return drills_view(rds(), lang_of(lang))
 
 
-@callback(Output("ex-msg", "children"), Output("shell-ns", "value", allow_duplicate=True),
-          Input("ex-start", "n_clicks"), State("ex-scenario", "value"), State("ex-speed-new", "value"),
-          State("lang", "data"), prevent_initial_call=True)
+@secured_callback(Output("ex-msg", "children"), Output("shell-ns", "value", allow_duplicate=True),
+                  Input("ex-start", "n_clicks"), State("ex-scenario", "value"), State("ex-speed-new", "value"),
+                  State("lang", "data"), prevent_initial_call=True, allow=EXERCISE_ROLES)
 def _start(n, scenario, speed, lang):
     if not n:  # a render, not a click: never start a drill by accident
         return no_update, no_update
-    user = require_user("planner", "operator")
     valid = {o["value"] for o in scenario_options()}
-    if scenario not in valid or speed not in SPEEDS:
+    if one_of(scenario, valid) is NOT or one_of(speed, SPEEDS) is NOT:
         return dbc.Alert("?", color="danger"), no_update
-    ns = drills.start_drill(rds(), scenario, speed, by=user["username"])
-    return dbc.Alert(t("ex.started", lang or "en", ns=ns), color="success", dismissable=True, id="ex-started"), no_update
+    ns = drills.start_drill(rds(), scenario, speed, by=access.user()["username"])
+    return dbc.Alert(t("ex.started", lang_of(lang), ns=ns), color="success", dismissable=True, id="ex-started"), no_update
 
 
-@callback(Output("ex-tick", "n_intervals"),
-          Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL}, "n_clicks"), prevent_initial_call=True)
+@secured_callback(Output("ex-tick", "n_intervals"),
+                  Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL}, "n_clicks"), prevent_initial_call=True,
+                  allow=EXERCISE_ROLES)
 def _control(_clicks):
     trig = ctx.triggered_id
-    if not trig or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
+    if not isinstance(trig, dict) or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0, False):
         return no_update  # the list was drawn again, nobody clicked
-    user = require_user("planner", "operator")
-    if trig["cmd"] == "speed":
-        drills.send(rds(), "speed", ns=trig["ns"], speed=trig["speed"], by=user["username"])
+    cmd, ns, speed = one_of(trig.get("cmd"), CONTROLS), text(trig.get("ns"), 100), one_of(trig.get("speed"), ["", *SPEEDS])
+    if cmd is NOT or ns is NOT or speed is NOT:
+        return no_update  # not a button this page draws
+    by = access.user()["username"]
+    if cmd == "speed":
+        drills.send(rds(), "speed", ns=ns, speed=speed, by=by)
     else:
-        drills.send(rds(), trig["cmd"], ns=trig["ns"], by=user["username"])
+        drills.send(rds(), cmd, ns=ns, by=by)
     return no_update
 
 
-@callback(Output("shell-ns", "value", allow_duplicate=True), Input({"type": "ex-view", "ns": ALL}, "n_clicks"),
-          prevent_initial_call=True)
+@secured_callback(Output("shell-ns", "value", allow_duplicate=True), Input({"type": "ex-view", "ns": ALL}, "n_clicks"),
+                  prevent_initial_call=True, allow=EXERCISE_ROLES)
 def _view(clicks):
-    if not ctx.triggered_id or not any(clicks):
+    trig = ctx.triggered_id
+    if not isinstance(trig, dict) or not isinstance(clicks, list) or not any(clicks):
         return no_update
-    require_user("planner", "operator")
-    return ctx.triggered_id["ns"]
+    ns = text(trig.get("ns"), 100)
+    return no_update if ns is NOT else ns
 
 
-@callback(Output("ex-inject-msg", "children"), Input("ex-inject-levee", "n_clicks"),
-          Input("ex-inject-breakdown", "n_clicks"), State("ex-lat", "value"), State("ex-lon", "value"),
-          State("ex-resource", "value"), State("ns", "data"), State("lang", "data"), prevent_initial_call=True)
+@secured_callback(Output("ex-inject-msg", "children"), Input("ex-inject-levee", "n_clicks"),
+                  Input("ex-inject-breakdown", "n_clicks"), State("ex-lat", "value"), State("ex-lon", "value"),
+                  State("ex-resource", "value"), State("ns", "data"), State("lang", "data"), prevent_initial_call=True,
+                  allow=EXERCISE_ROLES)
 def _inject(a, b, lat, lon, resource, ns, lang):
     if not (a if ctx.triggered_id == "ex-inject-levee" else b):
         return no_update
-    user = require_user("planner", "operator")
-    lang = lang or "en"
+    user = access.user()
+    lang = lang_of(lang)
     r, keys = rds(), namespace(ns)
     if not drills.is_drill(r, keys.ns):
         return dbc.Alert(t("ex.not_drill", lang), color="warning")
     if ctx.triggered_id == "ex-inject-levee":
-        if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        lat, lon = number(lat, -90, 90), number(lon, -180, 180)
+        if lat is NOT or lon is NOT or lat is None or lon is None:
             return dbc.Alert(t("ex.bad_position", lang), color="warning")
         drills.send(r, "inject", ns=keys.ns, type="incident", by=user["username"],
                     data={"category": "levee_breach", "lat": lat, "lon": lon, "severity": "red",
                           "description": "Injected levee breach"})
         what = t("ex.levee", lang) + f" {lat:.4f}, {lon:.4f}"
     else:
-        if not resource:
+        resource = text(resource, 64)
+        if resource is NOT or not resource:
             return no_update
         drills.send(r, "inject", ns=keys.ns, type="resource_status", by=user["username"],
                     data={"resource_id": resource, "status": "out_of_service"})
@@ -201,8 +214,9 @@ def _inject(a, b, lat, lon, resource, ns, lang):
     return dbc.Alert(t("ex.injected", lang, what=what), color="info", dismissable=True)
 
 
-def report_html(r, ns: str) -> str:
-    """The drill's after-action report, rendered from Redis as it stands now."""
+def report_html(r, ns: str, viewer: Viewer = INTERNAL) -> str:
+    """The drill's after-action report, rendered from Redis as it stands now, with what `viewer` (the
+    route passes the signed-in user's) is cleared for."""
     from command.publish.report import (
         after_action,
         collect_alerts,
@@ -212,16 +226,16 @@ def report_html(r, ns: str) -> str:
     )
 
     keys = Keys(ns)
-    report = after_action(r, keys, collect_alerts(r, keys), collect_recommendations(r, keys), collect_quarantine(r, keys))
+    report = after_action(r, keys, collect_alerts(r, keys), collect_recommendations(r, keys),
+                          collect_quarantine(r, keys), viewer)
     return render_html(report)
 
 
 def register_routes(server: flask.Flask) -> None:
     @server.route("/exercise/report/<ns>")
+    @route_policy(allow=EXERCISE_ROLES)
     def _report(ns):
         # a refusal is raised and answered by the app's one error handler (layouts/interop.answer_error)
-        if flask.session.get("user", {}).get("role") not in ("planner", "operator"):
-            raise Forbidden("only planners and the command centre read after-action reports")
         try:
             keys = Keys(ns)
         except InvalidInput:
@@ -229,4 +243,4 @@ def register_routes(server: flask.Flask) -> None:
         r = rds()
         if not r.exists(keys.meta):
             raise NotFound(f"no such drill {ns!r}")
-        return report_html(r, keys.ns)
+        return report_html(r, keys.ns, current_viewer())

@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from command import i18n
 from command.i18n import t
 from command.keys import Keys
 from command.timeutil import humanize_ms, now_ms
 
-from .common import fmt_time, namespace, ns_tz, rds, require_user
+from .access import secured_callback
+from .common import fmt_time, namespace, ns_tz, rds
+from .inputs import lang_of
 
 i18n.add({
     "feeds.title": {"en": "Feeds", "zh": "数据源"},
@@ -97,7 +99,10 @@ def layout(lang: str, ns: str) -> html.Div:
                      html.Div(id="feeds-body")], className="feeds-page")
 
 
-@callback(Output("feeds-body", "children"), Input("feeds-tick", "n_intervals"), State("ns", "data"), State("lang", "data"))
+FEEDS_ROLES = ("operator", "planner")  # layouts/shell.PAGE_ROLES["feeds"]
+
+
+@secured_callback(Output("feeds-body", "children"), Input("feeds-tick", "n_intervals"), State("ns", "data"),
+                  State("lang", "data"), allow=FEEDS_ROLES)
 def _body(_n, ns, lang):
-    require_user("operator", "planner")
-    return view(rds(), namespace(ns), lang or "en")
+    return view(rds(), namespace(ns), lang_of(lang))

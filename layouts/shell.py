@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 
 import flask
-from dash import Dash, Input, Output, State, callback, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from command import i18n
 from command.config import PROJECT_ROOT, Settings
 from command.i18n import t
 
+from . import access
+from .access import secured_callback
 from .common import current_user, dept_names, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
 from .signin import ROLE_HOME, register_routes, secret_key
 
@@ -68,16 +70,24 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     import layouts.interop
 
     layouts.interop.register_routes(server)
+    import layouts.catalog
+    import layouts.public
+
+    layouts.catalog.register_routes(server)  # /catalog, /api/catalog
+    layouts.public.register_routes(server, settings)  # /public/: open data, no sign-in
     app.layout = shell
+    access.install(app)  # every secured callback, and the policies of Dash's own routes
     # Dash registers its scripts on the first request; with threaded workers two first requests race
     # and one gets a 500 ("dash is not a registered library"). Set up before serving anything.
     with server.test_request_context("/"):
         app._setup_server()
+    access.verify(app)  # no callback or route without a declared policy
     return app
 
 
 # ---- shell callbacks ----------------------------------------------------------------------------------
-@callback(Output("lang", "data"), Input("shell-lang", "n_clicks"), State("lang", "data"))
+@secured_callback(Output("lang", "data"), Input("shell-lang", "n_clicks"), State("lang", "data"),
+                  allow=access.ANY_ROLE)
 def _lang(n, lang):
     if not n:
         if lang in i18n.LANGS:
@@ -87,11 +97,10 @@ def _lang(n, lang):
     return "en" if lang == "zh" else "zh"
 
 
-@callback(Output("shell-ns", "options"), Output("shell-ns", "value"),
-          Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"))
+@secured_callback(Output("shell-ns", "options"), Output("shell-ns", "value"),
+                  Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"),
+                  allow=access.ANY_ROLE)
 def _ns_options(_n, lang, current):
-    if current_user() is None:
-        return no_update, no_update
     return namespace_options(rds(), lang or "en", current)
 
 
@@ -112,14 +121,15 @@ def namespace_options(r, lang: str, current: str | None) -> tuple[list[dict], st
     return options, (running[0] if running else LIVE)
 
 
-@callback(Output("ns", "data"), Input("shell-ns", "value"))
+@secured_callback(Output("ns", "data"), Input("shell-ns", "value"), allow=access.ANY_ROLE)
 def _ns(value):
     return value
 
 
-@callback(Output("page", "children"), Output("shell-nav", "children"), Output("shell-brand", "children"),
-          Output("shell-user", "children"), Output("shell-logout", "children"), Output("shell-lang", "children"),
-          Input("url", "pathname"), Input("lang", "data"), Input("ns", "data"))
+@secured_callback(Output("page", "children"), Output("shell-nav", "children"), Output("shell-brand", "children"),
+                  Output("shell-user", "children"), Output("shell-logout", "children"),
+                  Output("shell-lang", "children"), Input("url", "pathname"), Input("lang", "data"),
+                  Input("ns", "data"), allow=access.ANY_ROLE, note="draws only the pages PAGE_ROLES gives the role")
 def _render(pathname, lang, ns):
     from layouts import audit, department, exercise, feeds
     from layouts import operator as operator_page
@@ -144,11 +154,10 @@ def _render(pathname, lang, ns):
     return (module.layout(lang, ns), *head)
 
 
-@callback(Output("shell-banner", "children"), Output("shell-clock", "children"),
-          Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"))
+@secured_callback(Output("shell-banner", "children"), Output("shell-clock", "children"),
+                  Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"),
+                  allow=access.ANY_ROLE)
 def _clock(_n, ns, lang):
-    if current_user() is None:
-        return no_update, no_update
     return clock_view(rds(), namespace(ns), lang or "en")
 
 

@@ -39,8 +39,10 @@ from command.trust import events
 from command.trust.auth import User, UsersFile, authenticate, ensure_users_file, second_factor_problem
 from command.trust.sessions import SessionStore, idle_ms_from_env, valid_sid
 from command.trust.throttle import Throttle, Throttled, address_of
-from command.trust.tokens import SCOPES, TokensFile, scope_for
+from command.trust.tokens import TokensFile, scope_for
 
+from . import access
+from .access import route_policy
 from .common import rds
 
 log = logging.getLogger(__name__)
@@ -64,13 +66,11 @@ i18n.add({
 
 ROLE_HOME = {"operator": "/", "department": "/department", "planner": "/exercise", "admin": "/admin",
              "auditor": "/audit"}
-# What a signed-in person may do over /api/ (tokens have their own scopes): everyone reads; the
-# admin and the auditor change nothing there.
-ROLE_SCOPES = {"operator": SCOPES, "department": SCOPES, "planner": SCOPES,
-               "admin": ("read_public", "read_internal"), "auditor": ("read_public", "read_internal")}
-OPEN_PATHS = ("/login", "/logout", "/health", "/assets/", "/_dash-component-suites/", "/_favicon")
+# Who may call each route and callback is declared next to it (layouts/access.py); over /api/ a
+# person's role is checked against the route's policy, a token's scopes by tokens.scope_for.
 STATIC_PATHS = ("/assets/", "/_dash-component-suites/", "/_favicon")
-NO_SESSION_PATHS = (*STATIC_PATHS, "/health")  # answered without reading a session (/health: even without Redis)
+# answered without reading a session (/health: even without Redis; /public/: open data, layouts/public.py)
+NO_SESSION_PATHS = (*STATIC_PATHS, "/health", "/public/")
 MAX_BODY_BYTES = 1024 * 1024  # a Dash callback is a few KB, an incident well under 3 KB
 MAX_NEXT = 2000
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -352,6 +352,7 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
                     ", ".join(demo))
 
     @server.route("/login", methods=["GET", "POST"])
+    @route_policy(open=True, note="the sign-in page")
     def login():
         req = flask.request
         lang = pick_lang(req)
@@ -387,6 +388,7 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         return resp
 
     @server.route("/logout", methods=["GET", "POST"])
+    @route_policy(open=True, note="ends the session, if any")
     def logout():
         if flask.request.headers.get("Sec-Fetch-Site") == "cross-site":
             return flask.redirect("/")  # another site's link does not sign anyone out
@@ -399,6 +401,7 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         return flask.redirect("/login")
 
     @server.route("/health")
+    @route_policy(open=True, note="for load balancers and the supervisor")
     def health():
         """200 {"status": "ok", ...} or 503 {"status": "degraded", "degraded": [parts], ...}: a write to
         Redis with short timeouts, and the supervisor's process states (command/runtime/health.py)."""
@@ -442,11 +445,7 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         return _role_check(user, needed)
 
     def _role_check(user: dict[str, str], needed: str | None) -> flask.Response | None:
-        allowed = ROLE_SCOPES.get(user["role"], ())
-        if needed is None:  # not a token route: only the roles that change things get past (the route checks)
-            needed = "submit_incidents" if flask.request.method not in ("GET", "HEAD") else "read_internal"
-        if needed not in allowed:
-            return _api_refusal(403, f"role {user['role']} may not do this")
+        # a person's role is checked against the route's policy by the gate (`access.refusal`)
         flask.g.api_user = user
         return None
 
@@ -507,20 +506,25 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
 
     @server.before_request
     def _gate():
+        """Every request: size, same origin, then the route's declared policy (layouts/access.py):
+        open routes pass, /api/ signs its caller in first, everything else needs a session; then
+        `access.refusal` decides for the route, and at /_dash-update-component for the callback."""
         req = flask.request
         if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
             flask.abort(413)
         path = req.path
         if req.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(req):
             return flask.make_response(flask.jsonify({"error": "cross-site request refused"}), 403)
-        if path.startswith(OPEN_PATHS):
+        policy = access.request_policy()
+        if policy is not None and policy.public:
             return None
         if path.startswith("/api/"):
-            return api_caller()
-        if session_user() is not None:
-            return None
+            return api_caller() or access.refusal(policy, flask.g.get("api_user"))
+        user = session_user()
+        if user is not None:
+            return access.refusal(policy, user)
         if path.startswith("/_dash"):
-            return flask.jsonify({"error": "not signed in"}), 401
+            return flask.jsonify({"error": "not_signed_in", "message": "not signed in"}), 401
         target = req.full_path.rstrip("?") if req.query_string else path
         return flask.redirect("/login?" + urlencode({"next": target}))
 
@@ -569,6 +573,7 @@ def _register_admin(server: flask.Flask, users_path: Path, users: UsersFile, tok
             flask.abort(403)
 
     @server.route("/admin")
+    @route_policy(allow="admin")
     def _admin():
         admin_user()
         lang = pick_lang(flask.request)
@@ -590,6 +595,7 @@ def _register_admin(server: flask.Flask, users_path: Path, users: UsersFile, tok
             done=flask.request.args.get("done") == "1", html_lang="zh-CN" if lang == "zh" else "en")
 
     @server.route("/admin/<action>", methods=["POST"])
+    @route_policy(allow="admin", note="and the session's CSRF token")
     def _admin_action(action: str):
         me = admin_user()
         check_csrf()

@@ -29,13 +29,12 @@ def _own_keys(monkeypatch):
 
 @contextmanager
 def signed_in(app, client, user):  # noqa: F811
-    """A request of `user`'s real signed-in session, in which to call the page's callbacks as Dash would
-    (each Dash app takes the callbacks registered at import, so only a process's first app serves them
-    over HTTP)."""
+    """A request of `user`'s real signed-in session, in which to call the page's callbacks directly (each
+    checks its declared policy itself too, layouts/access.py; over HTTP see tests/test_access.py)."""
     resp = sign_in(client, user)
     assert resp.status_code == 302
     cookies = "; ".join(c.split(";", 1)[0] for c in resp.headers.getlist("Set-Cookie"))  # the session's
-    with app.server.test_request_context("/_dash-update-component", method="POST", headers={"Cookie": cookies}):
+    with app.server.test_request_context("/", headers={"Cookie": cookies}):
         assert app.server.preprocess_request() is None  # the sign-in gate lets it through
         yield
 
