@@ -263,3 +263,53 @@ def test_prepare_namespace_for_live_feeds(r, tmp_path):
     bad.write_text("levels: [a]\nrules: []\n")
     with pytest.raises(RuleError, match="rules.yaml"):
         prepare_namespace(r, keys, rules=bad)
+
+
+def scripted_copy(tmp_path, actions: str):
+    """rule_zone_incident in tmp_path with `actions:` appended to its scenario.yaml."""
+    import shutil
+
+    for name in ("rule_zone_incident", "tiny_common"):
+        shutil.copytree(SCENARIOS / name, tmp_path / name)
+    sy = tmp_path / "rule_zone_incident" / "scenario.yaml"
+    sy.write_text(sy.read_text(encoding="utf-8") + actions, encoding="utf-8")
+    return tmp_path / "rule_zone_incident"
+
+
+def test_scripted_actions_dispatch_and_report_tasks(cli_env, tmp_path):
+    folder = scripted_copy(tmp_path, """actions:
+  - {at: 2h05m, type: dispatch, rule: incident-in-risk-zone, subject: I4}
+  - {at: 2h10m, type: task_status, rule: incident-in-risk-zone, subject: I4, department: fire_rescue, status: acknowledged}
+  - {at: 2h20m, type: task_status, rule: incident-in-risk-zone, subject: I4, department: fire_rescue, status: en_route, note: Boat 1 on its way}
+  - {at: 2h40m, type: task_status, rule: incident-in-risk-zone, subject: I4, department: fire_rescue, status: completed}
+  - {at: 2h41m, type: task_status, rule: incident-in-risk-zone, subject: NOPE, department: fire_rescue, status: completed}
+""")
+    out = tmp_path / "out"
+    assert replay(cli_env, folder, out).returncode == 0
+    tasks = read_jsonl(out / "tasks.jsonl")
+    assert [(t["subject"], t["department"], t["resource_ids"], t["status"]) for t in tasks] == [
+        ("I4", "fire_rescue", ["B1"], "completed")]
+    h = tasks[0]["history"]
+    assert [(x["status"], x["at"][11:], x["by"], x["note"]) for x in h] == [
+        ("acknowledged", "02:10:00+08:00", "scripted", ""), ("en_route", "02:20:00+08:00", "scripted", "Boat 1 on its way"),
+        ("completed", "02:40:00+08:00", "scripted", "")]
+    # the dispatch took Boat 1 out of the plan: the next recommendations do not propose it
+    recs = read_jsonl(out / "recommendations.jsonl")
+    later = [r for r in recs if r["created_at"][11:16] > "02:05"]
+    assert later and all("B1" not in r["resource_ids"] for r in later)
+    # an action that cannot be applied is quarantined with its reason
+    q = read_jsonl(out / "quarantine.jsonl")
+    assert any("action #5" in x["reason"] and "no task of fire_rescue for NOPE" in x["reason"] for x in q)
+
+
+def test_scripted_actions_are_validated(tmp_path):
+    from command.scenarios.load import ScenarioError, load_scenario
+
+    bad = scripted_copy(tmp_path, "actions:\n  - {at: 1h, type: teleport, rule: x, subject: y}\n")
+    with pytest.raises(ScenarioError, match=r"scenario.yaml: action #1: `type` must be one of dispatch, task_status"):
+        load_scenario(bad)
+    sy = bad / "scenario.yaml"
+    sy.write_text(sy.read_text(encoding="utf-8").replace("type: teleport, rule: x, subject: y",
+                                                         "type: task_status, rule: x, subject: y, department: d, status: done"))
+    with pytest.raises(ScenarioError, match=r"action #1 \(task_status\): `status` must be one of"):
+        load_scenario(bad)

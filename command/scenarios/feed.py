@@ -28,6 +28,7 @@ from command.errors import InvalidInput
 from command.geo import ZoneLocator
 from command.keys import Keys
 from command.models import Resource, ResourceStatus
+from command.scenarios.actions import Action, apply_action
 from command.scenarios.clock import ReplayClock
 from command.scenarios.load import Inject, Scenario, inject_incident
 from command.scenarios.namespaces import deadletter
@@ -68,6 +69,7 @@ class ReplayFeed:
         self._rv: list[float] = rd["value"].tolist()
         events: list[_Event] = [_Event(i.time, _ORDER_INJECT, "incident", i) for i in sc.incidents]
         events += [_Event(j.at, _ORDER_INJECT, "inject", j) for j in sc.injects]
+        events += [_Event(a.at, _ORDER_INJECT, "action", a) for a in sc.actions]
         end = sc.end
         t = sc.start
         while t <= end:
@@ -158,6 +160,8 @@ class ReplayFeed:
                     w.tick(e.payload)
                 elif e.kind == "incident":
                     w.incident(e.payload)
+                elif e.kind == "action":
+                    self._action(e.payload)
                 else:
                     self._inject(e.payload)
             else:
@@ -170,6 +174,20 @@ class ReplayFeed:
         elif n:
             self._flush()
         return n
+
+    def _action(self, act: Action) -> None:
+        """A scripted action (command/scenarios/actions.py), once the engine has caught up with
+        everything before it (what came before lands now, saved as not yet past this action), applied
+        through the dashboard's commands at the action's time."""
+        self._flush(events=self._j - 1)
+        if self.before_inject:
+            self.before_inject()
+        if self.position_key is None:
+            self.r.set(self.keys.clock, self.clock_t)
+        why = apply_action(self.r, self.keys, act, act.at)
+        if why:
+            deadletter(self.r, self.keys, "action", {"type": act.type, **act.data}, f"{act.where}: {why}",
+                       at=to_iso(act.at))
 
     def _inject(self, inj: Inject) -> None:
         k = self.keys

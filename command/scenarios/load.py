@@ -34,6 +34,7 @@ from command.models import READING_KINDS, Incident, Resource, Station, Zone
 from command.ops.incidents import DRILL, validate_incident
 from command.planning.roads import roads_document
 from command.rules import RuleError, RuleSet, parse_rules
+from command.scenarios.actions import Action, parse_actions
 from command.timeutil import parse_duration, parse_time
 from command.units import KIND_UNITS, UnitError, factor_for
 from command.values import clean_number
@@ -79,13 +80,14 @@ class Scenario:
     description_zh: str = ""
     basemap: dict[str, Any] | None = None  # GeoJSON of rivers etc., drawn under everything
     roads: dict[str, Any] | None = None  # the road network, validated (command.planning.roads); None: none
+    actions: list[Action] = field(default_factory=list)  # scripted actions (command/scenarios/actions.py)
 
     @property
     def end(self) -> int:
         times = [self.start]
         if len(self.readings):
             times.append(int(self.readings["t"].iloc[-1]))
-        times += [i.time for i in self.incidents] + [i.at for i in self.injects]
+        times += [i.time for i in self.incidents] + [i.at for i in self.injects] + [a.at for a in self.actions]
         return max(times)
 
 
@@ -465,6 +467,7 @@ def load_scenario(folder: str | Path) -> Scenario:
         incidents, q2 = load_incidents(inc_path, locator)
         quarantine += q2
     injects = _parse_injects(doc.get("injects"), sy, start)
+    actions = parse_actions(doc.get("actions"), sy, start)
     basemap = None
     rivers = (folder / str(doc["rivers"])).resolve() if doc.get("rivers") else folder / "rivers.geojson"
     if doc.get("rivers") or rivers.exists():
@@ -474,7 +477,7 @@ def load_scenario(folder: str | Path) -> Scenario:
                     description_zh=str(doc.get("description_zh") or ""), start=start, timezone=tz,
                     stations=stations, zones=zones, resources=resources, ruleset=ruleset, rules_doc=rules_doc,
                     readings=readings, incidents=incidents, injects=injects, quarantine=quarantine,
-                    duplicates=dups, tick_ms=tick_ms, basemap=basemap, roads=roads)
+                    duplicates=dups, tick_ms=tick_ms, basemap=basemap, roads=roads, actions=actions)
 
 
 def load_roads(path: Path | None) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from command.config import DEFAULT_ENGINE_BATCH
 from command.engine.consumer import Engine
 from command.keys import Keys
 from command.publish.report import write_outputs
+from command.scenarios.actions import write_tasks
 from command.scenarios.clock import ReplayClock
 from command.scenarios.feed import ReplayFeed
 from command.scenarios.load import load_scenario
@@ -98,6 +99,8 @@ def run_replay(r: redis.Redis, scenario_dir: str | Path, *, speed: float | None 
         if engine is not None:
             engine.release()
     report = write_outputs(r, keys, out) if out is not None else None
+    if out is not None:
+        write_tasks(r, keys, out)  # each task's final status and history (scripted actions, docs/scenarios.md)
     alerts = r.zcard(keys.alerts_index)
     if not keep:
         delete_namespace(r, keys)
