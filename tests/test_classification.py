@@ -11,7 +11,15 @@ import yaml
 
 from command.trust import classification as c
 from command.trust.auth import CLEARANCES, load_departments, load_users
-from command.trust.classification import PUBLIC, ClassificationError, Redactor, Viewer, decide, load_policy, viewer_of
+from command.trust.classification import (
+    PUBLIC,
+    ClassificationError,
+    Redactor,
+    Viewer,
+    decide,
+    load_policy,
+    viewer_of,
+)
 
 from .conftest import ROOT
 
