@@ -70,11 +70,6 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     import layouts.interop
 
     layouts.interop.register_routes(server)
-    import layouts.catalog
-    import layouts.public
-
-    layouts.catalog.register_routes(server)  # /catalog, /api/catalog
-    layouts.public.register_routes(server, settings)  # /public/: open data, no sign-in
     app.layout = shell
     access.install(app)  # every secured callback, and the policies of Dash's own routes
     # Dash registers its scripts on the first request; with threaded workers two first requests race
