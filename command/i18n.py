@@ -45,6 +45,14 @@ TEXT: dict[str, dict[str, str]] = {
     "status.need_support": {"en": "need support", "zh": "请求支援"},
     "status.completed": {"en": "completed", "zh": "已完成"},
     "status.flagged": {"en": "flagged", "zh": "已标记"},
+    # personal data as the classification lets the viewer see it (masked or whole): several pages show it
+    "people.reported_by": {"en": "Reported by {who}", "zh": "报告人：{who}"},
+    "people.assisted": {"en": "People assisted: {who}", "zh": "获救人员：{who}"},
+    # the data catalogue (/catalog, layouts/catalog.py) and the levels it names
+    "nav.catalog": {"en": "Data catalogue", "zh": "数据目录"},
+    "class.public": {"en": "Public", "zh": "公开"},
+    "class.internal": {"en": "Internal", "zh": "内部"},
+    "class.secret": {"en": "Secret", "zh": "秘密"},
 }
 
 

@@ -15,6 +15,7 @@ from command.errors import Forbidden, InvalidInput
 from command.i18n import t
 from command.keys import LIVE, Keys
 from command.runtime.redis_client import pooled
+from command.trust.classification import INTERNAL, Viewer, viewer_of
 
 
 def rds() -> redis.Redis:
@@ -25,6 +26,15 @@ def rds() -> redis.Redis:
 
 def current_user() -> dict[str, str] | None:
     return flask.session.get("user")
+
+
+def current_viewer() -> Viewer:
+    """Who this request shows data to, for the classification (command/trust/classification.py): the
+    API caller (token or HTTP Basic) under /api/, else the signed-in user; outside a request (a test, the
+    bench calling a page's plain functions) an internal viewer."""
+    if not flask.has_request_context():
+        return INTERNAL
+    return viewer_of(flask.g.get("api_user") or current_user())
 
 
 class NotSignedIn(Forbidden):

@@ -12,14 +12,15 @@ from command.clock import command_time
 from command.errors import CommandError, InvalidInput
 from command.i18n import t
 from command.models import TASK_NEXT
-from command.ops.dispatch import department_tasks, update_task
+from command.ops.dispatch import update_task
 from command.ops.incidents import CATEGORIES, FORM, SEVERITIES, Actor, submit
 from command.publish import views
 from command.timeutil import humanize_ms
+from command.trust.classification import INTERNAL, Viewer
 
 from . import access
 from .access import secured_callback
-from .common import dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
+from .common import current_viewer, dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
 from .inputs import NOT, as_list, lang_of, number, text
 
 i18n.add({
@@ -64,7 +65,12 @@ def _field_err(tid: str, field: str) -> html.Div:
     return html.Div(id={"type": "dept-field-err", "task": tid, "field": field}, className="field-error")
 
 
-def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
+def _person(p: Any) -> str:
+    """A person as the reader gave them (masked or whole for the viewer): 'name phone'."""
+    return " ".join(x for x in (p.name, p.phone) if x) if p is not None else ""
+
+
+def task_card(task: Any, lang: str, tz: str | None, now: int, reporter: Any = None) -> dbc.Card:
     tid = task.id
     hist = [html.Li([t(f"status.{h.status}", lang), " · ", fmt_time(h.at, tz, with_date=True), " · ", h.by,
                      f" · 👥{h.people_assisted}" if h.people_assisted is not None else "",
@@ -74,6 +80,10 @@ def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
         html.Div([level_badge(task.level, lang), html.B(f" {task.subject}"), html.Span(f" · {task.rule}", className="muted")]),
         html.Div(t("dept.where", lang, where=where), className="small"),
         html.Div(t("dept.resources", lang, ids=", ".join(task.resource_ids)), className="small"),
+        *([html.Div("☎ " + t("people.reported_by", lang, who=_person(reporter)), className="reporter small")]
+          if _person(reporter) else []),
+        *([html.Div("👥 " + t("people.assisted", lang, who="; ".join(_person(p) for p in task.people)),
+                    className="people small")] if task.people else []),
         html.Div([html.B(t(f"status.{task.status}", lang), className=f"st st-{task.status}", id={"type": "dept-status-now", "task": tid}),
                   html.Span(" · " + t("dept.since", lang, age=humanize_ms(max(0, now - task.updated_at))), className="muted small")]),
     ]
@@ -110,15 +120,17 @@ def task_card(task: Any, lang: str, tz: str | None, now: int) -> dbc.Card:
     return dbc.Card(dbc.CardBody(body), className=f"task-card lvl-border-{task.level}", id={"type": "dept-card", "task": tid})
 
 
-def tasks_view(r, keys, department: str, lang: str) -> list:
-    tasks = department_tasks(r, keys, department)
+def tasks_view(r, keys, department: str, lang: str, viewer: Viewer = INTERNAL) -> list:
+    """The department's task cards, with what `viewer` (the callback passes the signed-in user's) is
+    cleared for: a reporter's or a rescued person's contacts masked or whole (command/publish/views.py)."""
+    tasks = views.department_tasks(r, keys, department, viewer)
     if not tasks:
         return [html.Div(t("dept.none", lang), className="muted empty", id="dept-empty")]
     tz = ns_tz(r, keys)
     now = command_time(r, keys)
     order = {"need_support": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
-    tasks.sort(key=lambda x: (order.get(x.status, 5), -x.created_at))
-    return [task_card(x, lang, tz, now) for x in tasks]
+    tasks.sort(key=lambda x: (order.get(x.task.status, 5), -x.task.created_at))
+    return [task_card(x.task, lang, tz, now, x.reporter) for x in tasks]
 
 
 def _report_form(lang: str) -> html.Div:
@@ -171,12 +183,13 @@ def _tasks(_n, ns, lang, client):
     lang = lang_of(lang)
     r, keys = rds(), namespace(ns)
     ids = r.zrange(keys.department_tasks(user["department"]), 0, -1)
-    status = views.versions(r, keys)["status"]
+    ver = views.versions(r, keys)
     clock = command_time(r, keys)
-    sig = [keys.ns, lang, len(ids), status, clock // 60_000]
+    viewer = current_viewer()
+    sig = [keys.ns, lang, len(ids), ver["status"], clock // 60_000, ver["incidents"], viewer.clearance]
     if sig == client:
         return no_update, no_update
-    return tasks_view(r, keys, user["department"], lang), sig
+    return tasks_view(r, keys, user["department"], lang, viewer), sig
 
 
 @secured_callback(Output("dept-msg", "children"), Output({"type": "dept-err", "task": ALL}, "children"),

@@ -16,10 +16,11 @@ from command.i18n import t
 from command.keys import Keys
 from command.ops import drills
 from command.publish import views
+from command.trust.classification import INTERNAL, Viewer
 
 from . import access
 from .access import route_policy, secured_callback
-from .common import fmt_time, namespace, rds, require_user
+from .common import current_viewer, fmt_time, namespace, rds, require_user
 from .inputs import NOT, lang_of, number, one_of, text
 
 i18n.add({
@@ -213,8 +214,9 @@ def _inject(a, b, lat, lon, resource, ns, lang):
     return dbc.Alert(t("ex.injected", lang, what=what), color="info", dismissable=True)
 
 
-def report_html(r, ns: str) -> str:
-    """The drill's after-action report, rendered from Redis as it stands now."""
+def report_html(r, ns: str, viewer: Viewer = INTERNAL) -> str:
+    """The drill's after-action report, rendered from Redis as it stands now, with what `viewer` (the
+    route passes the signed-in user's) is cleared for."""
     from command.publish.report import (
         after_action,
         collect_alerts,
@@ -224,7 +226,8 @@ def report_html(r, ns: str) -> str:
     )
 
     keys = Keys(ns)
-    report = after_action(r, keys, collect_alerts(r, keys), collect_recommendations(r, keys), collect_quarantine(r, keys))
+    report = after_action(r, keys, collect_alerts(r, keys), collect_recommendations(r, keys),
+                          collect_quarantine(r, keys), viewer)
     return render_html(report)
 
 
@@ -240,4 +243,4 @@ def register_routes(server: flask.Flask) -> None:
         r = rds()
         if not r.exists(keys.meta):
             raise NotFound(f"no such drill {ns!r}")
-        return report_html(r, keys.ns)
+        return report_html(r, keys.ns, current_viewer())

@@ -1,12 +1,17 @@
 """Machine interfaces of the web app, for other agencies' systems and GIS tools:
 
-- `GET /api/<ns>/geojson/<layer>` (stations, zones, alerts, resources, warnings): GeoJSON for QGIS or any web map;
+- `GET /api/<ns>/geojson/<layer>` (stations, zones, alerts, resources, warnings, incidents): GeoJSON for
+  QGIS or any web map;
 - `GET /api/<ns>/alerts.atom`: an Atom feed of the current alerts as CAP 1.2;
 - `GET /api/<ns>/cap/<fingerprint>.xml`: an alert's newest CAP 1.2 message;
 - `POST /api/<ns>/incidents`: incident intake from another dispatch system (JSON; 201, 200 when
   already taken, 422 with a message per bad field, 403 when the incident belongs to another
   department, 400/413 for a body that is not JSON, nested too deep or over 16 KB; nothing
   half-written). Validation and the write are `command.ops.incidents.submit`, as for the form.
+
+Every read answers with what the caller is cleared for (command/trust/classification.py: a token with
+`read_public` sees public data only, `read_internal` internal; a person their `clearance`): a field not
+cleared is masked or left out, a layer not cleared is empty, and secret values shown are audited.
 
 Sign-in is a browser session, an API token (`Authorization: Bearer`, only its scopes) or HTTP Basic
 with a dashboard user (so a script or QGIS can use it), all through one throttle: the gate in
@@ -30,9 +35,9 @@ from command.keys import Keys
 
 from . import access
 from .access import route_policy
-from .common import rds
+from .common import current_viewer, rds
 
-LAYERS = ("stations", "zones", "alerts", "resources", "warnings")
+LAYERS = ("stations", "zones", "alerts", "resources", "warnings", "incidents")
 READERS = access.ANY_ROLE  # people who read over /api/ (tokens: by scope, command/trust/tokens.scope_for)
 REPORTERS = ("operator", "department", "planner")  # people who submit incidents (not admin, not auditor)
 MAX_BODY = 16 * 1024  # an incident is well under 3 KB
@@ -105,21 +110,22 @@ def register_routes(server: flask.Flask) -> None:
         keys = _keys(ns)
         build = {"stations": geojson.collect_stations, "zones": geojson.collect_zones,
                  "alerts": geojson.collect_open_alerts, "resources": geojson.collect_resources,
-                 "warnings": geojson.collect_warnings}[layer]
-        return flask.Response(flask.json.dumps(build(rds(), keys)), mimetype="application/geo+json")
+                 "warnings": geojson.collect_warnings, "incidents": geojson.collect_incidents}[layer]
+        return flask.Response(flask.json.dumps(build(rds(), keys, current_viewer())), mimetype="application/geo+json")
 
     @server.route("/api/<ns>/alerts.atom")
     @route_policy(allow=READERS, tokens=True)
     def _atom(ns: str):
         keys = _keys(ns)
         base = flask.request.url_root.rstrip("/") + f"/api/{keys.ns}"
-        return flask.Response(cap.atom_feed(rds(), keys, base_url=base), mimetype="application/atom+xml")
+        return flask.Response(cap.atom_feed(rds(), keys, base_url=base, viewer=current_viewer()),
+                              mimetype="application/atom+xml")
 
     @server.route("/api/<ns>/cap/<fingerprint>.xml")
     @route_policy(allow=READERS, tokens=True)
     def _cap(ns: str, fingerprint: str):
         keys = _keys(ns)
-        chain = cap.alert_messages(rds(), keys).get(fingerprint)
+        chain = cap.alert_messages(rds(), keys, viewer=current_viewer(), only=fingerprint).get(fingerprint)
         if not chain:
             raise NotFound(f"no alert {fingerprint!r}", field="fingerprint")
         return flask.Response(chain[-1][1], mimetype="application/cap+xml")

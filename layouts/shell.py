@@ -16,6 +16,7 @@ from command.i18n import t
 from . import access
 from .access import secured_callback
 from .common import current_user, dept_names, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
+from .inputs import lang_of
 from .signin import ROLE_HOME, register_routes, secret_key
 
 PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds", "/audit": "audit"}
@@ -70,6 +71,11 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     import layouts.interop
 
     layouts.interop.register_routes(server)
+    import layouts.catalog
+    import layouts.public
+
+    layouts.catalog.register_routes(server)  # /catalog, /api/catalog
+    layouts.public.register_routes(server, settings)  # /public/: open data, no sign-in
     app.layout = shell
     access.install(app)  # every secured callback, and the policies of Dash's own routes
     # Dash registers its scripts on the first request; with threaded workers two first requests race
@@ -96,7 +102,7 @@ def _lang(n, lang):
                   Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"),
                   allow=access.ANY_ROLE)
 def _ns_options(_n, lang, current):
-    return namespace_options(rds(), lang or "en", current)
+    return namespace_options(rds(), lang_of(lang), current if isinstance(current, str) else None)
 
 
 def namespace_options(r, lang: str, current: str | None) -> tuple[list[dict], str | object]:
@@ -129,14 +135,17 @@ def _render(pathname, lang, ns):
     from layouts import audit, department, exercise, feeds
     from layouts import operator as operator_page
 
-    lang = lang or "en"
+    lang = lang_of(lang)
     user = current_user()
     if user is None:
         return html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", ""
-    page = PAGES.get(pathname or "/")
+    page = PAGES.get(pathname or "/") if isinstance(pathname, str | None) else None
     links = [dcc.Link(t(f"nav.{'map' if p == 'map' else p}", lang), href=path, className="nav-link",
                       id=f"shell-nav-{p}")
              for path, p in PAGES.items() if user["role"] in PAGE_ROLES[p]]
+    # the data catalogue (layouts/catalog.py) is a page of its own for every role, outside the Dash shell
+    links.append(html.A(t("nav.catalog", lang), href="/catalog?lang=" + ("zh" if lang == "zh" else "en"),
+                        className="nav-link", id="shell-nav-catalog"))
     who = t("shell.signed_in", lang, name=user["name"], department=dept_names(lang).get(user["department"], user["department"]))
     head = (links, t("app.title", lang), who, t("shell.sign_out", lang), t("shell.language", lang))
     if page is None:
@@ -153,7 +162,7 @@ def _render(pathname, lang, ns):
                   Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"),
                   allow=access.ANY_ROLE)
 def _clock(_n, ns, lang):
-    return clock_view(rds(), namespace(ns), lang or "en")
+    return clock_view(rds(), namespace(ns), lang_of(lang))
 
 
 def clock_view(r, keys, lang: str) -> tuple[html.Div | None, html.Span]:

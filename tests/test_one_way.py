@@ -228,6 +228,6 @@ def test_closing_an_incident_redraws_the_map_incident_layer(r):
     patch, new_ver = map_update(r, keys, "en", ver)
     ops = patch.to_plotly_json()["operations"]
     layer = next(op for op in ops if op["location"] == ["data", 1])
-    assert layer["params"]["value"]["customdata"] == [["CAD-1", "road closed", "underpass", "closed"]]
+    assert layer["params"]["value"]["customdata"] == [["CAD-1", "road closed", "underpass", "closed", ""]]
     assert layer["params"]["value"]["marker"]["color"] == ["#bdbdbd"]  # drawn closed
     assert map_update(r, keys, "en", new_ver)[0] == map_update(r, keys, "en", new_ver)[1]  # nothing new since

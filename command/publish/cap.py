@@ -307,11 +307,13 @@ def lifecycle_messages(events: list[tuple[str, dict[str, Any]]], ctx: _Context) 
     return out
 
 
-def alert_messages(r: redis.Redis, keys: Keys, sender: str = DEFAULT_SENDER,
-                   viewer: Viewer = INTERNAL) -> dict[str, list[tuple[str, bytes]]]:
-    """fingerprint -> the alert's CAP message chain (none when `viewer` is not cleared for alerts)."""
+def alert_messages(r: redis.Redis, keys: Keys, sender: str = DEFAULT_SENDER, viewer: Viewer = INTERNAL,
+                   only: str | None = None) -> dict[str, list[tuple[str, bytes]]]:
+    """fingerprint -> the alert's CAP message chain (none when `viewer` is not cleared for alerts);
+    `only`: that one alert's."""
     ctx = _Context(r, keys, sender, viewer)
-    out = {fp: chain for fp, evs in alert_events(r, keys).items() if (chain := lifecycle_messages(evs, ctx))}
+    out = {fp: chain for fp, evs in alert_events(r, keys).items()
+           if (only is None or fp == only) and (chain := lifecycle_messages(evs, ctx))}
     ctx.red.audit(r, keys, "cap")
     return out
 

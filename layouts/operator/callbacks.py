@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, Patch, State, ctx, no_update
 
 from .. import access
 from ..access import secured_callback
-from ..common import namespace, rds
+from ..common import current_viewer, namespace, rds
 from ..inputs import NOT, dict_of, lang_of, one_of, str_list, text
 from .actions import action_dialog, confirm_action, dispatch_recommended
 from .figure import map_update, station_panel
@@ -34,7 +34,7 @@ def _settings():
 def _update_map(_n, _poke, ns, lang, client):
     style, tiles = _settings()
     client = client if isinstance(client, dict) else None  # anything else: draw the whole map
-    fig, ver = map_update(rds(), namespace(ns), lang_of(lang), client, style, tiles)
+    fig, ver = map_update(rds(), namespace(ns), lang_of(lang), client, style, tiles, current_viewer())
     if isinstance(fig, Patch):
         # the same JSON on the wire; as plain dicts and lists orjson encodes it in one go, while a Patch
         # object makes Dash's encoder walk every value in Python first (~10x slower at 10,000 gauges)
@@ -48,7 +48,7 @@ def _update_map(_n, _poke, ns, lang, client):
                   State("ns", "data"), State("lang", "data"), State("map-side-version", "data"), allow=MAP_ROLES,
                   note="the dispatch board shows every department's tasks and notes")
 def _update_side(_n, _poke, show_all, ns, lang, client):
-    return side_update(rds(), namespace(ns), lang_of(lang), show_all is True, client)
+    return side_update(rds(), namespace(ns), lang_of(lang), show_all is True, client, current_viewer())
 
 
 @secured_callback(Output("map-queue-all", "data"), Input("map-queue-toggle", "n_clicks"),

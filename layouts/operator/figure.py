@@ -13,6 +13,7 @@ from command.i18n import t
 from command.keys import Keys
 from command.publish import views
 from command.timeutil import to_iso
+from command.trust.classification import INTERNAL, Viewer
 
 from ..common import ns_tz, pick
 from . import words  # noqa: F401 - the page's words
@@ -31,13 +32,21 @@ def _center(idx: views.StationIndex, zones: dict) -> tuple[dict[str, float], flo
     return {"lon": (min(lons) + max(lons)) / 2, "lat": (min(lats) + max(lats)) / 2}, zoom
 
 
+def _reporter(i: Any, lang: str) -> str:
+    """The incident's reporter as the reader gave it (masked or whole for the viewer), or ""."""
+    who = " ".join(x for x in (i.reporter.name, i.reporter.phone) if x) if i.reporter else ""
+    return t("people.reported_by", lang, who=who) if who else ""
+
+
 def _incident_trace(incs: list, lang: str) -> dict[str, Any]:
     return {"type": "scattermap", "name": t("map.incidents", lang), "mode": "markers",
             "lon": [i.lon for i in incs], "lat": [i.lat for i in incs],
             "marker": {"size": 13, "color": ["#b71c1c" if i.status == "open" else "#bdbdbd" for i in incs],
                        "symbol": "circle"},
-            "customdata": [[i.id, i.category.replace("_", " "), i.description[:80], i.status] for i in incs],
-            "hovertemplate": "<b>%{customdata[0]}</b> %{customdata[1]}<br>%{customdata[2]}<br>%{customdata[3]}<extra></extra>"}
+            "customdata": [[i.id, i.category.replace("_", " "), i.description[:80], i.status, _reporter(i, lang)]
+                           for i in incs],
+            "hovertemplate": "<b>%{customdata[0]}</b> %{customdata[1]}<br>%{customdata[2]}<br>%{customdata[3]}"
+                             "<br>%{customdata[4]}<extra></extra>"}
 
 
 def _resource_trace(res: list, lang: str) -> dict[str, Any]:
@@ -51,8 +60,10 @@ def _resource_trace(res: list, lang: str) -> dict[str, Any]:
                              "<br>%{customdata[4]}<extra></extra>"}
 
 
-def build_figure(r, keys: Keys, lang: str, map_style: str = "white-bg", tiles: str | None = None) -> tuple[dict, dict]:
-    """The whole map figure (plain dicts: fast for 10,000 points) and the version it shows."""
+def build_figure(r, keys: Keys, lang: str, map_style: str = "white-bg", tiles: str | None = None,
+                 viewer: Viewer = INTERNAL) -> tuple[dict, dict]:
+    """The whole map figure (plain dicts: fast for 10,000 points) and the version it shows, with what
+    `viewer` (the callback passes the signed-in user's) is cleared for."""
     ver = views.versions(r, keys)
     idx = views.station_index(r, keys)
     rank = views.level_rank(r, keys)
@@ -67,27 +78,32 @@ def build_figure(r, keys: Keys, lang: str, map_style: str = "white-bg", tiles: s
                 "lon": m.lon, "lat": m.lat, "customdata": m.custom, "hovertemplate": STATION_HOVER,
                 "marker": {"size": m.size, "color": m.color}}
     fig = {
-        "data": [stations, _incident_trace(views.incidents(r, keys), lang), _resource_trace(views.resources(r, keys), lang)],
+        "data": [stations, _incident_trace(views.incidents(r, keys, viewer), lang),
+                 _resource_trace(views.resources(r, keys, viewer), lang)],
         "layout": {"map": {"style": map_style, "center": center, "zoom": zoom, "layers": layers},
                    "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "showlegend": True, "uirevision": keys.ns,
                    "legend": {"x": 0.01, "y": 0.99, "bgcolor": "rgba(255,255,255,0.85)"},
                    "paper_bgcolor": "#e9eef2"},
     }
     ver["seq_seen"] = ver["seq"]
+    ver["clearance"] = viewer.clearance
     return fig, ver
 
 
 def map_update(r, keys: Keys, lang: str, client: dict | None, map_style: str = "white-bg",
-               tiles: str | None = None) -> tuple[Any, dict | Any]:
-    """The map callback's logic: nothing when nothing changed, a Patch of what changed, else the whole map."""
-    if not client or client.get("ns") != keys.ns or client.get("lang") != lang:
-        fig, ver = build_figure(r, keys, lang, map_style, tiles)
+               tiles: str | None = None, viewer: Viewer = INTERNAL) -> tuple[Any, dict | Any]:
+    """The map callback's logic: nothing when nothing changed, a Patch of what changed, else the whole map
+    (also for a viewer whose clearance changed)."""
+    if not client or client.get("ns") != keys.ns or client.get("lang") != lang \
+            or client.get("clearance") != viewer.clearance:
+        fig, ver = build_figure(r, keys, lang, map_style, tiles, viewer)
         ver["lang"] = lang
         return fig, ver
     ver = views.versions(r, keys)
     ver["lang"] = lang
+    ver["clearance"] = viewer.clearance
     if ver["registry"] != client.get("registry"):
-        fig, full = build_figure(r, keys, lang, map_style, tiles)
+        fig, full = build_figure(r, keys, lang, map_style, tiles, viewer)
         full["lang"] = lang
         return fig, full
     same = all(ver[k] == client.get(k) for k in ("alerts", "dispatches", "status", "seq", "resources", "incidents"))
@@ -117,9 +133,9 @@ def map_update(r, keys: Keys, lang: str, client: dict | None, map_style: str = "
                     patch["data"][0]["customdata"][i] = views.station_hover(st, latest.get(sid), levels.get(sid))
                     patch["data"][0]["marker"]["color"][i] = views.station_color(levels.get(sid), sid in latest)
     if ver["incidents"] != client.get("incidents") or alerts_changed:
-        patch["data"][1] = _incident_trace(views.incidents(r, keys), lang)
+        patch["data"][1] = _incident_trace(views.incidents(r, keys, viewer), lang)
     if ver["resources"] != client.get("resources"):
-        patch["data"][2] = _resource_trace(views.resources(r, keys), lang)
+        patch["data"][2] = _resource_trace(views.resources(r, keys, viewer), lang)
     return patch, ver
 
 

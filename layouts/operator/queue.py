@@ -13,6 +13,7 @@ from command.i18n import t
 from command.keys import Keys
 from command.publish import views
 from command.timeutil import humanize_ms
+from command.trust.classification import INTERNAL, Viewer
 
 from ..common import dept_names, fmt_time, level_badge, ns_tz
 from . import words  # noqa: F401 - the page's words
@@ -71,6 +72,11 @@ def _trip(i: dict, rec: dict, lang: str, tz: str | None) -> str:
     return " · ".join(parts)
 
 
+def person_text(p: dict | None) -> str:
+    """A person as the reader gave them (already masked or whole for the viewer): 'name phone'."""
+    return " ".join(str((p or {}).get(k) or "") for k in ("name", "phone")).strip()
+
+
 def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, str]) -> dbc.Card:
     fp, level = a["fingerprint"], a["level"]
     notes = a.get("notes") or {}
@@ -85,6 +91,8 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
                   html.Span(f" · {a['rule']}", className="muted")], className="card-head"),
         html.Div([html.B(where), html.Span(f" ({a['subject']}){zone}", className="muted")]),
         html.Div(_what(a, lang), className="what"),
+        *([html.Div("☎ " + t("people.reported_by", lang, who=person_text(a["reporter"])), className="reporter")]
+          if person_text(a.get("reporter")) else []),
         html.Div(t("map.since", lang, time=fmt_time(a["opened_at"], tz, with_date=True),
                    age=humanize_ms(max(0, now - a["opened_at"]))), className="muted"),
     ]
@@ -133,9 +141,10 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
 QUEUE_SHOWN = 30  # cards drawn at once: the browser slows with every card (see docs/performance.md)
 
 
-def queue_view(r, keys: Keys, lang: str, show_all: bool = False) -> list:
-    """The most severe, then oldest, alerts as cards; past QUEUE_SHOWN a count of the rest and a toggle."""
-    queue = views.alert_queue(r, keys)
+def queue_view(r, keys: Keys, lang: str, show_all: bool = False, viewer: Viewer = INTERNAL) -> list:
+    """The most severe, then oldest, alerts as cards; past QUEUE_SHOWN a count of the rest and a toggle.
+    What `viewer` (the callback passes the signed-in user's) is not cleared for is masked or left out by the reader."""
+    queue = views.alert_queue(r, keys, viewer)
     if not queue:
         return [html.Div(t("map.no_alerts", lang), className="muted empty", id="map-queue-empty")]
     tz = ns_tz(r, keys)
@@ -169,15 +178,17 @@ def _timeline(task: dict, lang: str, tz: str | None, now: int, names: dict[str, 
                                className=f"step st-{h['status']}"))
     since = humanize_ms(max(0, now - task["updated_at"]))
     flag = html.Div(t("map.flag", lang, reason=task["flagged"]), className="flag") if task.get("flagged") else None
+    who = "; ".join(person_text(p) for p in task.get("people") or [] if person_text(p))
+    people = html.Div("👥 " + t("people.assisted", lang, who=who), className="people small") if who else None
     return html.Div([html.B(names.get(task["department"], task["department"])),
                      html.Span(f" [{', '.join(task['resource_ids'])}] ", className="muted"),
                      html.Div(steps, className="timeline", id={"type": "map-timeline", "task": task["id"]}),
                      html.Div(t("map.last_update", lang, age=t("common.ago", lang, d=since)), className="muted small"),
-                     flag], className=f"task st-{task['status']}")
+                     people, flag], className=f"task st-{task['status']}")
 
 
-def dispatch_view(r, keys: Keys, lang: str) -> list:
-    board = views.dispatch_board(r, keys)
+def dispatch_view(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> list:
+    board = views.dispatch_board(r, keys, viewer=viewer)
     if not board:
         return [html.Div(t("map.no_dispatches", lang), className="muted empty")]
     tz = ns_tz(r, keys)
@@ -189,18 +200,22 @@ def dispatch_view(r, keys: Keys, lang: str) -> list:
         out.append(html.Div([
             html.Div([level_badge(d["level"], lang), html.B(f" {d['subject']}"),
                       html.Span(f" · {d['operator']} · {fmt_time(d['created_at'], tz)}", className="muted")]),
+            *([html.Div("☎ " + t("people.reported_by", lang, who=person_text(item["reporter"])),
+                        className="reporter small")] if person_text(item.get("reporter")) else []),
             *[_timeline(task, lang, tz, now, names) for task in item["tasks"]],
         ], className="dispatch", id={"type": "map-dispatch-item", "id": d["id"]}))
     return out
 
 
-def side_update(r, keys: Keys, lang: str | None, show_all: bool, client: list | None) -> tuple[Any, Any, Any]:
+def side_update(r, keys: Keys, lang: str | None, show_all: bool, client: list | None,
+                viewer: Viewer = INTERNAL) -> tuple[Any, Any, Any]:
     """The side panel's callback logic: (queue, dispatch board, signature), or nothing when what they show
-    (the versions, the language, the toggle, the clock's minute) has not changed since `client`."""
+    (the versions, the language, the toggle, the clock's minute, the incidents and the viewer's
+    clearance) has not changed since `client`."""
     ver = views.versions(r, keys)
     clock = command_time(r, keys)
     sig = [keys.ns, lang, bool(show_all), ver["alerts"], ver["dispatches"], ver["status"], ver["resources"],
-           clock // 60_000]
+           clock // 60_000, ver["incidents"], viewer.clearance]
     if client == sig:
         return no_update, no_update, no_update
-    return queue_view(r, keys, lang or "en", bool(show_all)), dispatch_view(r, keys, lang or "en"), sig
+    return queue_view(r, keys, lang or "en", bool(show_all), viewer), dispatch_view(r, keys, lang or "en", viewer), sig
