@@ -216,3 +216,24 @@ def test_no_other_module_masks_or_decides():
                 if MASKING.search(line) and "classification" not in line:
                     offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_clearance_is_set_with_the_users_cli_and_kept_on_a_password_change(tmp_path, cli_env):
+    import subprocess
+    import sys
+
+    from command.trust.auth import save_user
+
+    path = tmp_path / "users.yaml"
+    proc = subprocess.run([sys.executable, "-m", "command", "users", "add", "desk2", "--department", "police",
+                           "--clearance", "secret", "--file", str(path)], input="long-enough-1\n", text=True,
+                          capture_output=True, cwd=ROOT, timeout=120, env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "clearance secret" in proc.stdout
+    assert load_users(path)["desk2"].clearance == "secret"
+    save_user(path, username="desk2", password="long-enough-2", department="police")  # no --clearance: kept
+    assert load_users(path)["desk2"].clearance == "secret"
+    save_user(path, username="desk3", password="long-enough-3", department="fire_rescue")
+    assert load_users(path)["desk3"].clearance == "internal"  # a new account: internal unless named
+    with pytest.raises(Exception, match="clearance must be one of"):
+        save_user(path, username="desk4", password="long-enough-4", department="police", clearance="top")

@@ -2,7 +2,7 @@
 sessions and API tokens (docs/security.md). Run them with the web app's environment (REDIS_URL,
 ECD_DATA_DIR): they end sessions and write the audit trail in its Redis.
 
-    users add NAME --department D [--role R] [--name N] [--totp]   password on standard input
+    users add NAME --department D [--role R] [--name N] [--totp] [--clearance C]   password on standard input
     users remove NAME            the user's sessions end at once
     users unlock [NAME] [--address A]    forget failed sign-ins
     users sign-out NAME          end every session of NAME
@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ua.add_argument("--department", required=True)
     ua.add_argument("--role", default="department", choices=ROLE_CHOICES)
     ua.add_argument("--name", default="")
+    ua.add_argument("--clearance", choices=["public", "internal", "secret"], default=None,
+                    help="what of the graded data (classification.yaml) the user sees whole (default: "
+                         "internal for a new user, unchanged for an existing one)")
     ua.add_argument("--totp", action="store_true",
                     help="enrol two-factor sign-in: prints the otpauth:// URI and recovery codes, once "
                          "(required for admin, operator and planner)")
@@ -106,7 +109,7 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     try:
         saved = save_user(path, username=args.username, password=password, department=args.department,
-                          role=args.role, name=args.name, totp_enrol=args.totp)
+                          role=args.role, name=args.name, totp_enrol=args.totp, clearance=args.clearance)
     except InvalidInput as exc:
         return _refused(exc)
     user = saved.user
@@ -118,12 +121,13 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
             ended = SessionStore(r, idle_ms_from_env()).end_user(user.username)
         action = "user_changed" if saved.replaced is not None else "user_added"
         events.record(r, _who(), action, strict=True, username=user.username, role=user.role,
-                      department=user.department, totp=user.has_totp, sessions_ended=ended)
+                      department=user.department, clearance=user.clearance, totp=user.has_totp,
+                      sessions_ended=ended)
         if saved.enrolment is not None:
             events.record(r, _who(), "totp_enrolled", strict=True, username=user.username)
 
     _with_redis(settings, work)
-    print(f"user {user.username} ({user.role}, {user.department}) saved in {path}"
+    print(f"user {user.username} ({user.role}, {user.department}, clearance {user.clearance}) saved in {path}"
           + (f"; {ended} session(s) ended" if ended else ""))
     if saved.enrolment is not None:
         e = saved.enrolment
@@ -226,7 +230,7 @@ def cmd_users_list(args: argparse.Namespace, settings: Settings) -> int:
             st = next(iter(thr.state(u.username).values()))
             second = "totp" if u.has_totp else ("MISSING" if u.needs_totp else "-")
             wait = f" (waits {st['wait_s']:.0f} s)" if st["wait_s"] else ""
-            lines.append(f"{u.username:<16} {u.role:<10} {u.department:<22} 2fa={second:<7} "
+            lines.append(f"{u.username:<16} {u.role:<10} {u.department:<22} {u.clearance:<8} 2fa={second:<7} "
                          f"{'demo ' if u.demo else ''}failures={st['failures']}{wait} sessions={store.count(u.username)}")
 
     _with_redis(settings, work)
