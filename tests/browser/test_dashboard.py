@@ -268,3 +268,58 @@ def test_two_factor_sign_in_then_the_map_loads(app_server, browser, redis_url):
     wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#map-graph .js-plotly-plot")))
     assert browser.get_cookie("ecd_session")["httpOnly"]
     assert severe_console_errors(browser) == []
+
+
+def test_a_department_sees_a_masked_phone_where_the_operator_sees_it_whole(app_server, browser, second_browser):
+    """Data classification end to end: a caller's name and phone come in over the HTTP intake, a rescued
+    person's with the water crew's status report; `water` (cleared internal) sees both masked on its
+    department page, the duty officer (`operator`, cleared secret) sees them whole on the dispatch board
+    and the alert card, and that secret read is on the audit trail."""
+    import httpx
+
+    from command.ops.dispatch import dispatch, update_task
+    from command.timeutil import to_iso
+    from command.trust import audit
+
+    base, client, data = app_server
+    ns = start_paused_at(client, "rule_zone_incident", "3600", 2 * 3_600_000 + 5 * 60_000)
+    keys = Keys(ns)
+    i4 = next(a for a in (orjson.loads(client.get(keys.alert(fp.decode()))) for fp in client.zrange(keys.alerts_open, 0, -1))
+              if a["subject"] == "I4")
+    body = {"id": "I4", "time": to_iso(i4["opened_at"]), "category": "levee_breach", "lat": 30.09, "lon": 114.09,
+            "severity": "red", "description": "Levee seeping at the north embankment",
+            "reporter": {"name": "王小明", "phone": "138 1234 8000"}}
+    resp = httpx.post(f"{base}/api/{ns}/incidents", json=body, auth=("operator", "flood-demo"), timeout=10)
+    assert resp.status_code == 201, resp.text
+    audit.configure(data)  # commands made here are sealed with the app's key
+    now = int(client.get(keys.clock))
+    d = dispatch(client, keys, fingerprint=i4["fingerprint"], level=i4["level"], resource_ids=["P1"],
+                 operator="operator", now=now)
+    update_task(client, keys, task_id=d.task_ids[0], department="water_authority", user="water", status="on_scene",
+                now=now + 60_000, people=[{"name": "李四", "phone": "139 1234 5678"}])
+
+    # the water desk (internal): masked on its own task
+    sign_in(browser, base, "water", path="/department")
+    choose_namespace(browser, ns)
+    card = "//div[contains(@class,'task-card')][.//b[contains(., 'I4')]]"
+    wait(browser).until(EC.presence_of_element_located((By.XPATH, card)))
+    wait(browser).until(EC.text_to_be_present_in_element((By.XPATH, card), "138****8000"))
+    text = browser.find_element(By.XPATH, card).text
+    assert "Reported by 王* 138****8000" in text and "李* 139****5678" in text
+    assert "13812348000" not in browser.page_source and "王小明" not in browser.page_source
+    assert "13912345678" not in browser.page_source
+
+    # the duty officer (secret): whole, on the dispatch board and the alert card
+    sign_in(second_browser, base, "operator")
+    choose_namespace(second_browser, ns)
+    wait(second_browser).until(EC.text_to_be_present_in_element((By.ID, "map-dispatches"), "13812348000"))
+    board = second_browser.find_element(By.ID, "map-dispatches").text
+    assert "Reported by 王小明 13812348000" in board and "李四 13912345678" in board
+    wait(second_browser).until(EC.text_to_be_present_in_element((By.XPATH, CARD.format(subject="I4")),
+                                                                "王小明 13812348000"))
+    reads = [e for e in audit.entries(client, keys, count=10_000) if e["action"] == audit.READ_ACTION]
+    assert {e["who"] for e in reads} == {"operator"}
+    assert {"alert_queue", "dispatch_board"} <= {e["details"]["view"] for e in reads}
+    assert all("13812348000" not in str(e) for e in reads)
+    assert severe_console_errors(browser) == []
+    assert severe_console_errors(second_browser) == []
