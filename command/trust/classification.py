@@ -306,8 +306,9 @@ class Redactor:
         is not cleared for the dataset."""
         if not self.allowed(dataset):
             return None
-        out = copy.deepcopy(dict(rec))
         d = self.pol.dataset(dataset)
+        # a copy deep enough for the fields it may change: nested paths need a deep one
+        out = copy.deepcopy(dict(rec)) if any("." in p or "[]" in p for p in d.fields) else dict(rec)
         for path in d.fields:
             act = decide(self.viewer.clearance, dataset, path, self.pol)
             audited = self.pol.audited(d.level_of(path))
