@@ -159,6 +159,9 @@ def install(app: dash.Dash) -> None:
         app.callback_map[cid] = dict(entry)
     app._callback_list.extend(dict(spec) for spec in _CALLBACK_LIST)
     app.server.extensions[EXTENSION] = {"app": app, "routes": dash_routes(app)}
+    # a component-suites path Dash does not serve is a 404, not Dash's 500 (open route: anyone can ask)
+    app.server.register_error_handler(dash.exceptions.DependencyException,
+                                      lambda exc: (flask.jsonify({"error": "not_found", "message": "no such file"}), 404))
 
 
 def route_policies(server: flask.Flask) -> dict[str, Policy | None]:
@@ -242,38 +245,25 @@ def is_callback_request() -> bool:
 
 def refusal(policy: Policy | None, who: dict[str, Any] | None) -> flask.Response | None:
     """The one check: None when `who` may call this request's route (and, at /_dash-update-component,
-    the callback the request names), else the answer (400 malformed callback request, 401, 403)."""
-    d = decide(policy, Caller.of(who))
+    the callback the request names), else the answer: 401, 403, or 400 for a callback request that is
+    not shaped like the callback (checked only once the caller may call it)."""
+    caller_ = Caller.of(who)
+    d = decide(policy, caller_)
     if not d:
         return _answer(_error(d))
-    if is_callback_request():
-        try:
-            cb_policy = _callback_request_policy()
-        except BadCallbackRequest as exc:
-            return _answer(exc)
-        d = decide(cb_policy, Caller.of(who))
-        if not d:
-            return _answer(_error(d))
-    return None
-
-
-def _callback_request_policy() -> Policy | None:
-    """The policy of the callback this request names, after checking the request has its shape."""
+    if not is_callback_request():
+        return None
     body = flask.request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadCallbackRequest("expected a JSON object naming a callback")
-    output = body.get("output")
+    output = body.get("output") if isinstance(body, dict) else None
     if not isinstance(output, str):
-        raise BadCallbackRequest("no `output`: which callback?")
-    policy = CALLBACK_POLICIES.get(output)
+        return _answer(BadCallbackRequest("expected a JSON object naming a callback (`output`)"))
     app = flask.current_app.extensions.get(EXTENSION, {}).get("app")
     entry = app.callback_map.get(output) if app is not None else None
-    if policy is None or entry is None:
-        return None  # nothing declared (or no such callback): refused
+    d = decide(CALLBACK_POLICIES.get(output) if entry is not None else None, caller_)  # unknown: refused
+    if not d:
+        return _answer(_error(d))
     problem = shape_problem(body, entry, output)
-    if problem:
-        raise BadCallbackRequest(problem)
-    return policy
+    return _answer(BadCallbackRequest(problem)) if problem else None
 
 
 # ---- the shape of a callback request ------------------------------------------------------------------

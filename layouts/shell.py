@@ -16,6 +16,7 @@ from command.i18n import t
 from . import access
 from .access import secured_callback
 from .common import current_user, dept_names, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
+from .inputs import lang_of
 from .signin import ROLE_HOME, register_routes, secret_key
 
 PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds", "/audit": "audit"}
@@ -101,7 +102,7 @@ def _lang(n, lang):
                   Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"),
                   allow=access.ANY_ROLE)
 def _ns_options(_n, lang, current):
-    return namespace_options(rds(), lang or "en", current)
+    return namespace_options(rds(), lang_of(lang), current if isinstance(current, str) else None)
 
 
 def namespace_options(r, lang: str, current: str | None) -> tuple[list[dict], str | object]:
@@ -134,11 +135,11 @@ def _render(pathname, lang, ns):
     from layouts import audit, department, exercise, feeds
     from layouts import operator as operator_page
 
-    lang = lang or "en"
+    lang = lang_of(lang)
     user = current_user()
     if user is None:
         return html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", ""
-    page = PAGES.get(pathname or "/")
+    page = PAGES.get(pathname or "/") if isinstance(pathname, str | None) else None
     links = [dcc.Link(t(f"nav.{'map' if p == 'map' else p}", lang), href=path, className="nav-link",
                       id=f"shell-nav-{p}")
              for path, p in PAGES.items() if user["role"] in PAGE_ROLES[p]]
@@ -161,7 +162,7 @@ def _render(pathname, lang, ns):
                   Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"),
                   allow=access.ANY_ROLE)
 def _clock(_n, ns, lang):
-    return clock_view(rds(), namespace(ns), lang or "en")
+    return clock_view(rds(), namespace(ns), lang_of(lang))
 
 
 def clock_view(r, keys, lang: str) -> tuple[html.Div | None, html.Span]:
