@@ -12,9 +12,10 @@ from command import i18n
 from command.i18n import t
 from command.keys import Keys
 from command.timeutil import humanize_ms, now_ms
+from command.trust.classification import INTERNAL, Redactor, Viewer
 
 from .access import secured_callback
-from .common import fmt_time, namespace, ns_tz, rds
+from .common import current_viewer, fmt_time, namespace, ns_tz, rds
 from .inputs import lang_of
 
 i18n.add({
@@ -40,20 +41,24 @@ i18n.add({
 })
 
 
-def deadletters(r, keys: Keys, count: int = 100) -> list[dict[str, Any]]:
-    out = []
-    for eid, f in r.xrevrange(keys.deadletter, count=count):
+def deadletters(r, keys: Keys, count: int = 100, viewer: Viewer = INTERNAL) -> list[dict[str, Any]]:
+    """The newest rejected records, as `viewer` may see them (a refused inject's reporter is secret)."""
+    red = Redactor(viewer)
+    out: list[dict[str, Any]] = []
+    for eid, f in r.xrevrange(keys.deadletter, count=count) if red.allowed("deadletter") else []:
         rec = {k.decode(): v.decode(errors="replace") for k, v in f.items()}
         rec["id"] = eid.decode()
         try:
-            rec["record"] = orjson.dumps(orjson.loads(rec.get("record", "null"))).decode()[:300]
+            shown = red.record("deadletter", {"record": orjson.loads(rec.get("record", "null"))}, rec["id"]) or {}
+            rec["record"] = orjson.dumps(shown.get("record")).decode()[:300]
         except orjson.JSONDecodeError:
             rec["record"] = rec.get("record", "")[:300]
         out.append(rec)
+    red.audit(r, keys, "deadletters")
     return out
 
 
-def view(r, keys: Keys, lang: str) -> list:
+def view(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> list:
     from feeds.health import all_health, feed_status
 
     now = now_ms()
@@ -80,7 +85,7 @@ def view(r, keys: Keys, lang: str) -> list:
                 html.Td(t("common.ago", lang, d=humanize_ms(now - newest)) if newest else "—"),
             ], id={"type": "feeds-row", "source": h["source"]}))
         parts.append(html.Table([html.Thead(head), html.Tbody(body)], className="table table-sm"))
-    dl = deadletters(r, keys)
+    dl = deadletters(r, keys, viewer=viewer)
     parts.append(html.H5(t("feeds.deadletters", lang), className="mt-3"))
     if not dl:
         parts.append(html.Div(t("feeds.no_deadletters", lang), className="muted"))
@@ -105,4 +110,4 @@ FEEDS_ROLES = ("operator", "planner")  # layouts/shell.PAGE_ROLES["feeds"]
 @secured_callback(Output("feeds-body", "children"), Input("feeds-tick", "n_intervals"), State("ns", "data"),
                   State("lang", "data"), allow=FEEDS_ROLES)
 def _body(_n, ns, lang):
-    return view(rds(), namespace(ns), lang_of(lang))
+    return view(rds(), namespace(ns), lang_of(lang), current_viewer())

@@ -248,3 +248,19 @@ def test_secret_reads_are_audited_once_per_view(r, world):
     for e in reads(r, keys):
         assert PHONE not in json.dumps(e, ensure_ascii=False) and NAME not in json.dumps(e, ensure_ascii=False)
     assert audit.verify(r, keys).ok
+
+
+def test_a_refused_injects_reporter_is_masked_in_dead_letters(r, world):
+    from command.scenarios.namespaces import deadletter
+    from layouts.feeds import deadletters
+
+    keys = world[0]
+    deadletter(r, keys, "inject", {"incident_id": "X-1", "reporter": {"name": NAME, "phone": "138 1234 800O"}},
+               "reporter.phone: a phone number", at="2h")
+    [row] = [d for d in deadletters(r, keys, viewer=WATER) if "X-1" in d["record"]]
+    assert "王*" in row["record"] and NAME not in row["record"] and "138****800O" in row["record"]
+    assert NAME in next(d for d in deadletters(r, keys, viewer=OPERATOR) if "X-1" in d["record"])["record"]
+    assert deadletters(r, keys, viewer=PUBLIC) == []
+    q = report.after_action(r, keys, [], [], report.collect_quarantine(r, keys), viewer=WATER)["quarantine"]
+    assert next(x for x in q if (x["row"] or {}).get("incident_id") == "X-1")["row"]["reporter"] == {
+        "name": "王*", "phone": "138****800O"}

@@ -92,7 +92,8 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
                  quarantine: list[dict], viewer: Viewer = INTERNAL) -> dict[str, Any]:
     red = Redactor(viewer)
     alerts = red.records("alerts", alerts, "fingerprint")
-    quarantine = quarantine if red.allowed("deadletter") else []
+    quarantine = [{**q, "row": (red.record("deadletter", {"record": q.get("row")}, q.get("line", "")) or {})
+                   .get("record")} for q in quarantine] if red.allowed("deadletter") else []
     recs = recs if red.allowed("recommendations") else []
     meta = _meta(r, keys)
     tz = meta.get("timezone") or None
