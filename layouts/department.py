@@ -45,6 +45,12 @@ i18n.add({
     "dept.reported": {"en": "Reported {id} ({category}).", "zh": "已上报 {id}（{category}）。"},
     "dept.fix": {"en": "Please correct the marked fields.", "zh": "请修改标出的字段。"},
     "dept.since": {"en": "updated {age} ago", "zh": "{age}前更新"},
+    "dept.person_name": {"en": "Person assisted: name (optional)", "zh": "获救人员姓名（可选）"},
+    "dept.person_phone": {"en": "Their phone (optional)", "zh": "联系电话（可选）"},
+    "dept.reporter_name": {"en": "Reported by: name (optional)", "zh": "报告人姓名（可选）"},
+    "dept.reporter_phone": {"en": "Their phone (optional)", "zh": "报告人电话（可选）"},
+    "dept.personal_hint": {"en": "Personal data: shown whole only to staff cleared secret.",
+                           "zh": "个人信息：仅秘密级人员可见完整内容。"},
     "cat.flooding": {"en": "flooding", "zh": "内涝"},
     "cat.trapped_people": {"en": "people trapped", "zh": "人员被困"},
     "cat.levee_breach": {"en": "levee breach", "zh": "堤防决口"},
@@ -113,6 +119,14 @@ def task_card(task: Any, lang: str, tz: str | None, now: int, reporter: Any = No
                           dcc.Input(id={"type": "dept-lon", "task": tid}, type="number", className="w-100")]),
             ], className="form-row3"),
             _field_err(tid, "position"),
+            html.Div([
+                html.Div([html.Label(t("dept.person_name", lang)),
+                          dcc.Input(id={"type": "dept-person-name", "task": tid}, type="text", maxLength=100,
+                                    className="w-100")]),
+                html.Div([html.Label(t("dept.person_phone", lang)),
+                          dcc.Input(id={"type": "dept-person-phone", "task": tid}, type="tel", maxLength=32,
+                                    className="w-100")]),
+            ], className="form-row2", title=t("dept.personal_hint", lang)),
             html.Div(id={"type": "dept-err", "task": tid}, className="field-error"),
             dbc.Button(t("dept.send", lang), id={"type": "dept-submit", "task": tid}, color="primary", className="mt-2 w-100",
                        n_clicks=0),
@@ -155,6 +169,13 @@ def _report_form(lang: str) -> html.Div:
         html.Label(t("dept.description", lang)),
         dcc.Textarea(id="dept-inc-description", maxLength=1000, className="w-100"),
         err("description"),
+        html.Div([
+            html.Div([html.Label(t("dept.reporter_name", lang)),
+                      dcc.Input(id="dept-inc-reporter-name", type="text", maxLength=100, className="w-100")]),
+            html.Div([html.Label(t("dept.reporter_phone", lang)),
+                      dcc.Input(id="dept-inc-reporter-phone", type="tel", maxLength=32, className="w-100")]),
+        ], className="form-row2"),
+        html.Div(t("dept.personal_hint", lang), className="muted small"),
         dbc.Button(t("dept.report_send", lang), id="dept-inc-submit", color="warning", className="mt-2 w-100", n_clicks=0),
         html.Div(id="dept-inc-msg", role="status"),
     ], className="report-form")
@@ -200,10 +221,12 @@ def _tasks(_n, ns, lang, client):
                   State({"type": "dept-note", "task": ALL}, "value"),
                   State({"type": "dept-people", "task": ALL}, "value"),
                   State({"type": "dept-lat", "task": ALL}, "value"),
-                  State({"type": "dept-lon", "task": ALL}, "value"), State("ns", "data"), State("lang", "data"),
+                  State({"type": "dept-lon", "task": ALL}, "value"),
+                  State({"type": "dept-person-name", "task": ALL}, "value"),
+                  State({"type": "dept-person-phone", "task": ALL}, "value"), State("ns", "data"), State("lang", "data"),
                   prevent_initial_call=True, allow=DEPT_ROLES, own_department=True,
                   note="update_task takes the session's department: another's task is answered as unknown")
-def _submit(clicks, statuses, notes, people, lats, lons, ns, lang):
+def _submit(clicks, statuses, notes, people, lats, lons, names, phones, ns, lang):
     trig = ctx.triggered_id
     ids = [i["id"]["task"] for i in ctx.inputs_list[0]]
     errs = [no_update] * len(ids)
@@ -214,7 +237,9 @@ def _submit(clicks, statuses, notes, people, lats, lons, ns, lang):
     lang = lang_of(lang)
     i = ids.index(trig["task"])
     values = [as_list(v, len(ids))[i] for v in (statuses, notes, people, lats, lons)]
-    msg, problems = submit_status(rds(), namespace(ns), access.user(), str(trig["task"]), *values, lang)
+    name, phone = (as_list(v, len(ids))[i] for v in (names, phones))
+    msg, problems = submit_status(rds(), namespace(ns), access.user(), str(trig["task"]), *values, lang,
+                                  person_name=name, person_phone=phone)
     errs[i] = problems.get("", "")
     for j, fid in enumerate(field_ids):  # this task's fields: its messages, the others' cleared
         if fid["task"] == trig["task"]:
@@ -223,23 +248,26 @@ def _submit(clicks, statuses, notes, people, lats, lons, ns, lang):
 
 
 def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, lon,
-                  lang: str) -> tuple[Any, dict[str, str]]:
+                  lang: str, person_name: Any = None, person_phone: Any = None) -> tuple[Any, dict[str, str]]:
     """The form's logic: (the message at the top, the refusal's messages by field). A message about
     one of TASK_FIELDS goes under that field; any other under the form (key ""). The department is
     the session's (another department's task is answered as an unknown one); the update is stamped
-    with `command_time`. Values are whatever the request sent: a wrong type is a message, not a 500."""
+    with `command_time`. Values are whatever the request sent: a wrong type is a message, not a 500.
+    A person assisted (name and/or phone: personal data, secret) is added to the task's `people`."""
     try:
         task = update_task(r, keys, task_id=task_id, department=user["department"], user=user["username"],
-                           now=command_time(r, keys), **_status_form(status, note, people, lat, lon))
+                           now=command_time(r, keys),
+                           **_status_form(status, note, people, lat, lon, person_name, person_phone))
     except CommandError as exc:
         return no_update, _by_field(exc, TASK_FIELDS)
     return dbc.Alert(t("dept.saved", lang, task=task.subject, status=t(f"status.{task.status}", lang)), color="success",
                      dismissable=True, id="dept-saved"), {}
 
 
-def _status_form(status, note, people, lat, lon) -> dict[str, Any]:
+def _status_form(status, note, people, lat, lon, person_name=None, person_phone=None) -> dict[str, Any]:
     """The status form's values as update_task takes them; InvalidInput (by field) for a wrong type."""
     errors = {}
+    person = _person_typed(person_name, person_phone)
     if text(status, 40) is NOT:
         errors["status"] = "choose a status"
     note = text(note, 2000)
@@ -254,7 +282,14 @@ def _status_form(status, note, people, lat, lon) -> dict[str, Any]:
     if errors:
         raise InvalidInput(errors)
     return {"status": status or "", "note": note.strip(), "people_assisted": None if people is None else int(people),
-            "lat": lat, "lon": lon}
+            "lat": lat, "lon": lon, "people": [person] if person else None}
+
+
+def _person_typed(name: Any, phone: Any) -> dict[str, Any] | None:
+    """A name and a phone typed into a form, for the one validator (command/ops/people.py, which says
+    what is wrong with a value of any type); None when both are empty."""
+    given = ((k, v.strip() if isinstance(v, str) else v) for k, v in (("name", name), ("phone", phone)))
+    return {k: v for k, v in given if v is not None and v != ""} or None
 
 
 def _by_field(exc: CommandError, fields: tuple[str, ...]) -> dict[str, str]:
@@ -297,12 +332,16 @@ def _inc_click(click):
                   Input("dept-inc-submit", "n_clicks"),
                   State("dept-inc-category", "value"), State("dept-inc-severity", "value"),
                   State("dept-inc-lat", "value"), State("dept-inc-lon", "value"),
-                  State("dept-inc-description", "value"), State("ns", "data"), State("lang", "data"),
+                  State("dept-inc-description", "value"), State("dept-inc-reporter-name", "value"),
+                  State("dept-inc-reporter-phone", "value"), State("ns", "data"), State("lang", "data"),
                   prevent_initial_call=True, allow=DEPT_ROLES, note="the incident is the session's department's")
-def _report(n, category, severity, lat, lon, description, ns, lang):
+def _report(n, category, severity, lat, lon, description, reporter_name, reporter_phone, ns, lang):
     if not n:  # a render, not a click
         return (no_update,) * 6
     form = {"category": category, "severity": severity, "lat": lat, "lon": lon, "description": description}
+    reporter = _person_typed(reporter_name, reporter_phone)
+    if reporter:
+        form["reporter"] = reporter
     return report_incident(rds(), namespace(ns), access.user(), form, lang_of(lang))
 
 
@@ -310,8 +349,9 @@ REPORT_FIELDS = ("category", "severity", "lat", "lon", "description")
 
 
 def report_incident(r, keys, user: dict, form: dict, lang: str) -> tuple:
-    """The report form's logic: (message, an error under each of REPORT_FIELDS). The incident goes
-    through `command.ops.incidents.submit` like any other, owned by the session's department."""
+    """The report form's logic: (message, an error under each of REPORT_FIELDS; a problem with the
+    optional `reporter` is named in the message). The incident goes through
+    `command.ops.incidents.submit` like any other, owned by the session's department."""
     if isinstance(form.get("description"), str):
         form = {**form, "description": form["description"].strip()}
     try:

@@ -106,3 +106,32 @@ def test_the_pages_draw_what_the_viewer_may_see(app, world, r):  # noqa: F811
             fig, _ = build_figure(r, keys, "en", viewer=viewer)
             hover = [c for c in fig["data"][1]["customdata"] if c[0] == "CAD-9"][0][4]
             assert shown in hover and hidden not in hover
+
+
+def test_the_department_forms_take_a_reporter_and_a_person_assisted(app, world, r):  # noqa: F811
+    from layouts.department import _person_typed, report_incident, submit_status
+
+    keys, _fp, task_id, dept = world
+    user = {"username": "crew", "department": dept, "role": "department", "clearance": "internal"}
+    with app.server.test_request_context("/"):
+        msg, problems = submit_status(r, keys, user, task_id, "on_scene", "", None, None, None, "en",
+                                      person_name=" 赵六 ", person_phone="137 0000 1111")
+        assert problems == {} and msg.id == "dept-saved"
+        msg, problems = submit_status(r, keys, user, task_id, "on_scene", "", None, None, None, "en",
+                                      person_name="x", person_phone="not a phone")
+        assert "people[0].phone" in problems[""] and "not a phone" not in problems[""]
+        msg, errs = submit_status(r, keys, user, task_id, "on_scene", "", None, None, None, "en",
+                                  person_name=["crafted"], person_phone=None)
+        assert "people[0].name" in errs[""]
+        form = {"category": "flooding", "severity": "red", "lat": 30.05, "lon": 114.05, "description": "x",
+                "reporter": _person_typed("Jane Doe", "+44 20 7946 0000")}
+        msg, *errs = report_incident(r, keys, user, form, "en")
+        assert msg.id == "dept-inc-ok" and errs == ["", "", "", "", ""]
+        bad = {**form, "reporter": _person_typed("", "12")}
+        msg, *errs = report_incident(r, keys, user, bad, "en")
+        assert "reporter.phone" in msg.children and errs == ["", "", "", "", ""]
+    people = orjson.loads(r.get(keys.task(task_id)))["people"]
+    assert people[-1] == {"name": "赵六", "phone": "13700001111"}
+    [mine] = [orjson.loads(v) for v in r.hvals(keys.incidents) if orjson.loads(v)["id"].startswith("R-")]
+    assert mine["reporter"] == {"name": "Jane Doe", "phone": "+442079460000"}
+    assert _person_typed(None, "") is None and _person_typed("  ", None) is None

@@ -208,7 +208,8 @@ def test_http_errors_are_the_error_json(app, r):
     client = app.server.test_client()
     resp = client.get(f"/api/{ns}/geojson/rivers", headers=basic())
     assert resp.status_code == 404 and resp.get_json() == {
-        "error": "not_found", "message": "unknown layer 'rivers' (one of stations, zones, alerts, resources, warnings)",
+        "error": "not_found",
+        "message": "unknown layer 'rivers' (one of stations, zones, alerts, resources, warnings, incidents)",
         "field": "layer"}
     for bad in ("no-such-ns", "drills"):
         resp = client.get(f"/api/{bad}/geojson/zones", headers=basic())
