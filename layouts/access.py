@@ -253,7 +253,9 @@ def refusal(policy: Policy | None, who: dict[str, Any] | None) -> flask.Response
         return _answer(_error(d))
     if not is_callback_request():
         return None
-    body = flask.request.get_json(silent=True)
+    body, problem = _read_body()
+    if problem:
+        return _answer(BadCallbackRequest(problem))
     output = body.get("output") if isinstance(body, dict) else None
     if not isinstance(output, str):
         return _answer(BadCallbackRequest("expected a JSON object naming a callback (`output`)"))
@@ -267,6 +269,36 @@ def refusal(policy: Policy | None, who: dict[str, Any] | None) -> flask.Response
 
 
 # ---- the shape of a callback request ------------------------------------------------------------------
+MAX_DEPTH = 64  # a Dash request nests a handful of levels (a map click: 4)
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what the answer's JSON encoder (orjson) can write back
+
+
+def _read_body() -> tuple[Any, str | None]:
+    """The request's JSON and what makes it unusable (None: nothing): not JSON, nested deeper than
+    MAX_DEPTH, a lone surrogate (not text: no browser sends one, and no answer can carry it back), an
+    integer no JSON encoder here can write."""
+    try:
+        body = json.loads(flask.request.get_data(cache=True))
+    except (ValueError, RecursionError):
+        return None, "the body is not JSON"
+    stack = [(body, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return None, f"JSON nested deeper than {MAX_DEPTH} levels"
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for kv in v.items() for x in kv)
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+        elif isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return None, "a string that is not text (a lone surrogate)"
+        elif isinstance(v, int) and not isinstance(v, bool) and not _INT_RANGE[0] <= v <= _INT_RANGE[1]:
+            return None, "a number out of range"
+    return body, None
+
 _WILDCARDS = ("ALL", "ALLSMALLER", "MATCH")
 _ID_VALUE = (str, int, float, bool)
 

@@ -164,8 +164,10 @@ def _control(_clicks):
     if not isinstance(trig, dict) or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0, False):
         return no_update  # the list was drawn again, nobody clicked
     cmd, ns, speed = one_of(trig.get("cmd"), CONTROLS), text(trig.get("ns"), 100), one_of(trig.get("speed"), ["", *SPEEDS])
-    if cmd is NOT or ns is NOT or speed is NOT:
+    if cmd is NOT or ns is NOT or speed is NOT or (cmd == "speed") != bool(speed):
         return no_update  # not a button this page draws
+    if ns not in {d["namespace"] for d in drills.list_drills(rds())}:
+        return no_update  # not a drill: nothing to send
     by = access.user()["username"]
     if cmd == "speed":
         drills.send(rds(), "speed", ns=ns, speed=speed, by=by)

@@ -391,6 +391,12 @@ def test_a_callback_request_not_shaped_like_its_callback_is_refused_with_400(app
         resp = op.post(UPDATE, json=body)
         assert resp.status_code == 400 and resp.get_json()["error"] == "bad_request", what
     assert op.post(UPDATE, data="{not json", content_type="application/json").status_code == 400
+    # what no answer could carry back, or no parser should walk: 400 before any callback runs
+    deep = "[" * 100_000 + "]" * 100_000
+    for raw in (deep, json.dumps({**good, "state": [{**good["state"][0], "value": "\ud800"}, *good["state"][1:]]}),
+                json.dumps(good).replace('"value": 1', '"value": 1' + "0" * 30)):
+        resp = op.post(UPDATE, data=raw, content_type="application/json")
+        assert resp.status_code == 400 and resp.get_json()["error"] == "bad_request", raw[:80]
     # a callback nobody declared (or none at all) is refused, not a 500
     resp = op.post(UPDATE, json=bad(output="no-such.children"))
     assert resp.status_code == 403 and "no access policy" in resp.get_json()["message"]
