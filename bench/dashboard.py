@@ -141,8 +141,9 @@ def make_exercise(r: redis.Redis, sizes: Sizes, seed: int = 7) -> Exercise:
     from command.geo import ZoneLocator
     from command.models import Incident, Resource, ResourceStatus, Station
     from command.rules import parse_rules
-    from command.scenarios.load import Scenario, load_zones
+    from command.scenarios.load import Scenario
     from command.scenarios.namespaces import load_namespace
+    from command.scenarios.reference import load_zones
     from command.streams import StreamWriter
 
     keys = Keys(f"bench-dash-{uuid.uuid4().hex[:8]}")

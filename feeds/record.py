@@ -33,8 +33,9 @@ import yaml
 
 from command.keys import Keys
 from command.models import Station, Zone
-from command.scenarios.load import READINGS_HEADER, RESOURCES_HEADER
+from command.scenarios.load import READINGS_HEADER
 from command.scenarios.namespaces import delete_namespace
+from command.scenarios.reference import RESOURCES_HEADER
 from command.streams import read_stream, shard_count
 from command.timeutil import now_ms, to_iso
 

@@ -33,6 +33,7 @@ import redis
 from command.errors import CommandError
 from command.keys import Keys
 from command.models import TASK_STATUSES, Task
+from command.scenarios.reference import ScenarioError
 from command.timeutil import parse_duration, to_iso
 
 SCRIPTED = "scripted"  # who a scripted action is audited as
@@ -52,8 +53,6 @@ class Action:
 
 def parse_actions(raw: Any, path: Path, start: int) -> list[Action]:
     """The `actions:` list, validated (a ScenarioError names the file and the action), in time order."""
-    from command.scenarios.load import ScenarioError
-
     if raw is None:
         return []
     if not isinstance(raw, list):

@@ -35,7 +35,8 @@ from command.config import DEFAULT_ENGINE_BATCH, Settings
 from command.errors import CommandError
 from command.keys import Keys
 from command.publish.backtest_html import duration_label, fmt_figure, render_html, station_charts
-from command.scenarios.load import Scenario, ScenarioError, load_rules, load_scenario
+from command.scenarios.load import Scenario, load_scenario
+from command.scenarios.reference import ScenarioError, load_rules
 from command.scoring import (
     TruthError,
     derive_truth,

@@ -100,7 +100,7 @@ def prepare_namespace(r: redis.Redis, keys: Keys, *, rules: str | Path | None = 
         r.set(keys.rules, orjson.dumps(doc))
         changed = True
     if zones is not None:
-        from command.scenarios.load import load_zones
+        from command.scenarios.reference import load_zones
 
         zs = load_zones(Path(zones))
         if zs:
