@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,6 +55,7 @@ __all__ = ["OPEN", "SIGNED_IN", "ANY_ROLE", "Policy", "secured_callback", "route
            "caller", "refusal", "sees", "own_scope"]
 
 ANY_ROLE = ROLES  # allow=ANY_ROLE: anyone signed in, whatever their role
+log = logging.getLogger(__name__)
 DASH_UPDATE = "_dash-update-component"
 EXTENSION = "ecd_access"
 _CALLBACK_MAP: dict[str, dict[str, Any]] = {}  # Dash's callback map, for these callbacks only
@@ -221,6 +223,10 @@ def _enforce(policy: Policy | None) -> None:
 
 
 def _answer(err: CommandError) -> flask.Response:
+    if err.status != 401:  # a refused or malformed request is worth a line (who, what, why)
+        who = (flask.g.get("api_user") or current_user() or {}).get("username", "-")
+        log.warning("refused %s %r for %r: %s %s", flask.request.method, flask.request.path, who, err.status,
+                    err.message)
     resp = flask.jsonify(err.to_json())
     resp.status_code = err.status
     return resp
