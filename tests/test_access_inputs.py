@@ -94,6 +94,14 @@ def post(client, body):
     return resp, resp.get_data(as_text=True)
 
 
+def fill_the_other_fields(body, at, data, named) -> None:
+    """Every other field of the form (a person's name and phone, and whatever a form gains later):
+    anything, or a short plain text now and then."""
+    for name, where in at.items():
+        if name not in named and name not in ("ns", "lang") and where[0] == "state":
+            set_value(body, where, data.draw(st.none() | st.text(max_size=20) | json_values, label=name))
+
+
 # ---- the department page: status form ---------------------------------------------------------------------
 def status_body(app, keys, task):  # noqa: F811
     """The status form's request as the page sends it: one card (`task`), its four field-error slots."""
@@ -109,14 +117,15 @@ def status_body(app, keys, task):  # noqa: F811
 @SETTINGS
 @given(status=st.sampled_from(["acknowledged", "en_route", "on_scene", "need_support", "completed", "assigned"])
        | json_values,
-       note=json_values, people=json_values, lat=json_values, lon=json_values)
+       note=json_values, people=json_values, lat=json_values, lon=json_values, more=st.data())
 def test_the_status_form_takes_any_values_without_a_500_and_stores_nothing_it_refuses(
-        app, clients, rr, drill, status, note, people, lat, lon):  # noqa: F811
+        app, clients, rr, drill, status, note, people, lat, lon, more):  # noqa: F811
     keys, task = drill
     body, at = status_body(app, keys, task)
     for name, value in (("dept-status", status), ("dept-note", note), ("dept-people", people), ("dept-lat", lat),
                         ("dept-lon", lon)):
         set_value(body, at[name], value)
+    fill_the_other_fields(body, at, more, ("dept-status", "dept-note", "dept-people", "dept-lat", "dept-lon"))
     client = clients("fire")  # signed in before the snapshot (a sign-in is on the trail)
     before = writes(rr)
     resp, text = post(client, body)
@@ -155,16 +164,17 @@ def test_crafted_status_values_get_messages_under_their_fields(app, clients, rr,
 @given(category=st.sampled_from(["flooding", "trapped_people", "other"]) | json_values,
        severity=st.sampled_from(["yellow", "orange", "red"]) | json_values,
        lat=st.floats(29.9, 30.2) | json_values, lon=st.floats(113.9, 114.3) | json_values,
-       description=st.text(st.characters(exclude_categories=()), max_size=50) | json_values)
+       description=st.text(st.characters(exclude_categories=()), max_size=50) | json_values, more=st.data())
 def test_the_incident_form_takes_any_values_without_a_500_and_stores_nothing_it_refuses(
-        app, clients, rr, drill, category, severity, lat, lon, description):  # noqa: F811
+        app, clients, rr, drill, category, severity, lat, lon, description, more):  # noqa: F811
     keys, _ = drill
     output = find(app, "..dept-inc-msg.children")
     body = with_ns(app, output, keys.ns)
     at = positions(app, output)
-    for name, value in (("dept-inc-category", category), ("dept-inc-severity", severity), ("dept-inc-lat", lat),
-                        ("dept-inc-lon", lon), ("dept-inc-description", description)):
+    named = ("dept-inc-category", "dept-inc-severity", "dept-inc-lat", "dept-inc-lon", "dept-inc-description")
+    for name, value in zip(named, (category, severity, lat, lon, description), strict=True):
         set_value(body, at[name], value)
+    fill_the_other_fields(body, at, more, named)
     client = clients("fire")  # signed in before the snapshot (a sign-in is on the trail)
     before = writes(rr)
     resp, text = post(client, body)
