@@ -93,6 +93,9 @@ def _lang(n, lang):
     if not n:
         if lang in i18n.LANGS:
             return no_update
+        chosen = flask.session.get("lang")  # the sign-in page's language (layouts/signin.py)
+        if chosen in i18n.LANGS:
+            return chosen
         best = flask.request.accept_languages.best or ""
         return "zh" if best.startswith("zh") else "en"
     return "en" if lang == "zh" else "zh"

@@ -380,7 +380,9 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         throttle.succeeded(attempt)
         session = flask.session
         assert isinstance(session, ServerSession)
-        session.begin(user, {"csrf": secrets.token_urlsafe(24)})  # a new id: whatever id came in is ended
+        # a new id: whatever id came in is ended; the language of the sign-in page is the dashboard's
+        # until the browser keeps one of its own (layouts/shell.py `_lang`)
+        session.begin(user, {"csrf": secrets.token_urlsafe(24), "lang": lang})
         events.record(r, user.username, "signin", via="form", address=client_address(),
                       second_factor=user.has_totp)
         resp = flask.redirect(next_url or ROLE_HOME[user.role])

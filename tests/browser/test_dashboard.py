@@ -323,3 +323,22 @@ def test_a_department_sees_a_masked_phone_where_the_operator_sees_it_whole(app_s
     assert all("13812348000" not in str(e) for e in reads)
     assert severe_console_errors(browser) == []
     assert severe_console_errors(second_browser) == []
+
+
+def test_the_sign_in_page_language_carries_into_the_dashboard(app_server, browser):
+    """Signed in from the Chinese sign-in page, the dashboard is in Chinese; the switch still works and
+    the browser keeps its choice over the session's."""
+    base, _, _ = app_server
+    browser.get(f"{base}/login?lang=zh")
+    assert "登录" in browser.find_element(By.ID, "login-submit").text
+    browser.find_element(By.ID, "login-username").send_keys("operator")
+    browser.find_element(By.ID, "login-password").send_keys("flood-demo")
+    browser.find_element(By.ID, "login-submit").click()
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-logout"), "退出"))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "指挥地图"))
+    click(browser, browser.find_element(By.ID, "shell-lang"))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-logout"), "Sign out"))
+    browser.refresh()
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "Operations map"))
+    assert "退出" not in browser.find_element(By.ID, "shell-logout").text
+    assert severe_console_errors(browser) == []
