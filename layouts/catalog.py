@@ -24,7 +24,7 @@ from command.trust.classification import viewer_of
 
 from .access import ANY_ROLE, route_policy
 from .common import rds
-from .signin import pick_lang
+from .web_basics import pick_lang
 
 i18n.add({
     "catalog.title": {"en": "Data catalogue", "zh": "数据目录"},

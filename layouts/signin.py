@@ -20,30 +20,36 @@ import binascii
 import hmac
 import logging
 import os
-import re
 import secrets
-import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import flask
-import jinja2
-from flask.sessions import SessionInterface, SessionMixin
-from werkzeug.datastructures import CallbackDict
 
 from command import i18n
 from command.config import Settings
 from command.i18n import t
 from command.trust import events
 from command.trust.auth import User, UsersFile, authenticate, ensure_users_file, second_factor_problem
-from command.trust.sessions import SessionStore, idle_ms_from_env, valid_sid
-from command.trust.throttle import Throttle, Throttled, address_of
+from command.trust.sessions import idle_ms_from_env
+from command.trust.throttle import Throttle, Throttled
 from command.trust.tokens import TokensFile, scope_for
 
 from . import access
 from .access import route_policy
+from .admin import register_admin
 from .common import rds
+from .web_basics import (
+    MAX_BODY_BYTES,
+    TEMPLATES,
+    client_address,
+    pick_lang,
+    safe_next,
+    secure_cookies,
+)
+from .web_headers import security_headers
+from .web_sessions import RedisSessionInterface, ServerSession, known_device, remember_device
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +72,6 @@ i18n.add({
 
 ROLE_HOME = {"operator": "/", "department": "/department", "planner": "/exercise", "admin": "/admin",
              "auditor": "/audit"}
-# Who may call each route and callback is declared next to it (layouts/access.py); over /api/ a
-# person's role is checked against the route's policy, a token's scopes by tokens.scope_for.
-STATIC_PATHS = ("/assets/", "/_dash-component-suites/", "/_favicon")
-# answered without reading a session (/health: even without Redis; /public/: open data, layouts/public.py)
-NO_SESSION_PATHS = (*STATIC_PATHS, "/health", "/public/")
-MAX_BODY_BYTES = 1024 * 1024  # a Dash callback is a few KB, an incident well under 3 KB
-MAX_NEXT = 2000
-_TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                                autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
 def secret_key(settings: Settings) -> str:
     """One key for every web worker: from the environment, else a file made once in the data folder."""
     env = os.environ.get("ECD_SECRET_KEY")
@@ -99,215 +94,6 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-# ---- small checks --------------------------------------------------------------------------------------
-def safe_next(value: str | None) -> str:
-    """`value` when it is a path on this site, else "". Refused: spaces, control and format characters
-    (a browser drops a TAB or a newline, so `/<TAB>/evil.example` would become `//evil.example`), a
-    backslash (read as `/`), `//`, a scheme or a host, anything not starting with one `/`."""
-    if not value or len(value) > MAX_NEXT or not value.startswith("/"):
-        return ""
-    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs") for ch in value) \
-            or "\\" in value:
-        return ""
-    if value.startswith("//") or value.lstrip("/") != value[1:]:
-        return ""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return ""
-    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
-        return ""
-    return value
-
-
-def pick_lang(req: flask.Request) -> str:
-    """The page's language: `?lang=` when it is one we have, else the browser's, else English."""
-    lang = req.args.get("lang", "")
-    if lang in i18n.LANGS:
-        return lang
-    best = req.accept_languages.best_match(["en", "zh", "zh-CN", "zh-TW"]) or ""
-    return "zh" if best.startswith("zh") else "en"
-
-
-def secure_cookies() -> bool:
-    return os.environ.get("ECD_SECURE_COOKIES", "") in ("1", "true", "yes")
-
-
-def cookie_name() -> str:
-    # `__Host-`: the browser takes it only over HTTPS, for this host, path / (no subdomain can set it)
-    return "__Host-ecd_session" if secure_cookies() else "ecd_session"
-
-
-def client_address() -> str:
-    return address_of(flask.request.remote_addr)
-
-
-# ---- known devices: the duty officer's own browser cannot be throttled by someone else ------------------
-DEVICE_DAYS = 90
-
-
-def device_cookie_name() -> str:
-    return "__Host-ecd_device" if secure_cookies() else "ecd_device"
-
-
-def _device_signer():
-    from itsdangerous import URLSafeTimedSerializer
-
-    return URLSafeTimedSerializer(flask.current_app.secret_key, salt="ecd-known-device")
-
-
-def known_device(name: str) -> str | None:
-    """The id of this browser when `name` signed in from it before (a signed cookie, OWASP's "device
-    cookie"): its failures count in a bucket of their own, so an attacker guessing the name elsewhere
-    cannot make the duty officer wait at their own desk. The address still counts as always."""
-    from itsdangerous import BadData
-
-    raw = flask.request.cookies.get(device_cookie_name())
-    if not raw or not name:
-        return None
-    try:
-        doc = _device_signer().loads(raw, max_age=DEVICE_DAYS * 86400)
-    except BadData:
-        return None
-    if not isinstance(doc, dict) or str(doc.get("u", "")).lower() != name.lower():
-        return None
-    device = str(doc.get("d", ""))
-    return device if re.fullmatch(r"[0-9a-f]{16}", device) else None
-
-
-def remember_device(resp: flask.Response, username: str, device: str | None) -> None:
-    value = _device_signer().dumps({"u": username, "d": device or secrets.token_hex(8)})
-    resp.set_cookie(device_cookie_name(), value, max_age=DEVICE_DAYS * 86400, httponly=True,
-                    secure=secure_cookies(), samesite="Lax", path="/")
-
-
-# ---- server-side sessions ------------------------------------------------------------------------------
-class ServerSession(CallbackDict, SessionMixin):
-    """A session held in Redis; the cookie names it. `begin()` starts a new one (a new id, the old one
-    ended), `end()` ends it."""
-
-    def __init__(self, data: dict[str, Any] | None = None, sid: str | None = None, username: str | None = None,
-                 created: int | None = None) -> None:
-        def on_update(s: ServerSession) -> None:
-            s.modified = True
-
-        super().__init__(data or {}, on_update)
-        self.sid = sid
-        self.username = username
-        self.created = created
-        self.modified = False
-        self.ended: str | None = None  # the id to end when the answer goes out
-        self.fresh = False  # a new id: set the cookie
-
-    def begin(self, user: User, extra: dict[str, Any] | None = None) -> None:
-        if self.sid:
-            self.ended = self.sid
-        self.clear()
-        self.update({"user": user.public(), "fp": user.fingerprint(), **(extra or {})})
-        self.sid, self.username, self.fresh = None, user.username, True
-
-    def end(self) -> None:
-        if self.sid:
-            self.ended = self.sid
-        self.clear()
-        self.sid = self.username = None
-        self.fresh = False
-
-
-class RedisSessionInterface(SessionInterface):
-    def __init__(self, idle_ms: int) -> None:
-        self.idle_ms = idle_ms
-
-    def store(self) -> SessionStore:
-        return SessionStore(rds(), self.idle_ms)
-
-    def open_session(self, app: flask.Flask, request: flask.Request) -> ServerSession:
-        if request.path.startswith(NO_SESSION_PATHS):
-            return ServerSession()
-        sid = request.cookies.get(cookie_name())
-        if not valid_sid(sid):
-            return ServerSession()
-        loaded = self.store().load(sid)
-        if loaded is None:
-            s = ServerSession()
-            s.ended = sid  # gone: clear the browser's cookie
-            return s
-        return ServerSession(loaded.data, sid=sid, username=loaded.username, created=loaded.created)
-
-    def save_session(self, app: flask.Flask, session: SessionMixin, response: flask.Response) -> None:
-        assert isinstance(session, ServerSession)
-        store = None
-        if session.ended:
-            store = self.store()
-            store.end(session.ended)
-        if session.fresh and session.username:
-            store = store or self.store()
-            session.sid = store.create(session.username, dict(session))
-            response.set_cookie(cookie_name(), session.sid, httponly=True, secure=secure_cookies(),
-                                samesite="Lax", path="/")
-            response.vary.add("Cookie")
-            return
-        if session.ended and not session.sid:
-            response.delete_cookie(cookie_name(), path="/", httponly=True, secure=secure_cookies(), samesite="Lax")
-            return
-        if session.sid and session.modified:
-            (store or self.store()).save(session.sid, session.username or "", dict(session), session.created)
-
-
-# ---- security headers ----------------------------------------------------------------------------------
-def content_security_policy(script_hashes: list[str], tiles: str | None = None) -> str:
-    """Scripts only from this site, or Dash's own inline script by its hash; styles may be inline
-    (Dash and Plotly set style attributes); the map's workers come from blob: URLs; a tile server
-    (ECD_MAP_TILES) is allowed for images and fetches."""
-    tile_origin = ""
-    if tiles:
-        parts = urlsplit(tiles.replace("{", "").replace("}", ""))
-        if parts.scheme in ("http", "https") and parts.netloc:
-            tile_origin = f" {parts.scheme}://{parts.netloc}"
-    return "; ".join([
-        "default-src 'self'",
-        "script-src 'self' " + " ".join(script_hashes),
-        "style-src 'self' 'unsafe-inline'",
-        f"img-src 'self' data: blob:{tile_origin}",
-        "font-src 'self' data:",
-        f"connect-src 'self'{tile_origin}",
-        "worker-src 'self' blob:",
-        "child-src 'self' blob:",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])
-
-
-def _dash_script_hashes() -> list[str]:
-    import dash
-
-    try:
-        return list(dash.get_app().csp_hashes())
-    except Exception:  # noqa: BLE001 - no Dash app (a bare Flask test): no inline script to allow
-        return []
-
-
-def security_headers(response: flask.Response) -> flask.Response:
-    app = flask.current_app
-    csp = app.config.get("ECD_CSP")
-    if csp is None:
-        csp = app.config["ECD_CSP"] = content_security_policy(_dash_script_hashes(), app.config.get("ECD_MAP_TILES"))
-    h = response.headers
-    h.setdefault("Content-Security-Policy", csp)
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "same-origin")
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    h.setdefault("Permissions-Policy", "camera=(), microphone=(), payment=(), usb=()")
-    if secure_cookies():
-        h.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if not flask.request.path.startswith(STATIC_PATHS) and "Cache-Control" not in h:
-        h["Cache-Control"] = "no-store"
-    return response
-
-
 # ---- the pages -----------------------------------------------------------------------------------------
 def login_page(lang: str, error: str = "", next_url: str = "", username: str = "") -> str:
     other = "zh" if lang == "en" else "en"
@@ -317,7 +103,7 @@ def login_page(lang: str, error: str = "", next_url: str = "", username: str = "
              "username": t("login.username", lang), "password": t("login.password", lang),
              "code": t("login.code", lang), "code_hint": t("login.code_hint", lang),
              "submit": t("login.submit", lang), "language": t("shell.language", lang)}
-    return _TEMPLATES.get_template("login.html").render(
+    return TEMPLATES.get_template("login.html").render(
         html_lang="zh-CN" if lang == "zh" else "en", words=words, error=error, next_url=next_url,
         username=username[:64], action="/login?" + urlencode(query), other_href="/login?" + urlencode(other_query))
 
@@ -531,7 +317,7 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         return flask.redirect("/login?" + urlencode({"next": target}))
 
     server.after_request(security_headers)
-    _register_admin(server, users_path, users, tokens)
+    register_admin(server, users_path, users, tokens)
 
 
 def _same_origin(req: flask.Request) -> bool:
@@ -545,73 +331,3 @@ def _same_origin(req: flask.Request) -> bool:
     return origin != "null" and urlsplit(origin).netloc == req.host
 
 
-# ---- the admin page ------------------------------------------------------------------------------------
-i18n.add({
-    "admin.title": {"en": "Administration", "zh": "系统管理"},
-    "admin.users": {"en": "Users", "zh": "用户"},
-    "admin.tokens": {"en": "API tokens", "zh": "API 令牌"},
-    "admin.done": {"en": "Done.", "zh": "已完成。"},
-    "admin.help": {"en": "Add or change users and make tokens with the command line: python -m command users|tokens ...",
-                   "zh": "添加或修改用户、创建令牌请使用命令行：python -m command users|tokens ..."},
-})
-
-
-def _register_admin(server: flask.Flask, users_path: Path, users: UsersFile, tokens: TokensFile) -> None:
-    """`/admin` (role admin): users with their second factor, throttle and sessions; API tokens.
-    It can unlock a throttled name, end a user's sessions and revoke a token (each audited); users
-    and tokens are made on the command line, where their secrets are shown once."""
-    from command.trust import throttle as throttle_mod
-    from command.trust.tokens import list_tokens, revoke_token
-
-    def admin_user() -> dict[str, str]:
-        user = flask.session.get("user")
-        if not user or user.get("role") != "admin":
-            flask.abort(403)
-        return user
-
-    def check_csrf() -> None:
-        sent = flask.request.form.get("csrf", "")
-        if not sent or not hmac.compare_digest(sent, str(flask.session.get("csrf", ""))):
-            flask.abort(403)
-
-    @server.route("/admin")
-    @route_policy(allow="admin")
-    def _admin():
-        admin_user()
-        lang = pick_lang(flask.request)
-        r = rds()
-        thr = Throttle(r)
-        store = SessionStore(r, idle_ms_from_env())
-        rows = []
-        for u in sorted(users.users().values(), key=lambda u: u.username):
-            st = next(iter(thr.state(u.username).values()))
-            rows.append({"username": u.username, "name": u.name, "role": u.role, "department": u.department,
-                         "totp": u.has_totp, "needs_totp": u.needs_totp, "demo": u.demo,
-                         "recovery": len(u.recovery_codes), "failures": st["failures"], "wait_s": st["wait_s"],
-                         "sessions": store.count(u.username)})
-        words = {"app_title": t("app.title", lang), "title": t("admin.title", lang), "users": t("admin.users", lang),
-                 "tokens": t("admin.tokens", lang), "help": t("admin.help", lang), "sign_out": t("shell.sign_out", lang),
-                 "done": t("admin.done", lang)}
-        return _TEMPLATES.get_template("admin.html").render(
-            words=words, users=rows, tokens=list_tokens(tokens.path), csrf=flask.session.get("csrf", ""),
-            done=flask.request.args.get("done") == "1", html_lang="zh-CN" if lang == "zh" else "en")
-
-    @server.route("/admin/<action>", methods=["POST"])
-    @route_policy(allow="admin", note="and the session's CSRF token")
-    def _admin_action(action: str):
-        me = admin_user()
-        check_csrf()
-        target = flask.request.form.get("name", "")[:64]
-        r = rds()
-        if action == "unlock" and target:
-            throttle_mod.unlock(r, name=target)
-            events.record(r, me["username"], "throttle_unlocked", name=target, via="web")
-        elif action == "end-sessions" and target:
-            n = SessionStore(r, idle_ms_from_env()).end_user(target)
-            events.record(r, me["username"], "sessions_ended", username=target, sessions=n, via="web")
-        elif action == "revoke-token" and target:
-            if revoke_token(tokens.path, target):
-                events.record(r, me["username"], "token_revoked", name=target, via="web")
-        else:
-            flask.abort(400)
-        return flask.redirect("/admin?done=1")
