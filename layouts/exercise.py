@@ -46,6 +46,11 @@ i18n.add({
     "ex.injected": {"en": "Injected: {what}.", "zh": "已注入：{what}。"},
     "ex.bad_position": {"en": "Give a latitude and a longitude.", "zh": "请填写经纬度。"},
     "ex.progress": {"en": "{pct}% · scenario time {clock}", "zh": "{pct}% · 演练时间 {clock}"},
+    "ex.started_by": {"en": "Started {when} by {who}", "zh": "{when} 由 {who} 启动"},
+    "ex.confirm_stop": {"en": "Stop drill {name} ({ns})? It cannot be resumed.",
+                        "zh": "结束演练 {name}（{ns}）？结束后无法继续。"},
+    "ex.lat": {"en": "Latitude", "zh": "纬度"},
+    "ex.lon": {"en": "Longitude", "zh": "经度"},
 })
 
 SPEEDS = ["1", "10", "60", "300", "600", "3600", "max"]
@@ -67,7 +72,10 @@ def drills_view(r, lang: str) -> list:
         st = drills.drill_state(r, ns)
         status = st.get("status") or d.get("status", "")
         pct = 100 * int(st.get("published", 0)) / max(int(st.get("total", 1) or 1), 1)
-        clock = fmt_time(int(st["clock"]), st.get("timezone") or None, with_date=True) if st.get("clock") else "—"
+        tz = st.get("timezone") or None
+        clock = fmt_time(int(st["clock"]), tz, with_date=True) if st.get("clock") else "—"
+        created = d.get("created")
+        when = (fmt_time(int(created), tz, with_date=True) + f" {tz or 'UTC'}") if isinstance(created, int) else "—"
         active = status in ("running", "paused")
         buttons = []
         if active:
@@ -90,6 +98,8 @@ def drills_view(r, lang: str) -> list:
             html.Div([html.B(d.get("scenario", "")), html.Span(f" · {ns} · {status}", className="muted")]),
             html.Div(t("ex.progress", lang, pct=f"{pct:.0f}", clock=clock), className="small",
                      id={"type": "ex-progress", "ns": ns}),
+            html.Div(t("ex.started_by", lang, when=when, who=str(d.get("by") or "—")), className="small muted",
+                     id={"type": "ex-started-by", "ns": ns}),
             html.Div(d.get("error", ""), className="field-error"),
             html.Div(buttons, className="controls"),
         ], className="drill-row"))
@@ -103,6 +113,9 @@ def layout(lang: str, ns: str) -> html.Div:
     resources = views.resources(r, keys) if drills.is_drill(r, keys.ns) else []
     return html.Div([
         dcc.Interval(id="ex-tick", interval=1000),
+        # stopping is final: the Stop button asks first (outside the list, which is drawn every second)
+        dcc.ConfirmDialog(id="ex-stop-confirm"),
+        dcc.Store(id="ex-stop-ns"),
         html.H4(t("ex.title", lang)),
         html.Div([
             html.H5(t("ex.start_title", lang)),
@@ -120,17 +133,22 @@ def layout(lang: str, ns: str) -> html.Div:
         html.Div([
             html.H5(t("ex.inject_title", lang)),
             html.Div(t("ex.not_drill", lang), className="muted") if not resources else html.Div([
-                html.Label(t("ex.levee", lang)),
-                html.Div([dcc.Input(id="ex-lat", type="number", placeholder="lat", className="w-100"),
-                          dcc.Input(id="ex-lon", type="number", placeholder="lon", className="w-100")],
-                         className="form-row2"),
-                dbc.Button(t("ex.inject_levee", lang), id="ex-inject-levee", color="warning", size="sm",
-                           className="mt-1", n_clicks=0),
-                html.Label(t("ex.breakdown", lang), className="mt-2"),
-                dcc.Dropdown(id="ex-resource", options=[{"label": f"{x.name} ({x.id})", "value": x.id}
-                                                        for x in resources if x.status.value != "out_of_service"]),
-                dbc.Button(t("ex.inject_breakdown", lang), id="ex-inject-breakdown", color="warning", size="sm",
-                           className="mt-1", n_clicks=0),
+                # each event on a row of its own: its label above, its fields, then its button beside them
+                html.Div([
+                    html.Label(t("ex.levee", lang), className="inject-label"),
+                    html.Div([dcc.Input(id="ex-lat", type="number", placeholder=t("ex.lat", lang)),
+                              dcc.Input(id="ex-lon", type="number", placeholder=t("ex.lon", lang)),
+                              dbc.Button(t("ex.inject_levee", lang), id="ex-inject-levee", color="warning", size="sm",
+                                         n_clicks=0)], className="inject-fields"),
+                ], className="inject-row", id="ex-inject-levee-row"),
+                html.Div([
+                    html.Label(t("ex.breakdown", lang), className="inject-label"),
+                    html.Div([dcc.Dropdown(id="ex-resource", className="inject-grow",
+                                           options=[{"label": f"{x.name} ({x.id})", "value": x.id}
+                                                    for x in resources if x.status.value != "out_of_service"]),
+                              dbc.Button(t("ex.inject_breakdown", lang), id="ex-inject-breakdown", color="warning",
+                                         size="sm", n_clicks=0)], className="inject-fields"),
+                ], className="inject-row", id="ex-inject-breakdown-row"),
                 html.Div(id="ex-inject-msg", role="status"),
             ]),
         ], className="panel"),
@@ -156,24 +174,42 @@ def _start(n, scenario, speed, lang):
     return dbc.Alert(t("ex.started", lang_of(lang), ns=ns), color="success", dismissable=True, id="ex-started"), no_update
 
 
-@secured_callback(Output("ex-tick", "n_intervals"),
-                  Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL}, "n_clicks"), prevent_initial_call=True,
-                  allow=EXERCISE_ROLES)
-def _control(_clicks):
+@secured_callback(Output("ex-tick", "n_intervals"), Output("ex-stop-confirm", "displayed"),
+                  Output("ex-stop-confirm", "message"), Output("ex-stop-ns", "data"),
+                  Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL}, "n_clicks"), State("lang", "data"),
+                  prevent_initial_call=True, allow=EXERCISE_ROLES)
+def _control(_clicks, lang):
+    nothing = (no_update,) * 4
     trig = ctx.triggered_id
     if not isinstance(trig, dict) or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0, False):
-        return no_update  # the list was drawn again, nobody clicked
+        return nothing  # the list was drawn again, nobody clicked
     cmd, ns, speed = one_of(trig.get("cmd"), CONTROLS), text(trig.get("ns"), 100), one_of(trig.get("speed"), ["", *SPEEDS])
     if cmd is NOT or ns is NOT or speed is NOT or (cmd == "speed") != bool(speed):
-        return no_update  # not a button this page draws
-    if ns not in {d["namespace"] for d in drills.list_drills(rds())}:
-        return no_update  # not a drill: nothing to send
+        return nothing  # not a button this page draws
+    drill = next((d for d in drills.list_drills(rds()) if d["namespace"] == ns), None)
+    if drill is None:
+        return nothing  # not a drill: nothing to send
+    if cmd == "stop":  # final: ask first (`_stop_confirmed` sends it)
+        message = t("ex.confirm_stop", lang_of(lang), name=drill.get("scenario", ""), ns=ns)
+        return no_update, True, message, ns
     by = access.user()["username"]
     if cmd == "speed":
         drills.send(rds(), "speed", ns=ns, speed=speed, by=by)
     else:
         drills.send(rds(), cmd, ns=ns, by=by)
-    return no_update
+    return nothing
+
+
+@secured_callback(Output("ex-stop-ns", "data", allow_duplicate=True), Input("ex-stop-confirm", "submit_n_clicks"),
+                  State("ex-stop-ns", "data"), prevent_initial_call=True, allow=EXERCISE_ROLES)
+def _stop_confirmed(n, ns):
+    ns = text(ns, 100)
+    if not n or ns is NOT or not ns:
+        return no_update
+    if ns not in {d["namespace"] for d in drills.list_drills(rds())}:
+        return None  # not a drill: nothing to send
+    drills.send(rds(), "stop", ns=ns, by=access.user()["username"])
+    return None
 
 
 @secured_callback(Output("shell-ns", "value", allow_duplicate=True), Input({"type": "ex-view", "ns": ALL}, "n_clicks"),

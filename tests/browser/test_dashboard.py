@@ -184,8 +184,25 @@ def test_language_switch_and_exercise_controls(app_server, browser):
     assert drills.drill_state(client, ns)["clock"] == clock  # paused means paused
     press("Resume")
     wait_until(lambda: drills.drill_state(client, ns).get("clock") != clock)
+    # the list says when and by whom each drill was started
+    wait(browser).until(EC.text_to_be_present_in_element((By.XPATH, row), "by planner"))
+    assert "Started " in browser.find_element(By.XPATH, row).text
+    # stopping asks first: dismissed, the drill runs on; confirmed, it stops
     press("Stop")
+    confirm = wait(browser).until(EC.alert_is_present())
+    assert "Stop drill" in confirm.text and ns in confirm.text
+    confirm.dismiss()
+    time.sleep(1.0)
+    assert drills.drill_state(client, ns).get("status") == "running"
+    press("Stop")
+    wait(browser).until(EC.alert_is_present()).accept()
     wait_until(lambda: drills.drill_state(client, ns).get("status") == "stopped")
+    # the inject controls stand on rows of their own: no button over the next field's label
+    click(browser, browser.find_element(By.XPATH, f"{row}//button[normalize-space()='Show']"))
+    button = wait(browser).until(EC.presence_of_element_located((By.ID, "ex-inject-levee")))
+    label = browser.find_element(By.CSS_SELECTOR, "#ex-inject-breakdown-row label")
+    b, lab = button.rect, label.rect
+    assert b["y"] + b["height"] <= lab["y"], (b, lab)
     # the planner's page says it in Chinese after one click
     click(browser, browser.find_element(By.ID, "shell-lang"))
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "演练"))
