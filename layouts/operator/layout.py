@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from command.i18n import t
+from command.publish import views
 
 from . import words  # noqa: F401 - the page's words
 
@@ -21,7 +22,7 @@ def layout(lang: str, ns: str) -> html.Div:
         html.Div([
             dcc.Graph(id="map-graph", className="map-graph", config={"displaylogo": False, "scrollZoom": True},
                       figure={"data": [], "layout": {"map": {"style": "white-bg"}}}),
-            html.Div(t("map.legend", lang), className="legend muted small"),
+            legend(lang),
             html.Div(t("map.click_station", lang), id="map-station-panel", className="station-panel muted"),
         ], className="map-main"),
         html.Div([
@@ -48,3 +49,36 @@ def layout(lang: str, ns: str) -> html.Div:
             ]),
         ], id="map-modal", is_open=False),
     ], className="map-page")
+
+
+def _key(color: str, label: str, shape: str = "dot", edge: str | None = None) -> html.Span:
+    style = {"background": color}
+    if edge:
+        style["border"] = f"2px solid {edge}"
+    return html.Span([html.Span(className=f"legend-swatch legend-{shape}", style=style), label],
+                     className="legend-item")
+
+
+def legend(lang: str) -> html.Details:
+    """What every colour and symbol on the map means, in the page's language; drawn from the colours the
+    map uses (command/publish/views.py), collapsible under the map."""
+    levels = [_key(views.LEVEL_COLORS[lv], t(f"level.{lv}", lang)) for lv in ("yellow", "orange", "red")]
+    rows = [
+        (t("legend.stations", lang), [_key(views.NORMAL_COLOR, t("legend.normal", lang)), *levels,
+                                      _key(views.NO_DATA_COLOR, t("legend.no_data", lang)),
+                                      html.Span(t("legend.bigger", lang), className="legend-item muted")]),
+        (t("legend.zones", lang), [*(_key(views.RISK_COLORS[k], t(f"legend.risk_{k}", lang), "area")
+                                     for k in ("high", "medium", "low")),
+                                   _key("rgba(120,120,120,0.08)", t("legend.risk_none", lang), "area"),
+                                   _key("transparent", t("legend.no_alert", lang), "area", "#5c6b7a"),
+                                   *(_key("transparent", t(f"level.{lv}", lang), "area", views.LEVEL_COLORS[lv])
+                                     for lv in ("yellow", "orange", "red"))]),
+        (t("legend.incidents", lang), [_key("#b71c1c", t("legend.incident_open", lang)),
+                                       _key("#bdbdbd", t("legend.incident_closed", lang))]),
+        (t("legend.resources", lang), [_key(c, t(f"resource.{s}", lang)) for s, c in views.RESOURCE_COLORS.items()]),
+        (t("legend.rivers", lang), [_key("#4a90d9", "", "line")]),
+    ]
+    return html.Details([
+        html.Summary(t("map.legend", lang)),
+        *(html.Div([html.B(title, className="legend-title"), *items], className="legend-row") for title, items in rows),
+    ], id="map-legend", className="legend small", open=True)

@@ -359,3 +359,23 @@ def test_the_sign_in_page_language_carries_into_the_dashboard(app_server, browse
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "Operations map"))
     assert "退出" not in browser.find_element(By.ID, "shell-logout").text
     assert severe_console_errors(browser) == []
+
+
+def test_the_map_legend_explains_levels_and_resource_statuses(app_server, browser):
+    """The operator map's legend names each level, zone risk, incident state and resource status, in the
+    page's language, and folds away."""
+    base, _, _ = app_server
+    sign_in(browser, base, "operator")
+    wait(browser).until(EC.presence_of_element_located((By.ID, "map-legend")))
+    text = browser.find_element(By.ID, "map-legend").text
+    for word in ("normal", "yellow", "orange", "red", "no data", "high risk", "available", "dispatched",
+                 "on scene", "out of service", "Incidents", "Rivers"):
+        assert word in text, word
+    click(browser, browser.find_element(By.ID, "shell-lang"))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "map-legend"), "图例"))
+    text = browser.find_element(By.ID, "map-legend").text
+    for word in ("正常", "黄色", "橙色", "红色", "无数据", "高风险", "可用", "已调派", "在现场", "停用", "事件"):
+        assert word in text, word
+    click(browser, browser.find_element(By.CSS_SELECTOR, "#map-legend summary"))
+    wait(browser).until(lambda d: not d.find_element(By.XPATH, "//*[@id='map-legend']//div[contains(@class,'legend-row')]").is_displayed())
+    assert severe_console_errors(browser) == []
