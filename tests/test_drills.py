@@ -63,3 +63,43 @@ def test_a_restarted_runner_does_not_replay_old_commands(r):
     second = drills.DrillRunner(r)
     second.step(block_ms=1)
     assert ns not in second.active  # the start command was handled once, by the first runner
+
+
+def _writes_to(r, keys_of_interest: set[str], runner, seconds: float) -> list[str]:
+    """The commands that touched `keys_of_interest` while `runner` stepped for `seconds` (via MONITOR)."""
+    import time
+
+    seen = []
+    with r.monitor() as m:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            runner.step()
+        r.set("monitor-end-marker", 1)
+        for cmd in m.listen():
+            words = [w.strip('"') for w in cmd["command"].split()]
+            if words[:2] == ["SET", "monitor-end-marker"]:
+                break
+            if len(words) > 1 and words[1] in keys_of_interest:
+                seen.append(" ".join(words[:2]))
+    r.delete("monitor-end-marker")
+    return seen
+
+
+def test_drill_state_is_written_only_when_it_changed(r):
+    runner = drills.DrillRunner(r)
+    ns = drills.start_drill(r, SCENARIOS / "rule_zone_incident", "60", by="planner")
+    keys = Keys(ns)
+    run_until(runner, lambda: drills.drill_state(r, ns).get("status") == "running")
+    drills.send(r, "pause", ns=ns, by="planner")
+    run_until(runner, lambda: drills.drill_state(r, ns).get("paused") == "1")
+    # paused for 2 s (about 20 steps): neither its replay state nor its clock is written again
+    assert _writes_to(r, {keys.replay_control, keys.clock}, runner, 2.0) == []
+    assert drills.drill_state(r, ns)["status"] == "paused"
+    # running (fast), the clock and the replay state still move on
+    clock, published = int(r.get(keys.clock)), int(drills.drill_state(r, ns)["published"])
+    drills.send(r, "speed", ns=ns, speed="36000", by="planner")
+    drills.send(r, "resume", ns=ns, by="planner")
+    run_until(runner, lambda: int(r.get(keys.clock)) > clock)
+    st = drills.drill_state(r, ns)
+    assert int(st["published"]) > published and st["speed"] == "36000" and st["paused"] == "0"
+    assert int(st["clock"]) > clock

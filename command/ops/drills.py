@@ -113,6 +113,7 @@ class _Drill:
     engine: Engine
     by: str
     locator: ZoneLocator
+    written: dict[str, str] | None = None  # the control state last written (None: write it at once)
 
 
 class DrillRunner:
@@ -136,7 +137,11 @@ class DrillRunner:
                  "status": "finished" if feed.done else ("paused" if d.clock.paused else "running"),
                  "timezone": feed.sc.timezone or ""}
         state.update(extra)
-        self.r.hset(d.keys.replay_control, mapping={k: str(v) for k, v in state.items()})
+        mapping = {k: str(v) for k, v in state.items()}
+        if mapping == d.written:
+            return  # unchanged (a paused drill, or one waiting for its next entry): no write at all
+        self.r.hset(d.keys.replay_control, mapping=mapping)
+        d.written = mapping  # only once written: after a failed write the next step writes it again
 
     # commands
     def _start(self, ns: str, scenario: str, speed: str, by: str) -> None:
