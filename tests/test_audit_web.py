@@ -154,7 +154,11 @@ def test_drill_controls_are_audited_under_the_signed_in_user(app, client, r):  #
     def press(cmd, speed=""):
         trig = {"type": "ex-ctl", "ns": ns, "cmd": cmd, "speed": speed}
         with signed_in(app, client, "planner"):
-            triggered(json.dumps(trig, sort_keys=True, separators=(",", ":")) + ".n_clicks")(exercise._control, [1])
+            shown = triggered(json.dumps(trig, sort_keys=True, separators=(",", ":")) + ".n_clicks")(
+                exercise._control, [1], "en")
+            if cmd == "stop":  # Stop asks first: the confirmation sends it
+                assert shown[1] is True and shown[3] == ns
+                exercise._stop_confirmed(1, ns)
         for _ in range(20):
             runner.step(block_ms=1)
 
