@@ -114,6 +114,11 @@ def _too_many(retry_after: int, body: Any, status: int = 429) -> flask.Response:
     return resp
 
 
+def _api_throttled(exc: Throttled) -> flask.Response:
+    """429 for a caller of /api/ (HTTP Basic or a token) while the throttle makes it wait."""
+    return _too_many(exc.retry_after, flask.jsonify({"error": "too many failed sign-ins", "retry_after": exc.retry_after}))
+
+
 def _api_refusal(status: int, message: str, **headers: str) -> flask.Response:
     resp = flask.make_response(flask.jsonify({"error": message}), status)
     resp.headers.update(headers)
@@ -243,8 +248,7 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         try:
             attempt = throttle.attempt(None, flask.request.remote_addr)
         except Throttled as exc:
-            return _too_many(exc.retry_after, flask.jsonify({"error": "too many failed sign-ins",
-                                                             "retry_after": exc.retry_after}))
+            return _api_throttled(exc)
         token = tokens.find(secret)
         if token is None:
             events.record(r, "-", "signin_failed", via="token", reason="token", address=client_address())
@@ -279,8 +283,7 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         try:
             attempt = throttle.attempt(name, flask.request.remote_addr)
         except Throttled as exc:
-            return _too_many(exc.retry_after, flask.jsonify({"error": "too many failed sign-ins",
-                                                             "retry_after": exc.retry_after}))
+            return _api_throttled(exc)
         user = authenticate(users.users(), name, password)
         if user is not None and (user.has_totp or user.needs_totp):
             reason = "second_factor"
