@@ -37,7 +37,7 @@ import redis
 
 from command.config import DEFAULT_ENGINE_BATCH
 from command.engine.plan_inputs import engine_recommendations
-from command.errors import CommandError, NotFound, unavailable_from
+from command.errors import NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
@@ -405,8 +405,8 @@ class Engine:
                     failures = 0
                 except Exception as exc:  # noqa: BLE001 - the edge: translated, then retried or re-raised
                     # Redis down, or refusing writes for now (memory full: command/runtime/redis_client.py)
-                    err = exc if isinstance(exc, CommandError) else (unavailable_from(exc) or as_unavailable(exc))
-                    if err is None or not err.retryable:
+                    err = as_unavailable(exc)  # a retryable CommandError as it is, Redis trouble as Unavailable
+                    if err is None:
                         raise
                     failures += 1
                     self.retries += 1
