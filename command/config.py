@@ -67,10 +67,29 @@ class Settings(BaseSettings):
     classification_file: Path = SAMPLE_DATA / "classification.yaml"
     # Open data (/public/): requests each client address may make per minute before 429.
     public_rate_per_minute: int = Field(default=60, ge=1)
+    # Scenario folders uploaded as a zip on /exercise (command/scenarios/upload.py): the archive's size
+    # (an upload travels base64-encoded in one request of at most 1 MiB: layouts/web_basics.py), its
+    # files, their unpacked total, and the largest compression ratio of one file (more: a zip bomb).
+    upload_max_bytes: int = Field(default=700_000, ge=1_000)
+    upload_max_files: int = Field(default=40, ge=1)
+    upload_max_unpacked_bytes: int = Field(default=60_000_000, ge=1_000)
+    upload_max_ratio: float = Field(default=100.0, gt=1)
+    # A backtest started on /exercise keeps its result (data_dir/backtests/<id>) this many hours.
+    backtest_keep_hours: float = Field(default=72.0, gt=0)
 
     @property
     def redis_dir(self) -> Path:
         return self.data_dir / "redis"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Scenario folders uploaded or saved on /exercise, one folder each."""
+        return self.data_dir / "scenarios"
+
+    @property
+    def backtests_dir(self) -> Path:
+        """Backtests started on /exercise: each one's rules, report and charts."""
+        return self.data_dir / "backtests"
 
     @property
     def audit_anchors_file(self) -> Path:
