@@ -110,7 +110,8 @@ def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
         eng = Engine(r, Keys(args.namespace or settings.namespace), consumer=args.consumer,
                      batch=args.batch or settings.engine_batch, block_ms=settings.engine_block_ms,
                      lease_ms=settings.lease_ms, max_shards=args.max_shards,
-                     live_tick_s=settings.tick_seconds if args.live_ticks else None)
+                     live_tick_s=settings.tick_seconds if args.live_ticks else None,
+                     trim_every_s=settings.trim_seconds)
         eng.run(stop, exit_when_idle=args.exit_when_idle, on_start=started)
         print(f"engine {eng.consumer} stopped after {eng.processed} entries", flush=True)
     return 0

@@ -14,6 +14,9 @@ DEFAULT_SCENARIO = SAMPLE_DATA / "scenarios" / "jiangcheng_flood"
 # larger batch writes less; under live load a read returns what is waiting, so small batches stay
 # small. 5,000 measured best (bench/engine.py; docs/performance.md).
 DEFAULT_ENGINE_BATCH = 5000
+# How often an engine trims its input streams below what every consumer group acknowledged
+# (command/streams.py trim_acknowledged; docs/operations.md, Retention).
+DEFAULT_TRIM_SECONDS = 10.0
 
 
 class Settings(BaseSettings):
@@ -34,6 +37,8 @@ class Settings(BaseSettings):
     lease_ms: int = Field(default=10_000, ge=500)
     # Live clock: how often the engine emits a clock tick so staleness is evaluated with no readings.
     tick_seconds: float = Field(default=30.0, gt=0)
+    # Input streams: trimmed this often (seconds) below what every consumer group acknowledged.
+    trim_seconds: float = Field(default=DEFAULT_TRIM_SECONDS, gt=0)
     # Redis clients (command/runtime/redis_client.py builds every one): a command that gets no answer
     # within `redis_timeout` s fails; a command that never reached Redis (refused, still loading) is
     # tried again up to `redis_retries` times, waiting 0.2 s doubling to `redis_retry_cap` s in between;

@@ -118,6 +118,11 @@ class Keys:
     def shard_lease(self, shard: int) -> str:
         return f"{PREFIX}:{{{self.ns}:s{shard}}}:lease"
 
+    def shard_added(self, shard: int) -> str:
+        """String counter: input entries ever added to the shard's stream (the stream is trimmed once
+        every consumer group acknowledged, command/streams.py), so counts survive the trimming."""
+        return f"{PREFIX}:{{{self.ns}:s{shard}}}:added"
+
     # --- namespace metadata -----------------------------------------------------------------------
     @property
     def meta(self) -> str:

@@ -73,10 +73,10 @@ def shard_count(r: redis.Redis, keys: Keys, default: int = 1) -> int:
     return int(r.hget(keys.meta, "shards"))
 
 
-def ensure_group(r: redis.Redis, stream: str) -> None:
-    """The engine consumer group, reading from the stream's very start (idempotent)."""
+def ensure_group(r: redis.Redis, stream: str, group: str = ENGINE_GROUP) -> None:
+    """A consumer group (the engine's by default), reading from the stream's very start (idempotent)."""
     try:
-        r.xgroup_create(stream, ENGINE_GROUP, id="0", mkstream=True)
+        r.xgroup_create(stream, group, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -100,6 +100,7 @@ class StreamWriter:
         # feed's high-water mark) lands together with the entries, or not at all
         self._pipe = r.pipeline(transaction=transaction)
         self.pending = 0
+        self._added: dict[int, int] = {}
         self._latest: dict[str, dict[str, tuple[int, float]]] = {}
 
     def reading(self, station_id: str, kind: str, t: int, value: float) -> None:
@@ -135,6 +136,7 @@ class StreamWriter:
     def _add(self, shard: int, fields: dict[str, Any]) -> None:
         kw = {"maxlen": self.maxlen, "approximate": True} if self.maxlen else {}
         self._pipe.xadd(self.keys.shard_stream(shard), fields, **kw)
+        self._added[shard] = self._added.get(shard, 0) + 1
         self.pending += 1
 
     def flush(self) -> int:
@@ -142,6 +144,10 @@ class StreamWriter:
         if self._latest:
             self._flush_latest()
         if n:
+            # the count of entries ever added, in the same round trip: the stream itself is trimmed
+            for shard, added in self._added.items():
+                self._pipe.incrby(self.keys.shard_added(shard), added)
+            self._added = {}
             self._pipe.execute()
             self.pending = 0
         return n
@@ -174,3 +180,56 @@ def read_stream(r: redis.Redis, stream: str) -> list[tuple[str, dict[bytes, byte
         last = chunk[-1][0].decode()
         ms, seq = last.split("-")
         start = f"{ms}-{int(seq) + 1}"
+
+
+# ---- input counts and trimming ----------------------------------------------------------------------
+# An input stream is trimmed below what every consumer group has acknowledged, so its length stays
+# bounded while nothing unread or unacknowledged is dropped. Readers that need the history keep it
+# elsewhere: `input_count` (how many entries were ever added, for "lost or doubled" checks), and a
+# reader that wants the entries themselves (`record`) holds a consumer group of its own on the stream,
+# which keeps everything it has not acknowledged.
+
+def input_count(r: redis.Redis, keys: Keys, shards: int | None = None) -> int:
+    """Input entries ever added to the namespace's shard streams (the streams themselves are trimmed)."""
+    n = shards if shards is not None else int(r.hget(keys.meta, "shards") or 1)
+    vals = r.mget([keys.shard_added(s) for s in range(n)])
+    return sum(int(v) for v in vals if v is not None)
+
+
+# KEYS[1]: a stream. Trims (exactly) every entry below the smallest id some consumer group still needs:
+# for each group its oldest pending entry (delivered, not acknowledged), or else the id just above its
+# last-delivered id. A stream with no group is left alone (nobody said what was read). Atomic, so a
+# group created or a delivery made meanwhile cannot slip under the floor. Returns entries removed.
+_TRIM_ACKED = """
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local best_ms, best_seq = nil, nil
+for _, g in ipairs(groups) do
+  local name, last, pending
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1]
+    elseif g[i] == 'last-delivered-id' then last = g[i + 1]
+    elseif g[i] == 'pending' then pending = tonumber(g[i + 1]) end
+  end
+  local ms, seq
+  if pending > 0 then
+    local first = redis.call('XPENDING', KEYS[1], name)[2]
+    local d = string.find(first, '-', 1, true)
+    ms, seq = tonumber(string.sub(first, 1, d - 1)), tonumber(string.sub(first, d + 1))
+  else
+    local d = string.find(last, '-', 1, true)
+    ms, seq = tonumber(string.sub(last, 1, d - 1)), tonumber(string.sub(last, d + 1)) + 1
+  end
+  if best_ms == nil or ms < best_ms or (ms == best_ms and seq < best_seq) then
+    best_ms, best_seq = ms, seq
+  end
+end
+if best_ms == 0 and best_seq <= 1 then return 0 end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', best_ms, best_seq))
+"""
+
+
+def trim_acknowledged(r: redis.Redis, stream: str) -> int:
+    """Remove the stream's entries that every consumer group has read and acknowledged (XTRIM MINID
+    at the oldest entry some group still needs). Returns how many were removed."""
+    return int(r.register_script(_TRIM_ACKED)(keys=[stream]))

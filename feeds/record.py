@@ -36,11 +36,13 @@ from command.models import Station, Zone
 from command.scenarios.load import READINGS_HEADER
 from command.scenarios.namespaces import delete_namespace
 from command.scenarios.reference import RESOURCES_HEADER
-from command.streams import read_stream, shard_count
+from command.streams import ensure_group, read_stream, shard_count
 from command.timeutil import now_ms, to_iso
 
 from .runner import FeedRunner, prepare_namespace
 from .source import Source
+
+RECORD_GROUP = "record"
 
 
 @dataclass
@@ -62,6 +64,10 @@ def record(r: redis.Redis, sources: list[Source], *, hours: float, out: Path, ru
     keys = Keys(namespace or f"record-{uuid.uuid4().hex[:8]}")
     prepare_namespace(r, keys, rules=rules, zones=zones, mode="record")
     runner = FeedRunner(r, keys, sources, transport=transport, clock=clock, sleep=sleep)
+    for shard in range(shard_count(r, keys)):
+        # a consumer group of our own that never acknowledges: an engine trimming the input streams
+        # (command/streams.py trim_acknowledged) then keeps every entry the recording still reads
+        ensure_group(r, keys.shard_stream(shard), group=RECORD_GROUP)
     stop = stop or threading.Event()
     timer = threading.Timer(hours * 3600, stop.set)
     timer.daemon = True

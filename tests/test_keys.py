@@ -29,6 +29,7 @@ from command.keys import (
 # Keys(ns) members: name -> (arguments, format with {ns}); properties take no arguments.
 NAMESPACED = {
     "shard_stream": ((3,), "ecd:{{{ns}:s3}}:readings"),
+    "shard_added": ((3,), "ecd:{{{ns}:s3}}:added"),
     "shard_state": ((3,), "ecd:{{{ns}:s3}}:state"),
     "shard_lease": ((3,), "ecd:{{{ns}:s3}}:lease"),
     "meta": ((), "ecd:{ns}:meta"),

@@ -42,7 +42,7 @@ from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
 from command.runtime.redis_client import as_unavailable
-from command.streams import ensure_group, shard_count, tick_entry
+from command.streams import ensure_group, shard_count, tick_entry, trim_acknowledged
 from command.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,14 @@ class Engine:
     def __init__(self, r: redis.Redis, keys: Keys, *, consumer: str | None = None, batch: int = DEFAULT_ENGINE_BATCH,
                  block_ms: int = 200, lease_ms: int = 10_000, max_shards: int | None = None,
                  live_tick_s: float | None = None, clock: Callable[[], int] = now_ms,
-                 backoff: tuple[float, float] = (BACKOFF_FIRST_S, BACKOFF_MAX_S)) -> None:
+                 backoff: tuple[float, float] = (BACKOFF_FIRST_S, BACKOFF_MAX_S),
+                 trim_every_s: float | None = None) -> None:
         self.r, self.keys = r, keys
+        # every this many seconds, trim the owned input streams below what every group acknowledged
+        # (None: never; a headless replay keeps its input for whoever reads it afterwards)
+        self.trim_every_s = trim_every_s
+        self._last_trim = time.monotonic()
+        self.trimmed = 0
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.batch, self.block_ms, self.lease_ms = batch, block_ms, lease_ms
         self.max_shards = max_shards
@@ -244,7 +250,16 @@ class Engine:
             owned = by_stream.get(stream_name)
             if owned is not None and entries:
                 done += self._handle(owned, entries)
+        if self.trim_every_s is not None and time.monotonic() - self._last_trim >= self.trim_every_s:
+            self.trim_inputs()
         return done
+
+    def trim_inputs(self) -> int:
+        """Trim each owned input stream below what every consumer group acknowledged."""
+        self._last_trim = time.monotonic()
+        n = sum(trim_acknowledged(self.r, sh.stream) for sh in list(self.shards.values()))
+        self.trimmed += n
+        return n
 
     def _reclaim(self, sh: OwnedShard) -> int:
         """Re-process entries a dead consumer left pending, oldest first, before anything new."""

@@ -28,6 +28,7 @@ import orjson
 import redis
 
 from command.clock import namespace_now
+from command.config import DEFAULT_TRIM_SECONDS
 from command.engine.consumer import Engine, backoff_delay
 from command.geo import ZoneLocator
 from command.keys import DRILL_COMMANDS, DRILL_CURSOR, DRILLS, Keys
@@ -154,7 +155,7 @@ class DrillRunner:
             return
         keys = Keys(ns)
         load_namespace(self.r, keys, sc, shards=1, mode="exercise")
-        engine = Engine(self.r, keys, consumer=f"drill-{ns}")
+        engine = Engine(self.r, keys, consumer=f"drill-{ns}", trim_every_s=DEFAULT_TRIM_SECONDS)
         engine.start()
         feed = ReplayFeed(self.r, keys, sc, shards=1, before_inject=engine.drain, record=True,
                           position_key=keys.replay_control)
@@ -307,7 +308,8 @@ class DrillRunner:
         ctl = drill_state(self.r, ns)
         saved = ReplayFeed.saved_position(self.r, keys.replay_control)
         assert saved is not None
-        engine = Engine(self.r, keys, consumer=f"drill-{ns}")  # the same consumer: its shard at once
+        engine = Engine(self.r, keys, consumer=f"drill-{ns}",  # the same consumer: its shard at once
+                        trim_every_s=DEFAULT_TRIM_SECONDS)
         engine.start()
         feed = ReplayFeed(self.r, keys, sc, shards=1, before_inject=engine.drain, record=True,
                           position_key=keys.replay_control)

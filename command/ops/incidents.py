@@ -317,6 +317,7 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
                 pipe.multi()
                 pipe.hset(keys.incidents, inc.id, orjson.dumps(record))
                 pipe.xadd(stream, incident_entry(inc.model_copy(update={"reporter": None})))
+                pipe.incr(keys.shard_added(shard))  # the input count outlives the stream's trimming
                 audit.append(pipe, keys, head.decode() if head else None, who=actor.username, action=source.action,
                              at=now, details={"incident": inc.id, "change": "update" if old else "new",
                                               "category": inc.category, "severity": inc.severity,

@@ -18,7 +18,7 @@ from command.publish.geojson import (
 )
 from command.publish.report import collect_alerts
 from command.scenarios.replay import run_replay
-from command.streams import shard_count
+from command.streams import input_count
 from command.timeutil import parse_time
 
 from ..conftest import SCENARIOS
@@ -91,7 +91,7 @@ def test_intake_submit_is_atomic_idempotent_and_reaches_the_engine(r):
     assert write_incident(r, keys, inc, WATER, INTAKE, now=NOW) is False  # the same post again: nothing written
     stored = r.hget(keys.incidents, inc.id)
     assert b'"zone":"Z-HIGH"' in stored  # the zone is found on intake
-    n_entries = sum(r.xlen(keys.shard_stream(s)) for s in range(shard_count(r, keys)))
+    n_entries = input_count(r, keys)
     eng = Engine(r, keys, consumer="intake")
     eng.start()
     eng.drain()
@@ -100,4 +100,4 @@ def test_intake_submit_is_atomic_idempotent_and_reaches_the_engine(r):
     assert len(alerts) == before + 1 and alerts[-1]["subject"] == "CAD-2026-0142" and alerts[-1]["level"] == "red"
     closed = validate_incident({**GOOD, "status": "closed", "time": "2026-07-01T03:40:00+08:00"}, INTAKE, now=NOW)
     assert write_incident(r, keys, closed, WATER, INTAKE, now=NOW) is True
-    assert sum(r.xlen(keys.shard_stream(s)) for s in range(shard_count(r, keys))) == n_entries + 1
+    assert input_count(r, keys) == n_entries + 1
