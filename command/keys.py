@@ -36,19 +36,26 @@ AUDIT_NAMESPACES = f"{PREFIX}:audit:namespaces"  # set: every namespace ever aud
 ACK_TIMER_NAMESPACES = f"{PREFIX}:timers:namespaces"  # set: namespaces with acknowledgement timers pending
 HEALTH_PROBE = f"{PREFIX}:health"  # string, expires in seconds: /health's write check (command/runtime/health.py)
 OPEN_DATA_RATE = f"{PREFIX}:open-data:rate"  # + `:<client address>:<minute>`, see open_data_rate()
+PREFERENCES = f"{PREFIX}:prefs"  # + `:<user name>`, see preferences()
 
 # Every global key, or the stem of a family of them. A namespace may not be named like the segment
 # after the prefix of any of them: `ecd:<ns>:*` (a namespace's keys, and the pattern that deletes
 # them) could otherwise reach a global key (a namespace `drills` would delete the drill runner's
 # command stream). A new global key added here reserves its name by itself.
 GLOBAL_KEYS = (DRILLS, DRILL_COMMANDS, DRILL_CURSOR, LOGIN_FAILURES, AUDIT_NAMESPACES, ACK_TIMER_NAMESPACES,
-               HEALTH_PROBE, OPEN_DATA_RATE)
+               HEALTH_PROBE, OPEN_DATA_RATE, PREFERENCES)
 RESERVED_NAMESPACES = frozenset(k.split(":")[1] for k in GLOBAL_KEYS)
 
 
 def open_data_rate(address: str, minute: int) -> str:
     """String counter (expires): requests a client address made to /public/ in one minute (layouts/public.py)."""
     return f"{OPEN_DATA_RATE}:{address.lower()[:64]}:{minute}"
+
+
+def preferences(username: str) -> str:
+    """Hash: one user's own page settings (the alert sound, its level, desktop notifications), kept on the
+    server so they follow the user from browser to browser (command/ops/preferences.py)."""
+    return f"{PREFERENCES}:{username}"
 
 
 def login_failures(username: str) -> str:

@@ -35,6 +35,7 @@ def shell() -> html.Div:
         html.Header([
             html.A(id="shell-brand", href="/", className="brand"),
             html.Nav(id="shell-nav", className="nav-links"),
+            html.Div(id="shell-attention", className="attn-slot"),  # the operator page's alert sound, ...
             html.Div(id="shell-clock", className="clock"),
             dcc.Dropdown(id="shell-ns", clearable=False, persistence=True, persistence_type="session",
                          className="ns-select", style={"minWidth": "260px"}),
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     import layouts.department  # noqa: F401 - registers the page's callbacks
     import layouts.exercise  # noqa: F401
     import layouts.feeds  # noqa: F401
+    import layouts.operator.attention  # noqa: F401
     import layouts.operator.callbacks  # noqa: F401
 
     layouts.exercise.register_routes(server)
@@ -132,7 +134,8 @@ def _ns(value):
 
 @secured_callback(Output("page", "children"), Output("shell-nav", "children"), Output("shell-brand", "children"),
                   Output("shell-user", "children"), Output("shell-logout", "children"),
-                  Output("shell-lang", "children"), Input("url", "pathname"), Input("lang", "data"),
+                  Output("shell-lang", "children"), Output("shell-attention", "children"),
+                  Input("url", "pathname"), Input("lang", "data"),
                   Input("ns", "data"), allow=access.ANY_ROLE, note="draws only the pages PAGE_ROLES gives the role")
 def _render(pathname, lang, ns):
     from layouts import audit, department, exercise, feeds
@@ -141,7 +144,7 @@ def _render(pathname, lang, ns):
     lang = lang_of(lang)
     user = current_user()
     if user is None:
-        return html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", ""
+        return html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", "", None
     page = PAGES.get(pathname or "/") if isinstance(pathname, str | None) else None
     links = [dcc.Link(t(f"nav.{'map' if p == 'map' else p}", lang), href=path, className="nav-link",
                       id=f"shell-nav-{p}")
@@ -152,13 +155,19 @@ def _render(pathname, lang, ns):
     who = t("shell.signed_in", lang, name=user["name"], department=dept_names(lang).get(user["department"], user["department"]))
     head = (links, t("app.title", lang), who, t("shell.sign_out", lang), t("shell.language", lang))
     if page is None:
-        return (html.Div(t("shell.not_found", lang), className="muted p-4"), *head)
+        return (html.Div(t("shell.not_found", lang), className="muted p-4"), *head, None)
     if user["role"] not in PAGE_ROLES[page]:
         return (html.Div([t("shell.forbidden", lang), " ", dcc.Link("→", href=ROLE_HOME[user["role"]])],
-                         className="p-4", id="shell-forbidden"), *head)
+                         className="p-4", id="shell-forbidden"), *head, None)
     module = {"map": operator_page, "department": department, "exercise": exercise, "feeds": feeds,
               "audit": audit}[page]
-    return (module.layout(lang, ns), *head)
+    attention = None
+    if page == "map":  # the alert sound and the desktop notifications: the user's own settings
+        from command.ops import preferences
+        from layouts.operator.attention import controls
+
+        attention = controls(lang, preferences.load(rds(), user["username"]))
+    return (module.layout(lang, ns), *head, attention)
 
 
 @secured_callback(Output("shell-banner", "children"), Output("shell-clock", "children"),

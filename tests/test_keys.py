@@ -20,6 +20,7 @@ from command.keys import (
     address_failures,
     login_failures,
     open_data_rate,
+    preferences,
     session,
     shard_of,
     totp_used,
@@ -97,9 +98,11 @@ MODULE = {
     "ACK_TIMER_NAMESPACES": "ecd:timers:namespaces",
     "HEALTH_PROBE": "ecd:health",
     "OPEN_DATA_RATE": "ecd:open-data:rate",
+    "PREFERENCES": "ecd:prefs",
     "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:failures",
-                    "ecd:audit:namespaces", "ecd:timers:namespaces", "ecd:health", "ecd:open-data:rate"),
-    "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit", "timers", "health", "open-data"}),
+                    "ecd:audit:namespaces", "ecd:timers:namespaces", "ecd:health", "ecd:open-data:rate",
+                    "ecd:prefs"),
+    "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit", "timers", "health", "open-data", "prefs"}),
 }
 # the sign-in's keys (command/trust/): under `ecd:auth:`, reserved by LOGIN_FAILURES's segment
 MODULE.update({
@@ -109,7 +112,7 @@ MODULE.update({
     "TOTP_USED": "ecd:auth:totp-used",
 })
 MODULE_FUNCTIONS = {"login_failures", "shard_of", "address_failures", "session", "user_sessions", "totp_used",
-                    "open_data_rate"}
+                    "open_data_rate", "preferences"}
 NAMESPACES = ["live", "drill-jiangcheng_flood-0a1b2c3d", "record-1234abcd", "x", "A.b-c_9", "d" * 64]
 
 
@@ -126,7 +129,7 @@ def global_keys() -> list[str]:
     """Every global key: the module's constants and one of each family."""
     return [*GLOBAL_KEYS, login_failures("Operator"), login_failures("x" * 100), address_failures("10.0.0.1"),
             address_failures("2001:db8:1:2::/64"), session("ab" * 32), user_sessions("operator"),
-            totp_used("operator"), open_data_rate("203.0.113.7", 29_000_000)]
+            totp_used("operator"), open_data_rate("203.0.113.7", 29_000_000), preferences("operator")]
 
 
 def _defined_in_keys(v: object) -> bool:
@@ -164,6 +167,7 @@ def test_module_level_keys():
     assert user_sessions("Operator") == "ecd:auth:user-sessions:Operator"
     assert totp_used("operator") == "ecd:auth:totp-used:operator"
     assert open_data_rate("2001:DB8::/64", 29_000_000) == "ecd:open-data:rate:2001:db8::/64:29000000"
+    assert preferences("operator") == "ecd:prefs:operator"
 
 
 def test_the_sign_in_keys_sit_under_a_reserved_segment():
