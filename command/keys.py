@@ -331,6 +331,18 @@ class Keys:
         """Hash: a drill's replay state: speed, paused, scenario time (the exercise page drives it)."""
         return f"{self._p}:replay"
 
+    # --- engines sharing the namespace's shards (command/engine/balance.py) -------------------------
+    @property
+    def engines(self) -> str:
+        """Set: the consumer names of engines that announced themselves on this namespace (an index;
+        an engine is alive while its `engine_heartbeat` key exists)."""
+        return f"{self._p}:engines"
+
+    def engine_heartbeat(self, consumer: str) -> str:
+        """String (expires after the lease time): an engine's heartbeat, JSON {host, pid, max_shards};
+        renewed with its leases, deleted on a clean stop."""
+        return f"{self._p}:engine:{consumer}"
+
     # --- identifiers outside Redis --------------------------------------------------------------
     @property
     def cap_prefix(self) -> str:

@@ -76,6 +76,9 @@ NAMESPACED = {
     "audit_head": ((), "ecd:{ns}:audit:head"),
     "read_audited": (("ab12",), "ecd:{ns}:read-audited:ab12"),
     "replay_control": ((), "ecd:{ns}:replay"),
+    # engines sharing the shards (command/engine/balance.py)
+    "engines": ((), "ecd:{ns}:engines"),
+    "engine_heartbeat": (("host-1-ab12cd",), "ecd:{ns}:engine:host-1-ab12cd"),
 }
 # Keys(ns) members that are not Redis keys
 NOT_KEYS = {

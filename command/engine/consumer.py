@@ -36,6 +36,7 @@ import orjson
 import redis
 
 from command.config import DEFAULT_ENGINE_BATCH
+from command.engine.balance import plan
 from command.engine.plan_inputs import engine_recommendations
 from command.errors import NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
@@ -129,19 +130,84 @@ class Engine:
     def start(self) -> None:
         self.registry = load_registry(self.r, self.keys)
         self.nshards = shard_count(self.r, self.keys)
-        self._acquire_free_shards()
+        self._heartbeat()
+        self._balance()
 
-    def _acquire_free_shards(self) -> None:
-        for s in range(self.nshards):
-            if s in self.shards:
-                continue
-            if self.max_shards is not None and len(self.shards) >= self.max_shards:
-                break
-            lease = self.keys.shard_lease(s)
-            # a restarted engine with the same consumer name resumes its own shards at once
-            if self.r.set(lease, self.consumer, nx=True, px=self.lease_ms) or \
-                    self.r.get(lease) == self.consumer.encode():
+    def _heartbeat(self) -> None:
+        """Announce this engine (command/engine/balance.py counts the live ones). Written before the
+        leases are renewed, so a stopped engine's heartbeat expires before its leases do and its
+        shards are never free while it still counts as alive."""
+        beat = orjson.dumps({"host": socket.gethostname(), "pid": os.getpid(), "max_shards": self.max_shards})
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.engine_heartbeat(self.consumer), beat, px=self.lease_ms)
+            pipe.sadd(self.keys.engines, self.consumer)
+            pipe.execute()
+
+    def live_engines(self) -> dict[str, int | None]:
+        """The engines whose heartbeat is current, each with its cap (--max-shards); the names whose
+        heartbeat expired are dropped from the index."""
+        names = sorted(m.decode() for m in self.r.smembers(self.keys.engines))
+        with self.r.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(self.keys.engine_heartbeat(name))
+            beats = pipe.execute()
+        live: dict[str, int | None] = {}
+        for name, beat in zip(names, beats, strict=True):
+            if beat is not None:
+                cap = orjson.loads(beat).get("max_shards")
+                live[name] = cap if isinstance(cap, int) else None
+        gone = [n for n in names if n not in live]
+        if gone:
+            self.r.srem(self.keys.engines, *gone)
+        return live
+
+    def lease_owners(self) -> dict[int, str | None]:
+        """Shard -> the consumer holding its lease (None: free)."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for s in range(self.nshards):
+                pipe.get(self.keys.shard_lease(s))
+            held = pipe.execute()
+        return {s: v.decode() if v is not None else None for s, v in enumerate(held)}
+
+    def _balance(self) -> None:
+        """Hold this engine's fair share (command/engine/balance.py): give back shards above it, try
+        free ones below it. Runs between batches (from `poll`), so a shard is given back only after
+        its last batch committed, never in the middle of a commit."""
+        live = self.live_engines()
+        live[self.consumer] = self.max_shards
+        owners = self.lease_owners()
+        decision = plan(self.consumer, self.nshards, owners, live, caps=live)
+        for s in decision.release:
+            self._give_back(s)
+            log.info("engine %s gave shard %d of %s back (its share is %d of %d shards, %d engines)",
+                     self.consumer, s, self.keys.ns, decision.target, self.nshards, len(live))
+        # a restarted engine with the same consumer name (or one that forgot after an error) resumes
+        # the shards whose lease is still its own at once
+        for s, owner in owners.items():
+            if owner == self.consumer and s not in self.shards and s not in decision.release:
                 self._take(s)
+        won = 0
+        for s in decision.take:
+            if won >= decision.want:
+                break
+            if self.r.set(self.keys.shard_lease(s), self.consumer, nx=True, px=self.lease_ms):
+                self._take(s)
+                won += 1
+
+    def _give_back(self, s: int) -> None:
+        """Delete shard `s`'s lease if it is still ours, and stop evaluating it."""
+        lease_key = self.keys.shard_lease(s)
+        self.shards.pop(s, None)
+        self._forgotten.discard(s)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(lease_key)
+                if pipe.get(lease_key) == self.consumer.encode():
+                    pipe.multi()
+                    pipe.delete(lease_key)
+                    pipe.execute()
+            except redis.WatchError:
+                pass
 
     def _take(self, s: int) -> None:
         stream = self.keys.shard_stream(s)
@@ -165,23 +231,19 @@ class Engine:
         """Give the shards up at once (a clean stop), so another engine need not wait for the lease
         (those it holds, and those it forgot but may still hold the lease of). With Redis down the
         leases cannot be given back: they expire by themselves."""
-        for s in sorted(set(self.shards) | self._forgotten):
-            lease_key = self.keys.shard_lease(s)
-            with self.r.pipeline() as pipe:
-                try:
-                    pipe.watch(lease_key)
-                    if pipe.get(lease_key) == self.consumer.encode():
-                        pipe.multi()
-                        pipe.delete(lease_key)
-                        pipe.execute()
-                except redis.WatchError:
-                    pass
-                except redis.RedisError as exc:
-                    if unavailable_from(exc) is None:
-                        raise
-                    log.warning("engine %s could not give shard %d back (%s): its lease will expire",
-                                self.consumer, s, exc)
-                    break
+        try:
+            # no longer counted among the live engines: the others take our shares at once
+            with self.r.pipeline(transaction=False) as pipe:
+                pipe.delete(self.keys.engine_heartbeat(self.consumer))
+                pipe.srem(self.keys.engines, self.consumer)
+                pipe.execute()
+            for s in sorted(set(self.shards) | self._forgotten):
+                self._give_back(s)
+        except redis.RedisError as exc:
+            if unavailable_from(exc) is None:
+                raise
+            log.warning("engine %s could not give its shards back (%s): their leases will expire",
+                        self.consumer, exc)
         self.shards.clear()
         self._forgotten.clear()
 
@@ -198,6 +260,7 @@ class Engine:
         if now - self._last_lease_check < self.lease_ms / 3000:
             return
         self._last_lease_check = now
+        self._heartbeat()
         for s, sh in list(self.shards.items()):
             with self.r.pipeline() as pipe:
                 try:
@@ -211,7 +274,7 @@ class Engine:
                 except redis.WatchError:
                     self._drop(s)
         self._check_registry()
-        self._acquire_free_shards()
+        self._balance()
 
     def _check_registry(self) -> None:
         version = self.r.hget(self.keys.meta, "registry_version")
