@@ -18,8 +18,18 @@ import orjson
 import redis
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from command.clock import namespace_now
 from command.keys import Keys
+from command.models import Resource, Station, Task
 from command.rules import describe_eta
+from command.scoring.objectives import (
+    Run,
+    answered_at,
+    first_status_at,
+    overall,
+    reopened_entries,
+    score_objectives,
+)
 from command.streams import read_stream
 from command.timeutil import humanize_ms, to_iso
 from command.trust.classification import INTERNAL, Redactor, Viewer
@@ -123,6 +133,7 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
     timeline.sort(key=lambda e: e["t"])
     dispatches = dispatch_timings(r, keys, tz, red)
     incidents = collect_incidents(r, keys, red, tz)
+    exercise = exercise_sections(r, keys, meta, alerts, timeline, red, tz)
     red.audit(r, keys, "after_action")
     return {
         "scenario": meta.get("scenario", keys.ns), "namespace": keys.ns, "mode": meta.get("mode", ""),
@@ -142,6 +153,163 @@ def after_action(r: redis.Redis, keys: Keys, alerts: list[dict], recs: list[dict
         "incidents": incidents,
         "quarantine": quarantine,
         "alerts": [alert_record(a, tz) for a in alerts],
+        **exercise,
+    }
+
+
+# ---- objectives, figures and the data behind the report's charts (docs/drills.md) ---------------------
+def run_tasks(r: redis.Redis, keys: Keys, red: Redactor) -> list[Task]:
+    """Every task of the namespace `red`'s viewer may see, with its history, oldest first."""
+    from command.ops.dispatch import dispatch_tasks, recent_dispatches
+
+    if not red.allowed("tasks"):
+        return []
+    tasks = [t for d in recent_dispatches(r, keys, 10_000) for t in (red.model("tasks", x) for x in dispatch_tasks(r, keys, d))
+             if t]
+    return sorted(tasks, key=lambda t: (t.created_at, t.id))
+
+
+def observed(r: redis.Redis, keys: Keys, meta: dict[str, str], stations: dict[str, Station], wanted: set[str],
+             until: int | None) -> dict[str, list[tuple[int, float]]]:
+    """The readings (SI) of the `wanted` stations up to `until`, oldest first: the scenario's
+    readings.csv and the reading injects applied (the input streams are trimmed once the engine has
+    read them), else, for a namespace without a scenario folder, each station's recent series."""
+    from command.scenarios.load import ScenarioError, load_readings
+    from command.scenarios.reference import read_yaml, resolve
+    from command.units import UnitError, factor_for
+
+    out: dict[str, list[tuple[int, float]]] = {sid: [] for sid in wanted}
+    folder = Path(meta["folder"]) if meta.get("folder") else None
+    if not wanted:
+        return out
+    if folder is None or not (folder / "scenario.yaml").exists():
+        from command.publish.views import station_series
+
+        return {sid: station_series(r, keys, sid, count=10_000) for sid in wanted}
+    try:
+        doc = read_yaml(folder / "scenario.yaml")
+        df, _q, _d = load_readings(resolve(folder, doc if isinstance(doc, dict) else {}, "readings", "readings.csv"),
+                                   stations)
+    except ScenarioError:
+        return out
+    df = df[df["station_id"].isin(wanted)]
+    for sid, g in df.groupby("station_id"):
+        kind = stations[str(sid)].kind
+        g = g[g["kind"] == kind]
+        out[str(sid)] = list(zip(g["t"].astype(int).tolist(), g["value"].astype(float).tolist(), strict=True))
+    for _, f in read_stream(r, keys.events):
+        if f.get(b"type") != b"reading":
+            continue
+        d = orjson.loads(f[b"data"])
+        sid = str(d.get("station_id"))
+        if sid in wanted and d.get("kind") == stations[sid].kind:
+            try:
+                out[sid].append((int(f[b"at"]), float(d["value"]) * factor_for(str(d["unit"]), stations[sid].kind)[0]))
+            except (ValueError, TypeError, UnitError, KeyError):
+                continue  # an inject the replay refused: it is in the quarantine, not in the data
+    for sid, pts in out.items():
+        out[sid] = sorted(p for p in pts if until is None or p[0] <= until)
+    return out
+
+
+def _minutes(a: int | None, b: int | None) -> float | None:
+    return None if a is None or b is None else round((b - a) / 60_000, 1)
+
+
+def _task_segments(t: Task, end: int, tz: str | None) -> list[dict[str, Any]]:
+    """The task's statuses as periods: assigned until the first report, each report until the next,
+    the last until the end of the run (a completed task ends at its completion)."""
+    marks = [("assigned", t.created_at)] + [(h.status, h.at) for h in t.history]
+    segs = []
+    for i, (status, at) in enumerate(marks):
+        if status == "completed":
+            break
+        until = marks[i + 1][1] if i + 1 < len(marks) else max(end, at)
+        segs.append({"status": status, "from": to_iso(at, tz), "to": to_iso(until, tz)})
+    return segs
+
+
+def exercise_sections(r: redis.Redis, keys: Keys, meta: dict[str, str], alerts: list[dict], timeline: list[dict],
+                      red: Redactor, tz: str | None) -> dict[str, Any]:
+    """The report's exercise sections: the objectives scored with their evidence and an overall figure,
+    the tasks reopened by verification, the per-department figures, and the data of the charts (each
+    alert's breach -> alert -> dispatch -> on scene, each task's statuses, the hydrograph of every
+    station that alerted with its thresholds)."""
+    from command.scenarios.load import ScenarioError, read_objectives
+
+    stations = {k.decode(): Station.model_validate_json(v) for k, v in r.hgetall(keys.stations).items()}
+    resources = [Resource.model_validate_json(v) for v in r.hvals(keys.resources)]
+    tasks = run_tasks(r, keys, red)
+    end = namespace_now(r, keys) or max([a["opened_at"] for a in alerts] + [t.updated_at for t in tasks] + [0])
+    objectives, objectives_error = [], None
+    if meta.get("folder"):
+        try:
+            objectives = read_objectives(meta["folder"])
+        except ScenarioError as exc:
+            objectives_error = exc.message
+    alerted = sorted({a["subject"] for a in alerts if a["subject"] in stations and stations[a["subject"]].thresholds})
+    wanted = set(alerted) | {o.subject for o in objectives if o.kind == "on_scene_before_level" and o.subject
+                             and o.subject in stations}
+    readings = observed(r, keys, meta, stations, wanted, end)
+    run = Run(alerts=alerts, tasks=tasks, readings=readings, thresholds={s: st.thresholds for s, st in stations.items()},
+              resource_types={x.id: x.type for x in resources}, end=end, tz=tz)
+    results = score_objectives(objectives, run)
+
+    by_alert: dict[str, list[Task]] = defaultdict(list)
+    for t in tasks:
+        by_alert[t.fingerprint].append(t)
+    chain = []
+    for a in alerts:
+        ts = by_alert.get(a["fingerprint"], [])
+        dispatched = min((t.created_at for t in ts), default=None)
+        on_scene = min((x for x in (first_status_at(t, "on_scene") for t in ts) if x is not None), default=None)
+        chain.append({"fingerprint": a["fingerprint"], "rule": a["rule"], "subject": a["subject"], "level": a["peak_level"],
+                      "breach_at": to_iso(a["first_breach_at"], tz), "opened_at": to_iso(a["opened_at"], tz),
+                      "dispatched_at": to_iso(dispatched, tz), "on_scene_at": to_iso(on_scene, tz),
+                      "breach_to_alert_min": _minutes(a["first_breach_at"], a["opened_at"]),
+                      "alert_to_dispatch_min": _minutes(a["opened_at"], dispatched),
+                      "dispatch_to_on_scene_min": _minutes(dispatched, on_scene)})
+
+    reopened = [{"task": t.id, "department": t.department, "subject": t.subject, "rule": t.rule,
+                 "at": to_iso(at, tz), "reason": why} for t, at, why in reopened_entries(tasks)]
+    figures: dict[str, dict[str, Any]] = {}
+    for dept in sorted({t.department for t in tasks}):
+        ts = [t for t in tasks if t.department == dept]
+
+        def med(label: str, ts: list[Task] = ts) -> float | None:
+            at = [(t.created_at, answered_at(t) if label == "acknowledged" else first_status_at(t, label)) for t in ts]
+            v = [b - a for a, b in at if b is not None]
+            return round(median(v) / 60_000, 1) if v else None
+
+        figures[dept] = {"tasks": len(ts), "acknowledged": sum(answered_at(t) is not None for t in ts),
+                         "unacknowledged": sum(answered_at(t) is None for t in ts),
+                         "on_scene": sum(first_status_at(t, "on_scene") is not None for t in ts),
+                         "completed": sum(t.status == "completed" for t in ts),
+                         "reopened": sum(x["department"] == dept for x in reopened),
+                         "median_acknowledge_min": med("acknowledged"), "median_on_scene_min": med("on_scene"),
+                         "median_completed_min": med("completed")}
+    hydrographs = []
+    for sid in alerted:
+        st = stations[sid]
+        pts = readings.get(sid, [])
+        hydrographs.append({"station": sid, "name": st.name, "name_zh": st.name_zh, "kind": st.kind, "unit": st.unit,
+                            "thresholds": st.thresholds, "times": [to_iso(t, tz) for t, _ in pts],
+                            "values": [round(v, 4) for _, v in pts],
+                            "alerts": [{"rule": a["rule"], "level": a["peak_level"], "opened_at": to_iso(a["opened_at"], tz),
+                                        "resolved_at": to_iso(a["resolved_at"], tz)}
+                                       for a in alerts if a["subject"] == sid]})
+    return {
+        "end": to_iso(end, tz),
+        "objectives": results,
+        "objectives_overall": overall(results),
+        "objectives_error": objectives_error,
+        "reopened": {"count": len(reopened), "tasks": reopened},
+        "department_figures": figures,
+        "response_chain": chain,
+        "task_timeline": [{"task": t.id, "department": t.department, "subject": t.subject, "rule": t.rule,
+                           "status": t.status, "segments": _task_segments(t, end, tz),
+                           "completed_at": to_iso(first_status_at(t, "completed"), tz)} for t in tasks],
+        "hydrographs": hydrographs,
     }
 
 
@@ -182,7 +350,12 @@ _env = Environment(loader=PackageLoader("command.publish", "templates"), autoesc
 
 
 def render_html(report: dict[str, Any]) -> str:
-    return _env.get_template("after_action.html").render(report=report)
+    from command.publish.report_charts import LEVEL_ZH, STATUS_ZH, charts, plotly_js
+
+    figs = charts(report)
+    return _env.get_template("after_action.html").render(
+        report=report, plotly_js=plotly_js(), level_zh=LEVEL_ZH, status_zh=STATUS_ZH,
+        charts_json=orjson.dumps(figs).decode().replace("</", "<\\/"), chart_ids=list(figs))
 
 
 def write_outputs(r: redis.Redis, keys: Keys, out: Path, viewer: Viewer = INTERNAL) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from command.scenarios.reference import (
     read_yaml,
     resolve,
 )
+from command.scoring.objectives import OBJECTIVE_FIELDS, OBJECTIVE_KINDS, Objective
 from command.timeutil import parse_duration, parse_time
 from command.units import UnitError, factor_for
 from command.values import clean_number
@@ -81,6 +82,7 @@ class Scenario:
     basemap: dict[str, Any] | None = None  # GeoJSON of rivers etc., drawn under everything
     roads: dict[str, Any] | None = None  # the road network, validated (command.planning.roads); None: none
     actions: list[Action] = field(default_factory=list)  # scripted actions (command/scenarios/actions.py)
+    objectives: list[Objective] = field(default_factory=list)  # what the exercise tests (command/scoring/objectives.py)
 
     @property
     def end(self) -> int:
@@ -250,6 +252,90 @@ def _parse_injects(raw: Any, path: Path, start: int) -> list[Inject]:
     return out
 
 
+# ---- objectives (docs/drills.md) -----------------------------------------------------------------
+def parse_objectives(raw: Any, path: Path) -> list[Objective]:
+    """The `objectives:` list, each field checked on its own (a ScenarioError names the file, the
+    objective and the field). References to rules, stations and resources are `check_objectives`'."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ScenarioError(f"{path}: `objectives` must be a list of {{id, kind, text, ...}}")
+    out: list[Objective] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw, 1):
+        where = f"{path}: objective #{i}"
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{where}: expected a mapping, got {item!r}")
+        oid = item.get("id")
+        if not isinstance(oid, str | int) or isinstance(oid, bool) or not str(oid).strip():
+            raise ScenarioError(f"{where}: `id`: required (a short name, e.g. O1)")
+        oid = str(oid).strip()
+        if oid in seen:
+            raise ScenarioError(f"{where}: `id`: {oid!r} is used twice")
+        seen.add(oid)
+        kind = item.get("kind")
+        if kind not in OBJECTIVE_KINDS:
+            raise ScenarioError(f"{where} ({oid}): `kind` must be one of {', '.join(OBJECTIVE_KINDS)}, got {kind!r}")
+        where = f"{where} ({oid}, {kind})"
+        required, optional = OBJECTIVE_FIELDS[kind]
+        for key in ("text", *required):
+            if item.get(key) in (None, ""):
+                raise ScenarioError(f"{where}: `{key}`: required")
+        unknown = sorted(set(item) - {"id", "kind", "text", "text_zh", *required, *optional})
+        if unknown:
+            raise ScenarioError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        for key in ("text", "text_zh", *(k for k in (*required, *optional) if k != "within")):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise ScenarioError(f"{where}: `{key}`: expected text, got {item[key]!r}")
+        within = None
+        if "within" in required:
+            try:
+                within = parse_duration(item["within"])
+            except ValueError as exc:
+                raise ScenarioError(f"{where}: `within`: {exc}") from None
+            if within <= 0:
+                raise ScenarioError(f"{where}: `within`: must be longer than 0")
+        out.append(Objective(id=oid, kind=kind, text=item["text"].strip(), text_zh=(item.get("text_zh") or "").strip(),
+                             rule=item.get("rule"), subject=item.get("subject"), within_ms=within,
+                             department=item.get("department"), resource_type=item.get("resource_type"),
+                             level=item.get("level")))
+    return out
+
+
+def check_objectives(objectives: list[Objective], path: Path, ruleset: RuleSet, stations: dict[str, Station],
+                     resources: list[Resource]) -> None:
+    """Every rule, level, station, department and resource type an objective names exists in the
+    scenario (a typo would otherwise leave the objective silently "not tested")."""
+    rules = {r.id for r in ruleset.rules}
+    departments = sorted({x.department for x in resources})
+    types = sorted({x.type for x in resources})
+    for i, o in enumerate(objectives, 1):
+        where = f"{path}: objective #{i} ({o.id}, {o.kind})"
+        if o.rule is not None and o.rule not in rules:
+            raise ScenarioError(f"{where}: `rule`: no rule {o.rule!r} in the rules (rules: {', '.join(sorted(rules))})")
+        if o.department is not None and o.department not in departments:
+            raise ScenarioError(f"{where}: `department`: no resource of {o.department!r} in resources.csv "
+                                f"(departments: {', '.join(departments)})")
+        if o.resource_type is not None and o.resource_type not in types:
+            raise ScenarioError(f"{where}: `resource_type`: no resource of type {o.resource_type!r} in resources.csv")
+        if o.level is not None and o.level not in ruleset.levels:
+            raise ScenarioError(f"{where}: `level`: must be one of {', '.join(ruleset.levels)}, got {o.level!r}")
+        if o.kind == "on_scene_before_level":
+            st = stations.get(o.subject or "")
+            if st is None:
+                raise ScenarioError(f"{where}: `subject`: unknown station {o.subject!r}")
+            if o.level not in st.thresholds:
+                raise ScenarioError(f"{where}: `subject`: station {o.subject} has no {o.level} threshold")
+
+
+def read_objectives(folder: str | Path) -> list[Objective]:
+    """A scenario folder's objectives, read on their own (the after-action report of a run whose
+    namespace keeps only the folder's name). Raises ScenarioError."""
+    sy = Path(folder) / "scenario.yaml"
+    doc = read_yaml(sy)
+    return parse_objectives(doc.get("objectives") if isinstance(doc, dict) else None, sy)
+
+
 def load_scenario(folder: str | Path) -> Scenario:
     folder = Path(folder)
     if not folder.is_dir():
@@ -291,6 +377,8 @@ def load_scenario(folder: str | Path) -> Scenario:
         quarantine += q2
     injects = _parse_injects(doc.get("injects"), sy, start)
     actions = parse_actions(doc.get("actions"), sy, start)
+    objectives = parse_objectives(doc.get("objectives"), sy)
+    check_objectives(objectives, sy, ruleset, stations, resources)
     basemap = None
     rivers = (folder / str(doc["rivers"])).resolve() if doc.get("rivers") else folder / "rivers.geojson"
     if doc.get("rivers") or rivers.exists():
@@ -300,7 +388,8 @@ def load_scenario(folder: str | Path) -> Scenario:
                     description_zh=str(doc.get("description_zh") or ""), start=start, timezone=tz,
                     stations=stations, zones=zones, resources=resources, ruleset=ruleset, rules_doc=rules_doc,
                     readings=readings, incidents=incidents, injects=injects, quarantine=quarantine,
-                    duplicates=dups, tick_ms=tick_ms, basemap=basemap, roads=roads, actions=actions)
+                    duplicates=dups, tick_ms=tick_ms, basemap=basemap, roads=roads, actions=actions,
+                    objectives=objectives)
 
 
 def inject_incident(data: Mapping[str, Any], at: int, locator: ZoneLocator) -> Incident:
@@ -311,4 +400,5 @@ def inject_incident(data: Mapping[str, Any], at: int, locator: ZoneLocator) -> I
     return scenario_incident(fields, at=at, locator=locator)
 
 
-__all__ = ["Scenario", "ScenarioError", "Inject", "load_scenario", "scenario_incident", "inject_incident"]
+__all__ = ["Scenario", "ScenarioError", "Inject", "load_scenario", "scenario_incident", "inject_incident",
+           "parse_objectives", "read_objectives"]
