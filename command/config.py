@@ -26,6 +26,12 @@ class Settings(BaseSettings):
 
     # None means: start the embedded Redis server in `data_dir/redis`.
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    # Redis Cluster (docs/architecture.md, Redis Cluster): None asks the server (`INFO cluster`) when a
+    # client is built; true/false says it (no round trip, and no guess while the node is down).
+    redis_cluster: bool | None = None
+    # The RQ job queue's own plain Redis: RQ does not run on a Redis Cluster. Unset: REDIS_URL when that
+    # is one server; on a cluster it must be given (the supervisor and the worker refuse to start).
+    rq_redis_url: str | None = None
     data_dir: Path = Field(default=PROJECT_ROOT / "var")
     namespace: str = "live"
     # Readings are sharded into this many streams by station; each engine owns whole shards.

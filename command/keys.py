@@ -2,9 +2,12 @@
 
 Layout (``ecd`` is the product prefix, ``ns`` the namespace: ``live`` or one per drill/replay):
 
-- shard keys carry ``{ns:sN}`` as a Redis Cluster hash tag, so a shard's input stream and the
-  rule state that resumes it always live in one slot: ``ecd:{ns:s0}:readings``, ``ecd:{ns:s0}:state``;
-- everything else is ``ecd:ns:<name>``;
+- shard keys carry ``{ns:sN}`` as a Redis Cluster hash tag, so a shard's input stream, the rule
+  state that resumes it, its lease and its outputs outbox always live in one slot and the engine
+  commits them in one transaction: ``ecd:{ns:s0}:readings``, ``ecd:{ns:s0}:state``;
+- everything else is ``ecd:{ns}:<name>``: the namespace is the hash tag, so the namespace-wide keys
+  (alerts, recommendations, dispatch, tasks, audit) share one slot and their transactions stay valid
+  on a Redis Cluster (docs/architecture.md, Redis Cluster). On one server a tag is just part of a name;
 - a few keys are global (``GLOBAL_KEYS``): their names are reserved, so no namespace reaches them.
 
 A namespace never shares a key with another, nor with a global key, so a drill cannot touch live
@@ -112,7 +115,7 @@ class Keys:
             raise InvalidInput(f"invalid namespace {namespace!r}: reserved for a global key "
                                f"(not one of {', '.join(sorted(RESERVED_NAMESPACES))})", field="namespace")
         self.ns = namespace
-        self._p = f"{PREFIX}:{namespace}"
+        self._p = f"{PREFIX}:{{{namespace}}}"  # the namespace as hash tag: one cluster slot
 
     # --- sharded input: readings, incidents and clock ticks -------------------------------------
     def shard_stream(self, shard: int) -> str:
@@ -124,6 +127,12 @@ class Keys:
 
     def shard_lease(self, shard: int) -> str:
         return f"{PREFIX}:{{{self.ns}:s{shard}}}:lease"
+
+    def shard_outputs(self, shard: int) -> str:
+        """Stream (on a Redis Cluster): one entry per engine batch, the alert events, alert copies,
+        recommendations and road closures it produced, committed with the batch's rule state and XACK
+        in the shard's slot, then applied to the namespace's keys (command/engine/slots.py)."""
+        return f"{PREFIX}:{{{self.ns}:s{shard}}}:outputs"
 
     def shard_added(self, shard: int) -> str:
         """String counter: input entries ever added to the shard's stream (the stream is trimmed once
@@ -174,6 +183,12 @@ class Keys:
         return f"{self._p}:road-closures"
 
     # --- outputs ----------------------------------------------------------------------------------
+    @property
+    def outputs_applied(self) -> str:
+        """Hash: shard index -> id of the newest `shard_outputs` entry applied to the namespace's keys
+        (written in the same transaction as what it applied, so each entry is applied once)."""
+        return f"{self._p}:outputs-applied"
+
     @property
     def alerts_stream(self) -> str:
         return f"{self._p}:alerts"

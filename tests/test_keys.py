@@ -33,58 +33,60 @@ NAMESPACED = {
     "shard_added": ((3,), "ecd:{{{ns}:s3}}:added"),
     "shard_state": ((3,), "ecd:{{{ns}:s3}}:state"),
     "shard_lease": ((3,), "ecd:{{{ns}:s3}}:lease"),
-    "meta": ((), "ecd:{ns}:meta"),
-    "clock": ((), "ecd:{ns}:clock"),
-    "stations": ((), "ecd:{ns}:stations"),
-    "zones": ((), "ecd:{ns}:zones"),
-    "resources": ((), "ecd:{ns}:resources"),
-    "basemap": ((), "ecd:{ns}:basemap"),
-    "rules": ((), "ecd:{ns}:rules"),
-    "roads": ((), "ecd:{ns}:roads"),
-    "road_closures": ((), "ecd:{ns}:road-closures"),
-    "alerts_stream": ((), "ecd:{ns}:alerts"),
-    "alert": (("fp1",), "ecd:{ns}:alert:fp1"),
-    "alerts_open": ((), "ecd:{ns}:alerts:open"),
-    "alerts_index": ((), "ecd:{ns}:alerts:index"),
-    "recommendations_stream": ((), "ecd:{ns}:recommendations"),
-    "recommendation": (("fp1",), "ecd:{ns}:rec:fp1"),
-    "deadletter": ((), "ecd:{ns}:deadletter"),
-    "events": ((), "ecd:{ns}:events"),
-    "latest": ((), "ecd:{ns}:latest"),
-    "latest_seq": ((), "ecd:{ns}:latest:seq"),
-    "latest_changed": ((), "ecd:{ns}:latest:changed"),
-    "series": (("WL-1",), "ecd:{ns}:series:WL-1"),
-    "incidents": ((), "ecd:{ns}:incidents"),
-    "warnings": ((), "ecd:{ns}:warnings"),
-    "warnings_stream": ((), "ecd:{ns}:warnings:events"),
-    "feeds": ((), "ecd:{ns}:feeds"),
-    "feed_health": (("usgs",), "ecd:{ns}:feed:usgs:health"),
-    "feed_hwm": (("usgs",), "ecd:{ns}:feed:usgs:hwm"),
-    "feed_http": (("usgs",), "ecd:{ns}:feed:usgs:http"),
-    "feed_stations": (("usgs",), "ecd:{ns}:feed:usgs:stations"),
-    "forecasts": ((), "ecd:{ns}:forecasts"),
-    "dispatches_stream": ((), "ecd:{ns}:dispatches"),
-    "dispatch": (("d1",), "ecd:{ns}:dispatch:d1"),
-    "dispatches_index": ((), "ecd:{ns}:dispatches:index"),
-    "dispatch_claim": (("fp1", "red"), "ecd:{ns}:dispatch-claim:fp1:red"),
-    "task": (("t1",), "ecd:{ns}:task:t1"),
-    "ack_timers": ((), "ecd:{ns}:ack-timers"),
-    "department_tasks": (("fire",), "ecd:{ns}:tasks:fire"),
-    "status_stream": ((), "ecd:{ns}:status"),
-    "alert_notes": (("fp1",), "ecd:{ns}:alert-notes:fp1"),
-    "audit": ((), "ecd:{ns}:audit"),
-    "audit_head": ((), "ecd:{ns}:audit:head"),
-    "read_audited": (("ab12",), "ecd:{ns}:read-audited:ab12"),
-    "replay_control": ((), "ecd:{ns}:replay"),
+    "shard_outputs": ((3,), "ecd:{{{ns}:s3}}:outputs"),
+    "outputs_applied": ((), "ecd:{{{ns}}}:outputs-applied"),
+    "meta": ((), "ecd:{{{ns}}}:meta"),
+    "clock": ((), "ecd:{{{ns}}}:clock"),
+    "stations": ((), "ecd:{{{ns}}}:stations"),
+    "zones": ((), "ecd:{{{ns}}}:zones"),
+    "resources": ((), "ecd:{{{ns}}}:resources"),
+    "basemap": ((), "ecd:{{{ns}}}:basemap"),
+    "rules": ((), "ecd:{{{ns}}}:rules"),
+    "roads": ((), "ecd:{{{ns}}}:roads"),
+    "road_closures": ((), "ecd:{{{ns}}}:road-closures"),
+    "alerts_stream": ((), "ecd:{{{ns}}}:alerts"),
+    "alert": (("fp1",), "ecd:{{{ns}}}:alert:fp1"),
+    "alerts_open": ((), "ecd:{{{ns}}}:alerts:open"),
+    "alerts_index": ((), "ecd:{{{ns}}}:alerts:index"),
+    "recommendations_stream": ((), "ecd:{{{ns}}}:recommendations"),
+    "recommendation": (("fp1",), "ecd:{{{ns}}}:rec:fp1"),
+    "deadletter": ((), "ecd:{{{ns}}}:deadletter"),
+    "events": ((), "ecd:{{{ns}}}:events"),
+    "latest": ((), "ecd:{{{ns}}}:latest"),
+    "latest_seq": ((), "ecd:{{{ns}}}:latest:seq"),
+    "latest_changed": ((), "ecd:{{{ns}}}:latest:changed"),
+    "series": (("WL-1",), "ecd:{{{ns}}}:series:WL-1"),
+    "incidents": ((), "ecd:{{{ns}}}:incidents"),
+    "warnings": ((), "ecd:{{{ns}}}:warnings"),
+    "warnings_stream": ((), "ecd:{{{ns}}}:warnings:events"),
+    "feeds": ((), "ecd:{{{ns}}}:feeds"),
+    "feed_health": (("usgs",), "ecd:{{{ns}}}:feed:usgs:health"),
+    "feed_hwm": (("usgs",), "ecd:{{{ns}}}:feed:usgs:hwm"),
+    "feed_http": (("usgs",), "ecd:{{{ns}}}:feed:usgs:http"),
+    "feed_stations": (("usgs",), "ecd:{{{ns}}}:feed:usgs:stations"),
+    "forecasts": ((), "ecd:{{{ns}}}:forecasts"),
+    "dispatches_stream": ((), "ecd:{{{ns}}}:dispatches"),
+    "dispatch": (("d1",), "ecd:{{{ns}}}:dispatch:d1"),
+    "dispatches_index": ((), "ecd:{{{ns}}}:dispatches:index"),
+    "dispatch_claim": (("fp1", "red"), "ecd:{{{ns}}}:dispatch-claim:fp1:red"),
+    "task": (("t1",), "ecd:{{{ns}}}:task:t1"),
+    "ack_timers": ((), "ecd:{{{ns}}}:ack-timers"),
+    "department_tasks": (("fire",), "ecd:{{{ns}}}:tasks:fire"),
+    "status_stream": ((), "ecd:{{{ns}}}:status"),
+    "alert_notes": (("fp1",), "ecd:{{{ns}}}:alert-notes:fp1"),
+    "audit": ((), "ecd:{{{ns}}}:audit"),
+    "audit_head": ((), "ecd:{{{ns}}}:audit:head"),
+    "read_audited": (("ab12",), "ecd:{{{ns}}}:read-audited:ab12"),
+    "replay_control": ((), "ecd:{{{ns}}}:replay"),
     # engines sharing the shards (command/engine/balance.py)
-    "engines": ((), "ecd:{ns}:engines"),
-    "engine_heartbeat": (("host-1-ab12cd",), "ecd:{ns}:engine:host-1-ab12cd"),
+    "engines": ((), "ecd:{{{ns}}}:engines"),
+    "engine_heartbeat": (("host-1-ab12cd",), "ecd:{{{ns}}}:engine:host-1-ab12cd"),
 }
 # Keys(ns) members that are not Redis keys
 NOT_KEYS = {
     "ns": "{ns}",
     "cap_prefix": "ecd.{ns}",
-    "pattern": ["ecd:{ns}:*", "ecd:{{{ns}:s*}}:*"],
+    "pattern": ["ecd:{{{ns}}}:*", "ecd:{{{ns}:s*}}:*"],
 }
 # module-level names of command.keys, pinned
 MODULE = {
@@ -237,3 +239,24 @@ def test_shard_of_is_stable_and_spread():
     assert shard_of("WL-001", 8) == shard_of("WL-001", 8)
     assert shard_of("WL-001", 8) == 6  # crc32: the same on every machine and process
     assert len({shard_of(f"S{i}", 4) for i in range(100)}) == 4
+
+
+# Redis Cluster layout (docs/architecture.md, Redis Cluster): what one transaction writes shares a slot.
+SHARD_KEYS = {"shard_stream", "shard_state", "shard_lease", "shard_outputs", "shard_added"}
+
+
+@pytest.mark.parametrize("ns", NAMESPACES)
+def test_a_shard_and_a_namespace_each_live_in_one_cluster_slot(ns):
+    from redis.cluster import key_slot
+
+    k = Keys(ns)
+    slots: dict[str, set[int]] = {"namespace": set()}
+    for name, key in keys_of(k).items():
+        if name in SHARD_KEYS:
+            slots.setdefault("shard", set()).add(key_slot(key.encode()))
+        else:
+            slots["namespace"].add(key_slot(key.encode()))
+    assert len(slots["shard"]) == 1  # the engine's commit: stream, state, lease, outbox, XACK
+    assert len(slots["namespace"]) == 1  # alerts, dispatch, tasks, audit: one slot per namespace
+    # the shards of a namespace spread over the slots (and so over a cluster's masters)
+    assert len({key_slot(k.shard_stream(s).encode()) for s in range(16)}) >= 12

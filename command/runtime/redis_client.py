@@ -21,15 +21,25 @@ in one place, one of three kinds by what the caller can afford when Redis goes a
 Every kind has TCP keepalive on and a health check (PING) on a connection idle for
 `Settings.redis_health_check_s`. `trouble(exc)` says whether an error means "Redis is not
 available or refuses writes now" (wait and retry) or something else (a bug: raise).
+
+A Redis Cluster is found by asking the server (`INFO cluster` says `cluster_enabled:1`, once per URL
+and process; `ECD_REDIS_CLUSTER` says it instead): `client` then builds redis-py's `RedisCluster` on
+that node, with the same timeouts. It follows MOVED and refreshes its slot map after a connection
+error; for "app" it tries a command again up to `redis_retries` times over the refreshed map, for
+"loop" never (the loop backs off and resumes from what was committed, as on one server). A failover
+(CLUSTERDOWN, TRYAGAIN, a master gone) is `trouble` like a server that is down. RQ does not run on a
+cluster: `rq_url` gives the job queue its plain Redis (`ECD_RQ_REDIS_URL`).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.client import list_or_args
+from redis.cluster import ClusterPipeline, RedisCluster
 from redis.retry import Retry
 
 from command.config import Settings
@@ -38,6 +48,10 @@ Purpose = Literal["app", "loop", "probe"]
 RETRY_BASE_S = 0.1
 # What "try again" covers: the server was not reachable, did not answer in time, or is loading.
 RETRYABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# A cluster in the middle of a failover or a resharding: the slot has no master for now, or is moving.
+_CLUSTER_TROUBLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError, redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.ClusterError)
 # Refusals of writes that waiting may cure: memory full (maxmemory), a failed snapshot
 # (stop-writes-on-bgsave-error), a read-only replica.
 _WRITE_REFUSALS = ("OOM ", "MISCONF ", "READONLY ")
@@ -78,10 +92,85 @@ def _options(purpose: Purpose, settings: Settings) -> dict[str, Any]:
             "retry": retry_cls(backoff, settings.redis_retries, supported_errors=RETRYABLE)}
 
 
+_CLUSTER_MODE: dict[str, bool] = {}  # URL -> the server's answer, once per process
+
+
+def is_cluster(url: str, settings: Settings | None = None) -> bool:
+    """Is `url` a node of a Redis Cluster? `settings.redis_cluster` when set, else the server's own
+    `INFO cluster` (asked once per URL and process). A server that does not answer is taken for one
+    server, not remembered: the next client built asks again."""
+    said = (settings or Settings()).redis_cluster
+    if said is not None:
+        return said
+    if url in _CLUSTER_MODE:
+        return _CLUSTER_MODE[url]
+    probe = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    try:
+        enabled = str(probe.info("cluster").get("cluster_enabled", 0)) == "1"
+    except redis.ResponseError:
+        enabled = False  # a server (or proxy) that has no INFO cluster section
+    except redis.RedisError:
+        return False
+    finally:
+        probe.close()
+    _CLUSTER_MODE[url] = enabled
+    return enabled
+
+
+class _Pipeline(ClusterPipeline):
+    """redis-py blocks multi-key commands in a cluster pipeline whatever their keys; within one hash
+    slot (a namespace's keys, command/keys.py) Redis runs them, so they are let through here. Keys in
+    different slots still fail, with Redis's CROSSSLOT error: a key layout bug, never retried."""
+
+    def mget(self, keys: Any, *args: Any) -> Any:
+        return self.execute_command("MGET", *list_or_args(keys, args))
+
+    def mset(self, mapping: dict) -> Any:
+        return self.execute_command("MSET", *[x for pair in mapping.items() for x in pair])
+
+    def sunion(self, keys: Any, *args: Any) -> Any:
+        return self.execute_command("SUNION", *list_or_args(keys, args))
+
+    def sinter(self, keys: Any, *args: Any) -> Any:
+        return self.execute_command("SINTER", *list_or_args(keys, args))
+
+    def rename(self, src: Any, dst: Any) -> Any:
+        return self.execute_command("RENAME", src, dst)
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client whose `pipeline()` is a MULTI/EXEC transaction by default, as
+    `redis.Redis.pipeline()` is (every WATCHed read-decide-write of the code base relies on that);
+    `pipeline(transaction=False)` is the batched, slot-split pipeline."""
+
+    def pipeline(self, transaction: bool | None = True, shard_hint: Any = None) -> Any:
+        if shard_hint:
+            raise redis.exceptions.RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _Pipeline(
+            nodes_manager=self.nodes_manager, commands_parser=self.commands_parser,
+            startup_nodes=self.nodes_manager.startup_nodes, result_callbacks=self.result_callbacks,
+            cluster_response_callbacks=self.cluster_response_callbacks, read_from_replicas=self.read_from_replicas,
+            load_balancing_strategy=self.load_balancing_strategy, reinitialize_steps=self.reinitialize_steps,
+            retry=self.retry, lock=self._lock, transaction=transaction, event_dispatcher=self._event_dispatcher)
+
+
+def _cluster_client(url: str, purpose: Purpose, opts: dict[str, Any]) -> RedisCluster:
+    # The nodes' connections take the timeouts and keepalive; the cluster's own retry (a command tried
+    # again over a refreshed slot map) is `redis_retries` for "app", none for "loop" and "probe": the
+    # cluster client re-sends on any connection error, sent or not, which a loop must never do.
+    retry = opts.pop("retry")
+    cluster_retry = retry if purpose == "app" else Retry(NoBackoff(), 0)
+    return _Cluster.from_url(url, retry=cluster_retry, **opts)
+
+
 def client(url: str, purpose: Purpose = "app", *, settings: Settings | None = None, **overrides: Any) -> redis.Redis:
-    """A client on `url` for `purpose` (see the module's text); `overrides` are redis-py keywords."""
-    opts = _options(purpose, settings or Settings())
+    """A client on `url` for `purpose` (see the module's text); `overrides` are redis-py keywords.
+    On a Redis Cluster node, a `RedisCluster` (the same commands; typed as `redis.Redis` for callers)."""
+    settings = settings or Settings()
+    opts = _options(purpose, settings)
     opts.update(overrides)
+    if is_cluster(url, settings):
+        return cast(redis.Redis, _cluster_client(url, purpose, opts))
     return redis.Redis.from_url(url, **opts)
 
 
@@ -91,9 +180,33 @@ def shared_pool(url: str, purpose: Purpose = "app") -> redis.ConnectionPool:
     return redis.ConnectionPool.from_url(url, **_options(purpose, Settings()))
 
 
+@functools.cache
+def _shared_cluster(url: str, purpose: Purpose) -> RedisCluster:
+    return _cluster_client(url, purpose, _options(purpose, Settings()))
+
+
 def pooled(url: str, purpose: Purpose = "app") -> redis.Redis:
-    """A client on the process's shared pool for `url` and `purpose` (cheap: make one per request)."""
+    """A client on the process's shared pool for `url` and `purpose` (cheap: make one per request).
+    On a cluster, the process's one `RedisCluster` for them (it keeps a pool per node)."""
+    if is_cluster(url):
+        return cast(redis.Redis, _shared_cluster(url, purpose))
     return redis.Redis(connection_pool=shared_pool(url, purpose))
+
+
+class RqOnCluster(ValueError):
+    """The job queue would run on a Redis Cluster, which RQ does not support."""
+
+
+def rq_url(settings: Settings, url: str) -> str:
+    """The plain Redis of the RQ job queue: `ECD_RQ_REDIS_URL`, else `url` (REDIS_URL or the embedded
+    server) when that is one server. On a cluster with no ECD_RQ_REDIS_URL: `RqOnCluster`, raised at
+    startup by the supervisor and the worker rather than failing at the first job."""
+    if settings.rq_redis_url:
+        return settings.rq_redis_url
+    if is_cluster(url, settings):
+        raise RqOnCluster(f"REDIS_URL {url} is a Redis Cluster node and RQ does not support Redis Cluster: "
+                          "set ECD_RQ_REDIS_URL to a plain Redis server for the job queue")
+    return url
 
 
 def writes_refused(exc: BaseException) -> str | None:
@@ -117,6 +230,9 @@ def trouble(exc: BaseException) -> str | None:
         return f"Redis is loading its data: {exc}"
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return f"Redis is unavailable: {exc}"
+    if isinstance(exc, _CLUSTER_TROUBLE) or (
+            isinstance(exc, redis.exceptions.RedisClusterException) and "cannot be connected" in str(exc)):
+        return f"Redis Cluster is failing over or resharding: {type(exc).__name__}: {exc}"
     refused = writes_refused(exc)
     return f"Redis refuses writes: {refused}" if refused else None
 

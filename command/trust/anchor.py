@@ -124,7 +124,7 @@ def register_existing(r: redis.Redis) -> int:
     """Add to AUDIT_NAMESPACES the trails written before it existed (one SCAN, at the loop's start)."""
     found = set()
     for key in r.scan_iter(match="ecd:*:audit", count=1000, _type="STREAM"):
-        found.add(key.decode().split(":")[1])
+        found.add(key.decode().split(":")[1].strip("{}"))  # `ecd:{ns}:audit`: the namespace is the hash tag
     if found:
         r.sadd(AUDIT_NAMESPACES, *found)
     return len(found)

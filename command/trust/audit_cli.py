@@ -69,7 +69,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     with redis_for(settings) as r:
         if args.all:
             names = {a.ns for a in anchors} | {m.decode() for m in r.smembers(AUDIT_NAMESPACES)}
-            names |= {k.decode().split(":")[1] for k in r.scan_iter(match="ecd:*:audit", count=1000, _type="STREAM")}
+            names |= {k.decode().split(":")[1].strip("{}") for k in r.scan_iter(match="ecd:*:audit", count=1000, _type="STREAM")}
             targets = []
             for name in sorted(names):
                 try:

@@ -1,0 +1,139 @@
+"""The engine's writes by hash slot: one server, or a Redis Cluster.
+
+A shard's input stream, rule state, lease and outputs outbox carry the shard's hash tag
+(``{ns:sN}``); the namespace's alerts, recommendations and road closures carry the namespace's
+(``{ns}``), so every reader of the namespace finds them in one place (command/keys.py).
+
+- One server (and the embedded one): a batch's outputs (`Outputs`) are written inside the engine's
+  commit, one MULTI/EXEC with the rule state and the XACK, as always (`write`).
+- A Redis Cluster: a transaction cannot span two slots, so the commit writes the batch's outputs as
+  one entry of the shard's outbox (`stage`, in the shard's slot, with the state and the XACK), then
+  `apply_pending` copies the outbox entries not yet applied into the namespace's keys, in a second
+  transaction in the namespace's slot that also moves the shard's cursor (`Keys.outputs_applied`).
+
+Why the split loses nothing and doubles nothing: the outbox entry commits atomically with the state
+and the XACK, so a batch's outputs exist exactly when its input is acknowledged; the cursor moves in
+the same transaction as the writes it covers and is WATCHed, so an entry is applied once, whoever
+applies it (the engine right after its commit, or the next owner of the shard when it takes it over
+after a crash between the two transactions). Entries are applied in commit order per shard.
+
+The recommendations ride in the same entries. Each is the whole current plan for its alert (a SET
+that replaces the one before), re-planned over the namespace's open alerts as applied before the
+batch. Writing them in their own transaction adds no race that one server does not have: there
+too two engines' batches re-plan from what each read before the other's commit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+from redis.cluster import RedisCluster
+
+from command.keys import ENGINE_GROUP, Keys
+
+ALERTS_MAXLEN = 200_000  # alert and recommendation event streams, trimmed approximately
+APPLY_CHUNK = 200  # outbox entries per apply transaction
+OUTBOX_FIELD = b"o"
+
+
+def split_commit(r: Any) -> bool:
+    """Does `r` talk to a Redis Cluster (so a shard's commit and the namespace's writes are apart)?"""
+    return isinstance(r, RedisCluster)
+
+
+@dataclass
+class Outputs:
+    """What one batch writes to the namespace: alert events in order, alerts whose value moved
+    without an event (their newest copy), recommendations as JSON, road closure records."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    touched: list[dict[str, Any]] = field(default_factory=list)
+    recommendations: list[tuple[str, str]] = field(default_factory=list)  # (fingerprint, JSON)
+    closures: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def dumps(self) -> bytes:
+        return orjson.dumps({"e": self.events, "t": self.touched, "r": self.recommendations, "c": self.closures})
+
+    @classmethod
+    def loads(cls, raw: bytes) -> Outputs:
+        d = orjson.loads(raw)
+        return cls([(e, a) for e, a in d["e"]], d["t"], [(fp, j) for fp, j in d["r"]], d["c"])
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.touched or self.recommendations or self.closures)
+
+
+def write(pipe: Any, k: Keys, out: Outputs) -> None:
+    """Queue the namespace's writes of `out` on `pipe` (inside a MULTI)."""
+    dumps = orjson.dumps
+    for event, a in out.events:
+        fp = a["fingerprint"]
+        blob = dumps(a)
+        pipe.set(k.alert(fp), blob)  # an open alert's live copy below supersedes this
+        if event == "open":
+            pipe.zadd(k.alerts_index, {fp: a["opened_at"]})
+            pipe.zadd(k.alerts_open, {fp: a["opened_at"]})
+        elif event == "resolve":
+            pipe.zrem(k.alerts_open, fp)
+        pipe.xadd(k.alerts_stream, {"event": event, "fingerprint": fp, "alert": blob},
+                  maxlen=ALERTS_MAXLEN, approximate=True)
+    for a in out.touched:  # after the events: the newest state wins
+        pipe.set(k.alert(a["fingerprint"]), dumps(a))
+    for fp, rec_blob in out.recommendations:
+        pipe.set(k.recommendation(fp), rec_blob)
+        pipe.xadd(k.recommendations_stream, {"fingerprint": fp, "recommendation": rec_blob},
+                  maxlen=ALERTS_MAXLEN, approximate=True)
+    if out.closures:
+        pipe.hset(k.road_closures, mapping={i: dumps(c) for i, c in out.closures.items()})
+
+
+def stage(pipe: Any, k: Keys, shard: int, out: Outputs) -> None:
+    """Queue `out` as one entry of the shard's outbox (inside the shard's commit; cluster only)."""
+    if out:
+        pipe.xadd(k.shard_outputs(shard), {OUTBOX_FIELD: out.dumps()})
+
+
+def apply_pending(r: Any, k: Keys, shard: int) -> int:
+    """Apply the shard's outbox entries after its cursor to the namespace's keys (module text); returns
+    how many. Safe to call from any process at any time: the WATCHed cursor makes each entry land once."""
+    outbox, field_ = k.shard_outputs(shard), str(shard)
+    applied = 0
+    while True:
+        with r.pipeline() as pipe:
+            try:
+                pipe.watch(k.outputs_applied)
+                last = pipe.hget(k.outputs_applied, field_)
+                # the outbox is in the shard's slot: read on the client, not the namespace's pipeline
+                entries = r.xrange(outbox, min=f"({last.decode()}" if last else "-", count=APPLY_CHUNK)
+                if not entries:
+                    return applied
+                pipe.multi()
+                for _eid, fields in entries:
+                    write(pipe, k, Outputs.loads(fields[OUTBOX_FIELD]))
+                newest = entries[-1][0]
+                pipe.hset(k.outputs_applied, field_, newest)
+                pipe.execute()
+            except redis.WatchError:
+                continue  # another process applied some: read the cursor again
+        applied += len(entries)
+        r.xtrim(outbox, minid=newest)  # what is applied is no longer needed (the newest stays: harmless)
+
+
+def read_groups(r: Any, consumer: str, streams: dict[str, str], count: int, block_ms: int | None) -> list:
+    """XREADGROUP over the shard streams an engine owns. One command on one server; on a cluster one
+    per stream (a multi-key command cannot span slots), pipelined without blocking, then a pause of
+    `block_ms` when nothing came (so an idle engine does not spin)."""
+    if not split_commit(r) or len(streams) == 1:
+        return r.xreadgroup(ENGINE_GROUP, consumer, streams, count=count, block=block_ms) or []
+    with r.pipeline(transaction=False) as p:
+        for s, start in streams.items():
+            p.xreadgroup(ENGINE_GROUP, consumer, {s: start}, count=count)
+        got = p.execute()
+    resp = [item for one in got if one for item in one]
+    if block_ms and not any(entries for _, entries in resp):
+        time.sleep(block_ms / 1000)
+    return resp
