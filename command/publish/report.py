@@ -355,7 +355,8 @@ def render_html(report: dict[str, Any]) -> str:
     figs = charts(report)
     return _env.get_template("after_action.html").render(
         report=report, plotly_js=plotly_js(), level_zh=LEVEL_ZH, status_zh=STATUS_ZH,
-        charts_json=orjson.dumps(figs).decode().replace("</", "<\\/"), chart_ids=list(figs))
+        # "<" only ever occurs inside JSON strings: as \u003c no text can end or restart the script
+        charts_json=orjson.dumps(figs).decode().replace("<", "\\u003c").replace(">", "\\u003e"), chart_ids=list(figs))
 
 
 def write_outputs(r: redis.Redis, keys: Keys, out: Path, viewer: Viewer = INTERNAL) -> dict[str, Any]:
