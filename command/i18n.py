@@ -45,6 +45,10 @@ TEXT: dict[str, dict[str, str]] = {
     "status.need_support": {"en": "need support", "zh": "请求支援"},
     "status.completed": {"en": "completed", "zh": "已完成"},
     "status.flagged": {"en": "flagged", "zh": "已标记"},
+    # checking that the work worked (command/ops/verify.py): a completed task reopened, or verified
+    "status.reopened": {"en": "reopened", "zh": "已重新打开"},
+    "status.verified": {"en": "verified", "zh": "已核实"},
+    "map.reopened": {"en": "⚑ Reopened: {reason}", "zh": "⚑ 已重新打开：{reason}"},
     # personal data as the classification lets the viewer see it (masked or whole): several pages show it
     "people.reported_by": {"en": "Reported by {who}", "zh": "报告人：{who}"},
     "people.assisted": {"en": "People assisted: {who}", "zh": "获救人员：{who}"},

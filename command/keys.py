@@ -313,6 +313,12 @@ class Keys:
         dispatch; the worker's sweep flags those past due (command/ops/jobs.py)."""
         return f"{self._p}:ack-timers"
 
+    @property
+    def verify_watch(self) -> str:
+        """Hash: task id -> JSON watch of a completed task on a station's alert, written with the
+        completion; the engine's commit reopens or verifies the task and removes it (command/ops/verify.py)."""
+        return f"{self._p}:verify-watch"
+
     def department_tasks(self, department: str) -> str:
         """Sorted set of a department's task ids by creation time."""
         return f"{self._p}:tasks:{department}"

@@ -197,8 +197,12 @@ class Recommendation(Model):
 
 
 # ---- dispatch and department tasks ----------------------------------------------------------------
-TASK_STATUSES = ("assigned", "acknowledged", "en_route", "on_scene", "need_support", "completed")
-# Which status may follow which: an update implies acknowledgement; `completed` is final.
+TASK_STATUSES = ("assigned", "acknowledged", "en_route", "on_scene", "need_support", "completed", "reopened")
+# Statuses only the system sets: `assigned` by a dispatch, `reopened` by the verification of a completed
+# task (command/ops/verify.py), never by a department's report.
+TASK_SYSTEM_STATUSES = ("assigned", "reopened")
+# Which status may follow which: an update implies acknowledgement; `completed` is final for the
+# department (only the verification reopens it), and a reopened task is worked on again.
 TASK_NEXT: dict[str, frozenset[str]] = {
     "assigned": frozenset({"acknowledged", "en_route", "on_scene", "need_support", "completed"}),
     "acknowledged": frozenset({"acknowledged", "en_route", "on_scene", "need_support", "completed"}),
@@ -206,6 +210,7 @@ TASK_NEXT: dict[str, frozenset[str]] = {
     "on_scene": frozenset({"on_scene", "need_support", "completed"}),
     "need_support": frozenset({"need_support", "en_route", "on_scene", "completed"}),
     "completed": frozenset(),
+    "reopened": frozenset({"acknowledged", "en_route", "on_scene", "need_support", "completed"}),
 }
 # What a task's status means for the resources it carries.
 TASK_RESOURCE_STATUS = {"en_route": ResourceStatus.dispatched, "on_scene": ResourceStatus.on_scene,

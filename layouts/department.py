@@ -27,6 +27,8 @@ i18n.add({
     "dept.title": {"en": "Tasks for {dept}", "zh": "{dept} 的任务"},
     "dept.none": {"en": "No tasks for your department.", "zh": "本部门暂无任务。"},
     "dept.status": {"en": "Status", "zh": "状态"},
+    # a completed task the sensors contradict (command/ops/verify.py)
+    "dept.reopened": {"en": "⚑ Reopened: {reason}", "zh": "⚑ 已重新打开：{reason}"},
     "dept.note": {"en": "Note", "zh": "说明"},
     "dept.people": {"en": "People assisted", "zh": "救助人数"},
     "dept.lat": {"en": "Latitude (optional)", "zh": "纬度（可选）"},
@@ -93,7 +95,11 @@ def task_card(task: Any, lang: str, tz: str | None, now: int, reporter: Any = No
         html.Div([html.B(t(f"status.{task.status}", lang), className=f"st st-{task.status}", id={"type": "dept-status-now", "task": tid}),
                   html.Span(" · " + t("dept.since", lang, age=humanize_ms(max(0, now - task.updated_at))), className="muted small")]),
     ]
-    if task.flagged:
+    reopened = next((h for h in reversed(task.history) if h.status == "reopened"), None)
+    if task.status == "reopened" and reopened is not None:  # back on the list: say why, before anything else
+        body.append(html.Div(t("dept.reopened", lang, reason=reopened.note), className="flag reopened",
+                             id={"type": "dept-reopened", "task": tid}))
+    elif task.flagged:
         body.append(html.Div(f"⚑ {task.flagged}", className="flag"))
     if hist:
         body.append(html.Ul(hist, className="history small"))
@@ -142,7 +148,7 @@ def tasks_view(r, keys, department: str, lang: str, viewer: Viewer = INTERNAL) -
         return [html.Div(t("dept.none", lang), className="muted empty", id="dept-empty")]
     tz = ns_tz(r, keys)
     now = command_time(r, keys)
-    order = {"need_support": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
+    order = {"need_support": 0, "reopened": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
     tasks.sort(key=lambda x: (order.get(x.task.status, 5), -x.task.created_at))
     return [task_card(x.task, lang, tz, now, x.reporter) for x in tasks]
 

@@ -71,6 +71,7 @@ NAMESPACED = {
     "dispatch_claim": (("fp1", "red"), "ecd:{{{ns}}}:dispatch-claim:fp1:red"),
     "task": (("t1",), "ecd:{{{ns}}}:task:t1"),
     "ack_timers": ((), "ecd:{{{ns}}}:ack-timers"),
+    "verify_watch": ((), "ecd:{{{ns}}}:verify-watch"),
     "department_tasks": (("fire",), "ecd:{{{ns}}}:tasks:fire"),
     "status_stream": ((), "ecd:{{{ns}}}:status"),
     "alert_notes": (("fp1",), "ecd:{{{ns}}}:alert-notes:fp1"),

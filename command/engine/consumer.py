@@ -38,9 +38,11 @@ import redis
 from command.config import DEFAULT_ENGINE_BATCH
 from command.engine.balance import plan
 from command.engine.plan_inputs import engine_recommendations
+from command.engine.verification import verification_step
 from command.errors import NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
+from command.ops.dispatch import queue_verdict
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
 from command.runtime.redis_client import as_unavailable
 from command.streams import ensure_group, shard_count, tick_entry, trim_acknowledged
@@ -385,7 +387,7 @@ class Engine:
             if out:
                 changes.extend(out)
         try:
-            self._commit(sh, ids, changes, incidents)
+            self._commit(sh, ids, changes, incidents, entries)
         except ShardLost:
             self._drop(sh.index)
             return 0
@@ -397,7 +399,7 @@ class Engine:
         return [Resource.model_validate_json(v) for v in self.r.hvals(self.keys.resources)]
 
     def _commit(self, sh: OwnedShard, ids: list, changes: list[AlertChange],
-                incidents: list[Incident] | None = None) -> None:
+                incidents: list[Incident] | None = None, entries: list | None = None) -> None:
         ev, k = sh.evaluator, self.keys
         dirty = ev.export_dirty()
         dumps = orjson.dumps
@@ -411,11 +413,32 @@ class Engine:
         recs, closures = engine_recommendations(self.r, k, ev.rs, changes, incidents or [], self._resources)
         mapping = {sid: dumps(d) for sid, d in dirty.items()}
         mapping[CLOCK_FIELD] = dumps(ev.export_clock())
+        while True:
+            try:
+                self._write(sh, ids, changes, touched, recs, closures, mapping, entries or [])
+                return
+            except redis.WatchError:
+                # the lease, or a task watch the verification reads (a department completing a task)
+                if self.r.get(sh.lease_key) != self.consumer.encode():
+                    raise ShardLost(sh.index) from None
+
+    def _write(self, sh: OwnedShard, ids: list, changes: list[AlertChange], touched: dict[str, dict[str, Any]],
+               recs: list, closures: dict[str, dict[str, Any]], mapping: dict[str, bytes], entries: list) -> None:
+        k, dumps, reg = self.keys, orjson.dumps, self.registry
+        assert reg is not None  # started
         with self.r.pipeline() as pipe:
             try:
-                pipe.watch(sh.lease_key)
+                pipe.watch(sh.lease_key, k.verify_watch)
                 if pipe.get(sh.lease_key) != self.consumer.encode():
                     raise ShardLost(sh.index)
+                # completed tasks on the batch's stations: reopened or verified with it (verification.py);
+                # what it reads is watched, so its verdicts land only on what it saw
+                verify = verification_step(pipe, k, sh.evaluator.rs, reg.stations, sh.index, self.nshards,
+                                           entries, changes, sh.evaluator.now)
+                head = None
+                if verify.tasks:
+                    pipe.watch(k.audit_head)
+                    head = pipe.get(k.audit_head)
                 pipe.multi()
                 pipe.hset(sh.state_key, mapping=mapping)
                 for c in changes:
@@ -439,11 +462,19 @@ class Engine:
                               maxlen=ALERTS_MAXLEN, approximate=True)
                 if closures:
                     pipe.hset(k.road_closures, mapping={i: dumps(c) for i, c in closures.items()})
+                if verify:
+                    h = head.decode() if head else None
+                    for task in verify.tasks:
+                        h = queue_verdict(pipe, k, task, h)
+                    if verify.drop:
+                        pipe.hdel(k.verify_watch, *verify.drop)
+                    if verify.keep:
+                        pipe.hset(k.verify_watch, mapping=verify.keep)
                 pipe.xack(sh.stream, ENGINE_GROUP, *ids)
                 pipe.pexpire(sh.lease_key, self.lease_ms)
                 pipe.execute()
-            except redis.WatchError:
-                raise ShardLost(sh.index) from None
+            finally:
+                pipe.reset()
 
     def drain(self, max_idle_polls: int = 1) -> int:
         """Process until nothing is waiting. For headless replays and tests."""

@@ -23,6 +23,7 @@ from command.models import (
     TASK_NEXT,
     TASK_RESOURCE_STATUS,
     TASK_STATUSES,
+    TASK_SYSTEM_STATUSES,
     Dispatch,
     Resource,
     ResourceStatus,
@@ -31,6 +32,7 @@ from command.models import (
 )
 from command.ops.people import MAX_PEOPLE
 from command.ops.people import people as valid_people
+from command.ops.verify import REOPENED, VERIFIER, Verdict
 from command.trust import audit
 
 DEFAULT_ACK_MS = 10 * 60_000
@@ -171,7 +173,7 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
     added, problems = valid_people(people)
     if problems:
         raise InvalidInput(problems)
-    if status not in TASK_STATUSES or status == "assigned":
+    if status not in TASK_STATUSES or status in TASK_SYSTEM_STATUSES:
         raise InvalidInput(f"unknown status {status!r}", field="status")
     if people_assisted is not None and (people_assisted < 0 or people_assisted > 100_000):
         raise InvalidInput("people assisted must be a whole number from 0", field="people_assisted")
@@ -210,11 +212,14 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
                     if lat is not None and lon is not None and status in ("on_scene", "need_support"):
                         res.lat, res.lon = lat, lon
                     updated[rid] = res.model_dump_json()
+        watch = _verify_watch(pipe, keys, task, now) if status == "completed" else None
         head = pipe.get(keys.audit_head)
         pipe.multi()
         pipe.set(keys.task(task.id), task.model_dump_json())
         if updated:
             pipe.hset(keys.resources, mapping=updated)
+        if watch is not None:  # the engine checks that the work worked (command/engine/verification.py)
+            pipe.hset(keys.verify_watch, task.id, orjson.dumps(watch))
         pipe.xadd(keys.status_stream, {"task_id": task.id, "department": department, "status": status,
                                        "dispatch_id": task.dispatch_id})
         audit.append(pipe, keys, head.decode() if head else None, who=user, action="task_status", at=now,
@@ -225,6 +230,43 @@ def update_task(r: redis.Redis, keys: Keys, *, task_id: str, department: str, us
         return task
 
     return _retrying(r, attempt)
+
+
+def _verify_watch(pipe, keys: Keys, task: Task, now: int) -> dict[str, Any] | None:
+    """What the engine needs to watch a task completed on a station's alert: the alert's level then,
+    and the station's newest readings (the baseline a rise is measured from). None for other alerts."""
+    raw = pipe.get(keys.alert(task.fingerprint))
+    alert = orjson.loads(raw) if raw else None
+    if alert is None or alert.get("subject_type") != "station":
+        return None
+    latest = pipe.hget(keys.latest, task.subject)
+    level = alert.get("level") if alert.get("status") == "open" else task.level
+    return {"task": task.id, "fingerprint": task.fingerprint, "rule": task.rule, "subject": task.subject,
+            "level": level or task.level, "completed_at": now, "latest": orjson.loads(latest) if latest else {}}
+
+
+def apply_verdict(task: Task, verdict: Verdict) -> Task:
+    """The task after the verification's verdict (`command.ops.verify`): reopened (its status, a flag
+    for the department and the command centre, the reason in its history) or verified (a history entry;
+    it stays completed). `at` is the time of what decided it."""
+    at = verdict.at if verdict.at is not None else task.updated_at
+    task.history.append(StatusUpdate(status=verdict.outcome, note=verdict.reason, by=VERIFIER, at=at))
+    task.updated_at = max(task.updated_at, at)
+    if verdict.outcome == REOPENED:
+        task.status = REOPENED
+        task.flagged = verdict.reason
+    return task
+
+
+def queue_verdict(pipe, keys: Keys, task: Task, head: str | None) -> str:
+    """Queue on `pipe` (in MULTI, with the caller's other writes) the task as `apply_verdict` left it,
+    its status event and audit entry; the new audit head (for the next verdict of the same transaction)."""
+    last = task.history[-1]
+    pipe.set(keys.task(task.id), task.model_dump_json())
+    pipe.xadd(keys.status_stream, {"task_id": task.id, "department": task.department, "status": last.status,
+                                   "dispatch_id": task.dispatch_id})
+    return audit.append(pipe, keys, head, who=VERIFIER, action=f"task_{last.status}", at=last.at,
+                        details={"task": task.id, "department": task.department, "reason": last.note})
 
 
 def flag_unacknowledged(r: redis.Redis, keys: Keys, task_id: str, now: int) -> bool:

@@ -57,6 +57,10 @@ class Rule:
     description: str = ""
     # the units asked for should be working within this long of the alert opening (or rising)
     respond_within_ms: int | None = None
+    # after a task on this rule's alert is completed, watch the station this long (None: 1 h) for a
+    # rise above `verify_rise` (None: a tenth of the gap between its levels); command/ops/verify.py
+    verify_within_ms: int | None = None
+    verify_rise: float | None = None
 
     def matches_station(self, st: Station, kind: str | None = None) -> bool:
         """Does this rule watch `st`'s readings of `kind` (the station's own kind by default)?"""
@@ -196,7 +200,7 @@ def _level(raw: dict, levels: tuple[str, ...], where: str) -> str:
     return lv
 
 
-_COMMON_KEYS = {"id", "kind", "match", "recommend", "description", "respond_within"}
+_COMMON_KEYS = {"id", "kind", "match", "recommend", "description", "respond_within", "verify_within", "verify_rise"}
 _KIND_KEYS = {
     "threshold": {"above", "for", "clear_margin"},
     "rate_of_rise": {"above", "for", "clear_margin", "window"},
@@ -311,5 +315,14 @@ def _parse_rule(raw: dict, rid: str, levels: tuple[str, ...], where: str,
         rule.respond_within_ms = _duration(raw, "respond_within", where)
         if rule.respond_within_ms <= 0:
             raise RuleError(f"{where}: `respond_within` must be positive")
+    if "verify_within" in raw:
+        rule.verify_within_ms = _duration(raw, "verify_within", where)
+        if rule.verify_within_ms <= 0:
+            raise RuleError(f"{where}: `verify_within` must be positive")
+    if "verify_rise" in raw:
+        rise = raw["verify_rise"]
+        if isinstance(rise, bool) or not isinstance(rise, int | float) or not rise > 0 or rise == float("inf"):
+            raise RuleError(f"{where}: `verify_rise` must be a number > 0, got {rise!r}")
+        rule.verify_rise = float(rise)
     return rule
 

@@ -32,13 +32,13 @@ import redis
 
 from command.errors import CommandError
 from command.keys import Keys
-from command.models import TASK_STATUSES, Task
+from command.models import TASK_STATUSES, TASK_SYSTEM_STATUSES, Task
 from command.scenarios.reference import ScenarioError
 from command.timeutil import parse_duration, to_iso
 
 SCRIPTED = "scripted"  # who a scripted action is audited as
 ACTION_TYPES = ("dispatch", "task_status")
-ACTION_STATUSES = tuple(s for s in TASK_STATUSES if s != "assigned")
+ACTION_STATUSES = tuple(s for s in TASK_STATUSES if s not in TASK_SYSTEM_STATUSES)
 _NEED = {"dispatch": ("rule", "subject"), "task_status": ("rule", "subject", "department", "status")}
 _KNOWN = {"dispatch": {"rule", "subject", "note"}, "task_status": {"rule", "subject", "department", "status", "note"}}
 

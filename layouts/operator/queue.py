@@ -172,12 +172,15 @@ def _timeline(task: dict, lang: str, tz: str | None, now: int, names: dict[str, 
         extra = []
         if h.get("people_assisted") is not None:
             extra.append(f"👥{h['people_assisted']}")
-        if h.get("note"):
-            extra.append(h["note"][:60])
+        if h.get("note"):  # the verification's reason is shown whole: it is why the task is back
+            extra.append(h["note"] if h["status"] in ("reopened", "verified") else h["note"][:60])
         steps.append(html.Span([" → ", label, " ", fmt_time(h["at"], tz), (" · " + " · ".join(extra)) if extra else ""],
                                className=f"step st-{h['status']}"))
     since = humanize_ms(max(0, now - task["updated_at"]))
     flag = html.Div(t("map.flag", lang, reason=task["flagged"]), className="flag") if task.get("flagged") else None
+    if task["status"] == "reopened":
+        why = next((h.get("note") or "" for h in reversed(task["history"]) if h["status"] == "reopened"), "")
+        flag = html.Div(t("map.reopened", lang, reason=why), className="flag reopened")
     who = "; ".join(person_text(p) for p in task.get("people") or [] if person_text(p))
     people = html.Div("👥 " + t("people.assisted", lang, who=who), className="people small") if who else None
     return html.Div([html.B(names.get(task["department"], task["department"])),
