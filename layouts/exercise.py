@@ -18,7 +18,7 @@ from command.ops import drills
 from command.publish import views
 from command.trust.classification import INTERNAL, Viewer
 
-from . import access
+from . import access, exercise_backtest, exercise_events, exercise_files
 from .access import route_policy, secured_callback
 from .common import current_viewer, fmt_time, namespace, rds, require_user
 from .inputs import NOT, lang_of, number, one_of, text
@@ -59,7 +59,8 @@ CONTROLS = ("pause", "resume", "stop", "speed")
 
 
 def scenario_options(root: Path = SAMPLE_DATA / "scenarios") -> list[dict]:
-    return [{"label": p.name, "value": str(p)} for p in sorted(root.iterdir()) if (p / "scenario.yaml").exists()]
+    """The sample scenarios, and those uploaded or saved on this page (layouts/exercise_files.py)."""
+    return exercise_files.sample_options(root) + exercise_files.kept_options()
 
 
 def drills_view(r, lang: str) -> list:
@@ -107,7 +108,7 @@ def drills_view(r, lang: str) -> list:
 
 
 def layout(lang: str, ns: str) -> html.Div:
-    require_user("planner", "operator")
+    user = require_user("planner", "operator")
     r = rds()
     keys = namespace(ns)
     resources = views.resources(r, keys) if drills.is_drill(r, keys.ns) else []
@@ -152,6 +153,9 @@ def layout(lang: str, ns: str) -> html.Div:
                 html.Div(id="ex-inject-msg", role="status"),
             ]),
         ], className="panel"),
+        # authoring: the planner's (each callback checks the role again on the server)
+        *((exercise_files.panel(lang), exercise_events.panel(lang), exercise_backtest.panel(lang))
+          if user["role"] in exercise_files.PLANNER else ()),
     ], className="exercise-page")
 
 
@@ -270,6 +274,9 @@ def report_html(r, ns: str, viewer: Viewer = INTERNAL) -> str:
 
 
 def register_routes(server: flask.Flask) -> None:
+    exercise_files.register_routes(server)
+    exercise_backtest.register_routes(server)
+
     @server.route("/exercise/report/<ns>")
     @route_policy(allow=EXERCISE_ROLES)
     def _report(ns):

@@ -23,6 +23,7 @@ from datetime import timedelta
 
 import redis
 from rq import Queue, get_current_job
+from rq.job import Job
 
 from command.clock import namespace_now
 from command.engine.consumer import backoff_delay
@@ -176,3 +177,63 @@ def run_worker(r: redis.Redis, sweep_r: redis.Redis, *, burst: bool = False,
     finally:
         stop.set()
         sweeper.join(5)
+
+
+# ---- backtests started on the exercise page -------------------------------------------------------------
+BACKTEST_TIMEOUT_S = 900
+
+
+def run_backtest_job(scenario: str, rules: list[str], out: str, lead_window_ms: int | None = None) -> dict:
+    """The RQ job behind /exercise's rule set comparison: `python -m command backtest` on the worker,
+    its progress in the job's meta (`progress` 0-100, `step`), backtest.json, backtest.html and the
+    station charts (charts.json) in `out`. Bad input is an answer (`error`), not a failed job."""
+    from command.errors import CommandError
+    from command.scenarios.backtest import prepare, run_backtest
+
+    job = get_current_job()
+    assert job is not None  # RQ runs this as a job
+    progress = JobProgress(job)
+    try:
+        inp = prepare(scenario, rules)
+        res = run_backtest(job.connection, inp, lead_window_ms=lead_window_ms, progress=progress)
+    except CommandError as exc:
+        return {"error": exc.message}
+    from pathlib import Path
+
+    from command.publish.backtest_html import render_html, station_charts
+    from command.scenarios.backtest import write_outputs
+
+    charts = station_charts(inp.scenario, inp.series, inp.truth, res.runs)
+    folder = Path(out)
+    write_outputs(folder, res.report, render_html(res.report, charts))
+    import orjson
+
+    (folder / "charts.json").write_bytes(orjson.dumps(charts, option=orjson.OPT_SERIALIZE_NUMPY))
+    progress.finish()
+    return {"out": out, "seconds": round(res.seconds, 1)}
+
+
+class JobProgress:
+    """A backtest's progress (`BacktestProgress`'s calls) in its RQ job's meta, written at most twice a second."""
+
+    def __init__(self, job: Job, every_s: float = 0.5) -> None:
+        self.job, self.every_s, self._last = job, every_s, 0.0
+
+    def update(self, index: int, count: int, name: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s and fraction < 1.0:
+            return
+        self._last = now
+        self.job.meta.update(progress=round(100 * (index + min(max(fraction, 0.0), 1.0)) / max(count, 1), 1),
+                             step=f"{index + 1}/{count} {name}")
+        self.job.save_meta()
+
+    def message(self, text: str) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        self.job.meta.update(progress=100.0, step="")
+        self.job.save_meta()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 import orjson
@@ -61,6 +61,15 @@ class BacktestError(CommandError):
     exit_code = 1
     status = 500
     code = "backtest_failed"
+
+
+class Progress(Protocol):
+    """What a backtest reports its progress to: the command line's bar (`BacktestProgress`), or a
+    background job's meta (command/ops/jobs.py `JobProgress`)."""
+
+    def update(self, index: int, count: int, name: str, fraction: float) -> None: ...
+    def message(self, text: str) -> None: ...
+    def done(self) -> None: ...
 
 
 @dataclass
@@ -222,7 +231,7 @@ def prepare(scenario_dir: str | Path, rules_files: Sequence[str | Path] = ()) ->
 
 def run_backtest(r: redis.Redis, scenario: str | Path | BacktestInput, rules_files: Sequence[str | Path] = (), *,
                  lead_window_ms: int | None = None, out: Path | None = None, batch: int = DEFAULT_ENGINE_BATCH,
-                 progress: BacktestProgress | None = None) -> BacktestResult:
+                 progress: Progress | None = None) -> BacktestResult:
     """Backtest a scenario (a folder, or a `prepare`d one, whose rule sets it already holds): every rule
     set replayed and scored against the same truth; with `out`, write backtest.json and backtest.html
     there. Bad input raises ScenarioError before Redis is used."""

@@ -306,7 +306,9 @@ def zip_folder(folder: Path) -> bytes:
 # ------------------------------------------------------------------------------------------------
 # The events list: injects and scripted actions (and objectives) of a scenario, edited and saved back
 # ------------------------------------------------------------------------------------------------
-EVENT_SECTIONS = ("injects", "actions")
+EVENT_SECTIONS = ("injects", "actions", "objectives")
+# the key the table's `type` column stands for: an objective has a `kind` and no `at`
+_TYPE_KEY = {"injects": "type", "actions": "type", "objectives": "kind"}
 
 
 def _to_text(v: Any) -> Any:
@@ -324,8 +326,9 @@ def events_of(folder: Path) -> list[dict[str, Any]]:
         for item in doc.get(section) or []:
             if not isinstance(item, dict):
                 continue
-            rest = {k: _to_text(v) for k, v in item.items() if k not in ("at", "type")}
-            rows.append({"section": section, "at": str(item.get("at", "")), "type": str(item.get("type", "")),
+            key = _TYPE_KEY[section]
+            rest = {k: _to_text(v) for k, v in item.items() if k not in ("at", key)}
+            rows.append({"section": section, "at": str(item.get("at", "")), "type": str(item.get(key, "")),
                          "fields": yaml.safe_dump(rest, default_flow_style=True, allow_unicode=True, width=10_000,
                                                   sort_keys=False).strip() if rest else ""})
     return rows
@@ -342,9 +345,13 @@ def items_of(rows: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
         section = row.get("section")
         if section not in EVENT_SECTIONS:
             raise UploadError(f"{where}: `section` must be one of {', '.join(EVENT_SECTIONS)}")
-        at, kind, text = row.get("at"), row.get("type"), row.get("fields") or ""
-        if not isinstance(at, str) or not at.strip() or not isinstance(kind, str) or not kind.strip():
-            raise UploadError(f"{where}: `at` (e.g. 2h30m) and `type` are required")
+        at, kind, text = row.get("at") or "", row.get("type"), row.get("fields") or ""
+        timed = section != "objectives"
+        if not isinstance(at, str) or (timed and not at.strip()) or not isinstance(kind, str) or not kind.strip():
+            raise UploadError(f"{where}: `at` (e.g. 2h30m) and `type` are required" if timed
+                              else f"{where}: an objective's `type` (its kind) is required")
+        if not timed and at.strip():
+            raise UploadError(f"{where}: an objective has no `at` (its `within` goes in `fields`)")
         if not isinstance(text, str) or len(text) > 4000:
             raise UploadError(f"{where}: `fields` must be a YAML mapping such as {{resource_id: FR-1, status: available}}")
         try:
@@ -353,9 +360,10 @@ def items_of(rows: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
             raise UploadError(f"{where}: `fields`: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
         if not isinstance(rest, dict) or any(not isinstance(k, str) for k in rest):
             raise UploadError(f"{where}: `fields` must be a YAML mapping such as {{resource_id: FR-1, status: available}}")
-        if {"at", "type"} & set(rest):
-            raise UploadError(f"{where}: `fields` may not repeat `at` or `type`")
-        out[section].append({"at": at.strip(), "type": kind.strip(), **rest})
+        if {"at", _TYPE_KEY[section]} & set(rest):
+            raise UploadError(f"{where}: `fields` may not repeat `at` or `{_TYPE_KEY[section]}`")
+        head = {"at": at.strip(), "type": kind.strip()} if timed else {"kind": kind.strip()}
+        out[section].append({**head, **rest} if timed else {**rest, **head})
     return out
 
 
