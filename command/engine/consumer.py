@@ -36,13 +36,12 @@ import orjson
 import redis
 
 from command.config import DEFAULT_ENGINE_BATCH
+from command.engine import slots
 from command.engine.balance import plan
 from command.engine.plan_inputs import engine_recommendations
-from command.engine.verification import verification_step
 from command.errors import NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
-from command.ops.dispatch import queue_verdict
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
 from command.runtime.redis_client import as_unavailable
 from command.streams import ensure_group, shard_count, tick_entry, trim_acknowledged
@@ -50,7 +49,7 @@ from command.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 CLOCK_FIELD = "~clock"  # the shard state hash's field for the shard clock (never a subject id)
-ALERTS_MAXLEN = 200_000
+ALERTS_MAXLEN = slots.ALERTS_MAXLEN
 BACKOFF_FIRST_S = 0.1  # the wait after the first failure in a row; it doubles with each one after ...
 BACKOFF_MAX_S = 10.0  # ... up to this
 
@@ -219,6 +218,8 @@ class Engine:
         mine = {sid for sid in reg.stations if shard_of(sid, self.nshards) == s}
         zones = {zid for zid in reg.zones if shard_of(zid, self.nshards) == s}
         ev = ShardEvaluator(reg.ruleset, reg.stations, reg.zones, shard_stations=mine, shard_zones=zones)
+        if slots.split_commit(self.r):  # outputs a crashed owner committed but did not apply (cluster)
+            slots.apply_pending(self.r, self.keys, s)
         raw = self.r.hgetall(self.keys.shard_state(s))
         clock = raw.pop(CLOCK_FIELD.encode(), None)
         ev.load({k.decode(): orjson.loads(v) for k, v in raw.items()}, orjson.loads(clock) if clock else None)
@@ -308,8 +309,7 @@ class Engine:
                 time.sleep(block_ms / 1000)
             return done
         streams = {sh.stream: ">" for sh in self.shards.values()}
-        resp = self.r.xreadgroup(ENGINE_GROUP, self.consumer, streams, count=self.batch,
-                                 block=block_ms if block_ms else None)
+        resp = slots.read_groups(self.r, self.consumer, streams, self.batch, block_ms if block_ms else None)
         by_stream = {sh.stream.encode(): sh for sh in self.shards.values()}
         for stream_name, entries in resp or ():
             owned = by_stream.get(stream_name)
@@ -387,7 +387,7 @@ class Engine:
             if out:
                 changes.extend(out)
         try:
-            self._commit(sh, ids, changes, incidents, entries)
+            self._commit(sh, ids, changes, incidents)
         except ShardLost:
             self._drop(sh.index)
             return 0
@@ -399,7 +399,7 @@ class Engine:
         return [Resource.model_validate_json(v) for v in self.r.hvals(self.keys.resources)]
 
     def _commit(self, sh: OwnedShard, ids: list, changes: list[AlertChange],
-                incidents: list[Incident] | None = None, entries: list | None = None) -> None:
+                incidents: list[Incident] | None = None) -> None:
         ev, k = sh.evaluator, self.keys
         dirty = ev.export_dirty()
         dumps = orjson.dumps
@@ -413,68 +413,27 @@ class Engine:
         recs, closures = engine_recommendations(self.r, k, ev.rs, changes, incidents or [], self._resources)
         mapping = {sid: dumps(d) for sid, d in dirty.items()}
         mapping[CLOCK_FIELD] = dumps(ev.export_clock())
-        while True:
-            try:
-                self._write(sh, ids, changes, touched, recs, closures, mapping, entries or [])
-                return
-            except redis.WatchError:
-                # the lease, or a task watch the verification reads (a department completing a task)
-                if self.r.get(sh.lease_key) != self.consumer.encode():
-                    raise ShardLost(sh.index) from None
-
-    def _write(self, sh: OwnedShard, ids: list, changes: list[AlertChange], touched: dict[str, dict[str, Any]],
-               recs: list, closures: dict[str, dict[str, Any]], mapping: dict[str, bytes], entries: list) -> None:
-        k, dumps, reg = self.keys, orjson.dumps, self.registry
-        assert reg is not None  # started
+        out = slots.Outputs([(c.event, c.alert) for c in changes], list(touched.values()),
+                            [(rec.fingerprint, rec.model_dump_json()) for rec in recs], closures)
+        split = slots.split_commit(self.r)  # a Redis Cluster: the namespace's keys are in another slot
         with self.r.pipeline() as pipe:
             try:
-                pipe.watch(sh.lease_key, k.verify_watch)
+                pipe.watch(sh.lease_key)
                 if pipe.get(sh.lease_key) != self.consumer.encode():
                     raise ShardLost(sh.index)
-                # completed tasks on the batch's stations: reopened or verified with it (verification.py);
-                # what it reads is watched, so its verdicts land only on what it saw
-                verify = verification_step(pipe, k, sh.evaluator.rs, reg.stations, sh.index, self.nshards,
-                                           entries, changes, sh.evaluator.now)
-                head = None
-                if verify.tasks:
-                    pipe.watch(k.audit_head)
-                    head = pipe.get(k.audit_head)
                 pipe.multi()
                 pipe.hset(sh.state_key, mapping=mapping)
-                for c in changes:
-                    a = c.alert
-                    fp = a["fingerprint"]
-                    blob = dumps(a)
-                    pipe.set(k.alert(fp), blob)  # an open alert's live copy below supersedes this
-                    if c.event == "open":
-                        pipe.zadd(k.alerts_index, {fp: a["opened_at"]})
-                        pipe.zadd(k.alerts_open, {fp: a["opened_at"]})
-                    elif c.event == "resolve":
-                        pipe.zrem(k.alerts_open, fp)
-                    pipe.xadd(k.alerts_stream, {"event": c.event, "fingerprint": fp, "alert": blob},
-                              maxlen=ALERTS_MAXLEN, approximate=True)
-                for fp, a in touched.items():  # after the events: the newest state wins
-                    pipe.set(k.alert(fp), dumps(a))
-                for rec in recs:
-                    rec_blob = rec.model_dump_json()
-                    pipe.set(k.recommendation(rec.fingerprint), rec_blob)
-                    pipe.xadd(k.recommendations_stream, {"fingerprint": rec.fingerprint, "recommendation": rec_blob},
-                              maxlen=ALERTS_MAXLEN, approximate=True)
-                if closures:
-                    pipe.hset(k.road_closures, mapping={i: dumps(c) for i, c in closures.items()})
-                if verify:
-                    h = head.decode() if head else None
-                    for task in verify.tasks:
-                        h = queue_verdict(pipe, k, task, h)
-                    if verify.drop:
-                        pipe.hdel(k.verify_watch, *verify.drop)
-                    if verify.keep:
-                        pipe.hset(k.verify_watch, mapping=verify.keep)
+                if split:  # the outputs as one outbox entry in the shard's slot, applied below
+                    slots.stage(pipe, k, sh.index, out)
+                else:
+                    slots.write(pipe, k, out)
                 pipe.xack(sh.stream, ENGINE_GROUP, *ids)
                 pipe.pexpire(sh.lease_key, self.lease_ms)
                 pipe.execute()
-            finally:
-                pipe.reset()
+            except redis.WatchError:
+                raise ShardLost(sh.index) from None
+        if split and out:  # its own transaction in the namespace's slot (command/engine/slots.py: why it is safe)
+            slots.apply_pending(self.r, k, sh.index)
 
     def drain(self, max_idle_polls: int = 1) -> int:
         """Process until nothing is waiting. For headless replays and tests."""
