@@ -759,6 +759,39 @@ def scenario_yaml():
             prefix = "  - " if first else "    "
             lines.append(f"{prefix}{key}: {yaml_str(value)}")
             first = False
+    return "\n".join(lines) + "\n" + objectives_yaml()
+
+
+# What the exercise sets out to test, scored in the after-action report (docs/drills.md): one of each
+# kind, on the sample's story (the incident alerts, the riverside gauges that reach red).
+OBJECTIVES = (
+    {"id": "O1", "kind": "dispatch_within", "rule": "incident-in-risk-zone", "within": "15m",
+     "text": "Every incident alert in a high-risk zone is dispatched within 15 minutes",
+     "text_zh": "高风险区每条险情预警在15分钟内派遣"},
+    {"id": "O2", "kind": "dispatch_within", "rule": "river-stage", "subject": "WL-003", "within": "30m",
+     "text": "The Riverside Park river alert is dispatched within 30 minutes",
+     "text_zh": "滨江公园河道水位预警在30分钟内派遣"},
+    {"id": "O3", "kind": "acknowledge_within", "department": "fire_rescue", "within": "10m",
+     "text": "Fire and rescue acknowledge every task within 10 minutes", "text_zh": "消防救援10分钟内确认每项任务"},
+    {"id": "O4", "kind": "acknowledge_within", "department": "medical", "within": "10m",
+     "text": "Medical acknowledge every task within 10 minutes", "text_zh": "医疗急救10分钟内确认每项任务"},
+    {"id": "O5", "kind": "on_scene_before_level", "resource_type": "pump", "subject": "WL-003", "level": "red",
+     "text": "A pump is working at Riverside Park before the river reaches red",
+     "text_zh": "滨江公园水位达红色前水泵到场"},
+    {"id": "O6", "kind": "on_scene_before_level", "resource_type": "pump", "subject": "WL-005", "level": "red",
+     "text": "A pump is working at the Bend Pumping Station before the river reaches red",
+     "text_zh": "弯道泵站水位达红色前水泵到场"},
+    {"id": "O7", "kind": "no_unacknowledged", "text": "No task is left unacknowledged at the end",
+     "text_zh": "演练结束时无未确认任务"},
+)
+
+
+def objectives_yaml():
+    """The `objectives:` block of scenario.yaml."""
+    lines = ["objectives:"]
+    for objective in OBJECTIVES:
+        for i, (key, value) in enumerate(objective.items()):
+            lines.append(f"{'  - ' if i == 0 else '    '}{key}: {yaml_str(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -249,3 +249,79 @@ def test_objectives_of_a_scripted_exercise_in_its_after_action_report(r, tmp_pat
     assert [(e["department"], e["subject"]) for e in ev["O8"]] == [("public_works", "WL-F")]
     html = (out / "after_action.html").read_text(encoding="utf-8")
     assert 'data-id="O4"' in html and "not met · 未达成" in html and "无未确认任务" in html
+
+
+# ---- the sample's objectives (docs/drills.md) ------------------------------------------------------
+SAMPLE = SCENARIOS / "jiangcheng_flood"
+# A response to the sample's flood, scripted: the first two incident alerts dispatched in 10 min, the
+# third in 30, the last three never; medical slow once and silent once; public works never answers;
+# pumps sent to Riverside Park early and to the Bend Pumping Station too late.
+RESPONSE = """
+- {at: 11h30m, type: dispatch, rule: incident-in-risk-zone, subject: INC-002}
+- {at: 11h35m, type: task_status, rule: incident-in-risk-zone, subject: INC-002, department: fire_rescue, status: acknowledged}
+- {at: 11h50m, type: task_status, rule: incident-in-risk-zone, subject: INC-002, department: medical, status: acknowledged}
+- {at: 14h20m, type: dispatch, rule: incident-in-risk-zone, subject: INC-005}
+- {at: 14h25m, type: task_status, rule: incident-in-risk-zone, subject: INC-005, department: fire_rescue, status: acknowledged}
+- {at: 14h28m, type: task_status, rule: incident-in-risk-zone, subject: INC-005, department: medical, status: en_route}
+- {at: 16h20m, type: dispatch, rule: river-stage, subject: WL-003}
+- {at: 16h25m, type: task_status, rule: river-stage, subject: WL-003, department: water_authority, status: acknowledged}
+- {at: 17h30m, type: task_status, rule: river-stage, subject: WL-003, department: water_authority, status: on_scene}
+- {at: 16h50m, type: dispatch, rule: river-stage, subject: WL-005}
+- {at: 16h55m, type: task_status, rule: river-stage, subject: WL-005, department: water_authority, status: acknowledged}
+- {at: 20h00m, type: task_status, rule: river-stage, subject: WL-005, department: water_authority, status: on_scene}
+- {at: 22h00m, type: dispatch, rule: incident-in-risk-zone, subject: INC-009}
+- {at: 22h05m, type: task_status, rule: incident-in-risk-zone, subject: INC-009, department: fire_rescue, status: acknowledged}
+"""
+
+
+def sample_with(dest, response: str | None):
+    """The sample scenario (its data where they are) with `response` as its only scripted actions."""
+    import yaml
+
+    doc = yaml.safe_load((SAMPLE / "scenario.yaml").read_text(encoding="utf-8"))
+    for key in ("stations", "zones", "resources", "rules", "rivers", "roads"):
+        if doc.get(key):
+            doc[key] = str((SAMPLE / doc[key]).resolve())
+    doc["readings"], doc["incidents"] = str(SAMPLE / "readings.csv"), str(SAMPLE / "incidents.csv")
+    doc.pop("actions", None)
+    if response:
+        doc["actions"] = yaml.safe_load(response)
+    dest.mkdir(parents=True)
+    (dest / "scenario.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return dest
+
+
+def hm(iso):
+    return None if iso is None else iso[11:16]
+
+
+def test_the_sample_exercise_objectives(r, tmp_path):
+    from command.scenarios.replay import run_replay
+
+    def scored(name, response):
+        out = tmp_path / f"{name}-out"
+        run_replay(r, sample_with(tmp_path / name, response), speed=None, out=out)
+        rep = json.loads((out / "after_action.json").read_text(encoding="utf-8"))
+        assert not any(q["source"] == "action" for q in rep["quarantine"])  # every scripted action applied
+        return rep, {o["id"]: o for o in rep["objectives"]}
+
+    # nobody responds: what can be judged is not met, what needs a task is not tested
+    rep, objs = scored("silent", None)
+    assert {k: o["met"] for k, o in objs.items()} == {"O1": False, "O2": False, "O3": None, "O4": None, "O5": False,
+                                                      "O6": False, "O7": None}
+    assert rep["objectives_overall"] == {"total": 7, "met": 0, "not_met": 4, "not_tested": 3, "share_met": 0.0}
+
+    rep, objs = scored("response", RESPONSE)
+    assert {k: o["met"] for k, o in objs.items()} == {"O1": False, "O2": True, "O3": True, "O4": False, "O5": True,
+                                                      "O6": False, "O7": False}
+    assert rep["objectives_overall"] == {"total": 7, "met": 3, "not_met": 4, "not_tested": 0, "share_met": 0.429}
+    assert [(e["subject"], hm(e["opened_at"]), hm(e["dispatched_at"]), e["ok"]) for e in objs["O1"]["evidence"]] == [
+        ("INC-002", "11:20", "11:30", True), ("INC-005", "14:10", "14:20", True), ("INC-009", "21:30", "22:00", False),
+        ("INC-010", "23:15", None, False), ("INC-011", "01:40", None, False), ("INJ-1", "04:00", None, False)]
+    assert [(e["subject"], e["after"], e["ok"]) for e in objs["O4"]["evidence"]] == [
+        ("INC-002", "20 min", False), ("INC-005", "8 min", True), ("INC-009", None, False)]
+    o5, o6 = objs["O5"]["evidence"][0], objs["O6"]["evidence"][0]
+    assert (hm(o5["on_scene_at"]), hm(o5["level_reached_at"]), o5["resources"]) == ("17:30", "18:45", ["WA-PUMP-03"])
+    assert (hm(o6["on_scene_at"]), hm(o6["level_reached_at"])) == ("20:00", "19:45")
+    assert [(e["department"], e["subject"]) for e in objs["O7"]["evidence"]] == [
+        ("public_works", "WL-003"), ("public_works", "WL-005"), ("medical", "INC-009")]
