@@ -737,6 +737,35 @@ def departments_yaml():
     return "\n".join(lines) + "\n"
 
 
+# What the command centre and the fire service do during the sample, scripted so that a replay runs
+# the whole loop without a browser (docs/dispatch.md): dispatches of the first alerts, the crews'
+# reports, and two completions the sensors then judge: WL-017 keeps rising after its crew reports
+# the embankment raised (the task is reopened), WL-016 falls back below its levels (verified).
+ACTIONS = (  # at, type, rule, subject, then for task_status: department, status and an optional note
+    ("11h30m", "dispatch", "incident-in-risk-zone", "INC-002"),
+    ("11h40m", "task_status", "incident-in-risk-zone", "INC-002", "fire_rescue", "en_route", "boat on its way"),
+    ("11h45m", "task_status", "incident-in-risk-zone", "INC-002", "medical", "acknowledged"),
+    ("11h50m", "dispatch", "rapid-rise", "WL-017"),
+    ("11h50m", "dispatch", "rapid-rise", "WL-016"),
+    ("12h00m", "task_status", "rapid-rise", "WL-017", "fire_rescue", "acknowledged"),
+    ("12h15m", "task_status", "rapid-rise", "WL-017", "fire_rescue", "on_scene", "sandbagging the embankment"),
+    ("12h20m", "task_status", "rapid-rise", "WL-016", "fire_rescue", "on_scene"),
+    ("12h30m", "task_status", "incident-in-risk-zone", "INC-002", "fire_rescue", "on_scene", "4 people off a roof"),
+    ("12h45m", "task_status", "rapid-rise", "WL-017", "fire_rescue", "completed", "embankment raised"),
+    ("18h00m", "task_status", "rapid-rise", "WL-016", "fire_rescue", "completed", "pumping done"),
+)
+
+
+def actions_yaml():
+    """The `actions:` of scenario.yaml (ACTIONS), one flow mapping a line."""
+    lines = ["actions:"]
+    for at, kind, rule, subject, *rest in ACTIONS:
+        fields = {"at": at, "type": kind, "rule": rule, "subject": subject}
+        fields.update(zip(("department", "status", "note"), rest, strict=False))  # the note is optional
+        lines.append("  - {" + ", ".join(f"{k}: {yaml_str(v)}" for k, v in fields.items()) + "}")
+    return "\n".join(lines) + "\n"
+
+
 def scenario_yaml():
     """Text of the scenario's scenario.yaml."""
     lines = [
@@ -759,7 +788,7 @@ def scenario_yaml():
             prefix = "  - " if first else "    "
             lines.append(f"{prefix}{key}: {yaml_str(value)}")
             first = False
-    return "\n".join(lines) + "\n" + objectives_yaml()
+    return "\n".join(lines) + "\n" + actions_yaml() + objectives_yaml()
 
 
 # What the exercise sets out to test, scored in the after-action report (docs/drills.md): one of each
