@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     # Data classification (docs/security.md): how every dataset and sensitive field is graded, for a
     # data officer to read and edit; read again when it changes (command/trust/classification.py).
     classification_file: Path = SAMPLE_DATA / "classification.yaml"
+    # Back-pressure (docs/operations.md): form and intake submissions (incident reports, task status
+    # updates) each user and each department may make per minute, and the burst let through at once;
+    # past that, 429 / an inline "try again in N s". Feed sources: see `rate_limit` in feeds.yaml.
+    submit_user_per_minute: float = Field(default=30.0, gt=0)
+    submit_user_burst: int = Field(default=20, ge=1)
+    submit_department_per_minute: float = Field(default=120.0, gt=0)
+    submit_department_burst: int = Field(default=60, ge=1)
     # Open data (/public/): requests each client address may make per minute before 429.
     public_rate_per_minute: int = Field(default=60, ge=1)
     # Scenario folders uploaded as a zip on /exercise (command/scenarios/upload.py): the archive's size

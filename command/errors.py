@@ -8,6 +8,7 @@
     ├── NotFound                  no such thing (or not one the caller may know of) 404 / exit 2
     ├── Forbidden                 the caller may not do this                        403 / exit 2
     ├── Conflict                  lost a race or the state moved on: re-read        409 / exit 1
+    ├── RateLimited               too many from one user/department: wait retry_after 429 / exit 2
     └── Unavailable               a dependency (Redis, a feed) is down: retry       503 / exit 75
 
 The edges: Dash callbacks show ``message`` (and ``errors`` per field) to the user, HTTP routes
@@ -90,6 +91,19 @@ class Unavailable(CommandError):
     code = "unavailable"
 
     def __init__(self, message: str, *, retry_after: float | None = None, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class RateLimited(CommandError):
+    """Back-pressure (command/trust/throttle.py): too many requests from one user, department or
+    source; refused, try again after `retry_after` seconds (HTTP 429 with Retry-After)."""
+
+    status = 429
+    retryable = True
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after = retry_after
 

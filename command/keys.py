@@ -287,6 +287,12 @@ class Keys:
         """Hash: station/point id -> JSON {kind: {issued, series: [[t_ms, value_si], ...]}}, the newest run."""
         return f"{self._p}:forecasts"
 
+    def rate_bucket(self, kind: str, subject: str) -> str:
+        """Hash {level, at} (expires once full): a token bucket limiting one subject's rate, `kind`
+        feed (readings of a source), user or department (form and intake submissions)
+        (command/trust/throttle.py RateLimiter)."""
+        return f"{self._p}:rate:{kind}:{subject[:64]}"
+
     # --- dispatch, department tasks, audit ---------------------------------------------------------
     @property
     def dispatches_stream(self) -> str:

@@ -27,6 +27,7 @@ from command.keys import Keys
 from command.scenarios.namespaces import deadletter
 from command.streams import ensure_group, shard_count
 from command.timeutil import now_ms
+from command.trust.throttle import Bucket
 
 from . import health
 from .errors import FeedError, PayloadError
@@ -38,6 +39,24 @@ from .source import ParseResult, Request, Source
 log = logging.getLogger(__name__)
 
 DEADLETTER_PAYLOAD_MAX = 8192  # bytes of an unparseable payload kept in its dead letter
+# A source's default rate limit: a first poll may bring a backlog (the burst), then a sustained rate far
+# above any real gauge network's; feeds.yaml `rate_limit: {per_second, burst}` (or `rate_limit: off`).
+DEFAULT_RATE_PER_S = 1000.0
+DEFAULT_BURST = 50_000
+
+
+def rate_limit(cfg: dict) -> Bucket | None:
+    """The source's token bucket from its feeds.yaml entry (None: `rate_limit: off`)."""
+    raw = cfg.get("rate_limit", {})
+    if raw in ("off", False):
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError(f"rate_limit must be a mapping {{per_second, burst}} or off, not {raw!r}")
+    per_s = float(raw.get("per_second", DEFAULT_RATE_PER_S))
+    burst = float(raw.get("burst", max(DEFAULT_BURST, per_s)))
+    if per_s <= 0 or burst < 1:
+        raise ValueError(f"rate_limit: per_second must be > 0 and burst >= 1 (got {per_s}, {burst})")
+    return Bucket(per_s, burst)
 
 
 class FeedCoordinator:
@@ -57,7 +76,8 @@ class FeedCoordinator:
         self.shards = shards if shards is not None else shard_count(r, keys)
         for s in range(self.shards):
             ensure_group(r, keys.shard_stream(s))
-        self.ingest = Ingest(r, keys, self.name, shards=self.shards, station_overrides=source.station_overrides)
+        self.ingest = Ingest(r, keys, self.name, shards=self.shards, station_overrides=source.station_overrides,
+                             rate=rate_limit(source.cfg))
         self.fetcher = Fetcher(self.client, timeout=source.timeout, retry=source.retry, clock=clock, sleep=sleep,
                                rng=self.rng, validators=self.ingest.validators)
         self._state: str | None = None

@@ -34,6 +34,7 @@ HEALTH_FIELDS = {
     "forecasts": "forecast runs taken",
     "warnings": "external warnings currently in force from this source",
     "rejected": "records sent to the dead-letter stream",
+    "rate_limited": "new readings over the source's rate limit, quarantined (dead letters, reason rate_limited)",
     "newest": "time of the newest reading taken (ms)",
     "newest_age_s": "how old the newest reading was at the last poll, seconds",
     "last_poll_readings": "new readings in the last poll",
@@ -43,6 +44,7 @@ HEALTH_FIELDS = {
     "not_before": "a Retry-After wait: no request before this time",
 }
 _INT_FIELDS = ("last_poll", "last_success", "last_error_at", "consecutive_failures", "readings", "rejected",
+               "rate_limited",
                "forecasts", "warnings", "newest", "last_poll_readings", "last_poll_rejected", "not_before")
 _FLOAT_FIELDS = ("interval_s", "newest_age_s")
 
@@ -57,6 +59,7 @@ class PollReport:
     forecasts: int = 0
     warnings: int = 0
     rejected: int = 0
+    rate_limited: int = 0  # new readings over the source's rate limit (quarantined)
     duplicates: int = 0
     not_modified: bool = False
     errors: list[FeedError] = field(default_factory=list)

@@ -5,6 +5,9 @@
   issue time. The stream entries, the new marks, the map's latest values, dead letters, health
   counters and the conditional-request validators are written in one MULTI/EXEC, so a crash or
   restart between polls neither loses nor repeats a reading.
+- **One flooding source never starves the rest.** Each source has a token bucket (`rate_limit` in
+  feeds.yaml: readings a second and a burst); new readings past it are quarantined as dead letters
+  with reason `rate_limited` and counted in the source's health.
 - **One bad record never drops the rest.** A rejected record goes to the dead-letter stream with
   its reason; the others go on.
 - **Stations** are written only when they changed (bumping `registry_version` so engines reload); a
@@ -15,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -24,9 +28,13 @@ from command.keys import Keys
 from command.models import ExternalWarning, Station
 from command.scenarios.namespaces import deadletter
 from command.streams import StreamWriter
+from command.trust.throttle import Bucket, RateLimiter
 
 from .health import PollReport
 from .source import FeedReading, ParseResult, apply_overrides
+
+log = logging.getLogger(__name__)
+RATE_LIMITED_DEADLETTERS = 1000  # excess readings of one poll kept whole as dead letters; the rest counted
 
 # (url, what its answer parsed to, its validators), one per fetched URL of a poll
 Results = list[tuple[str, ParseResult, dict[str, Any]]]
@@ -36,9 +44,10 @@ class Ingest:
     """Writes one source's parse results into one namespace."""
 
     def __init__(self, r: redis.Redis, keys: Keys, source: str, *, shards: int,
-                 station_overrides: dict[str, dict[str, Any]] | None = None) -> None:
+                 station_overrides: dict[str, dict[str, Any]] | None = None, rate: Bucket | None = None) -> None:
         self.r, self.keys, self.name, self.shards = r, keys, source, shards
         self.station_overrides = station_overrides or {}
+        self.rate = rate  # the source's token bucket (readings/s and burst); None: unlimited
 
     # ---- conditional requests --------------------------------------------------------------------
     def validators(self, url: str) -> dict[str, Any] | None:
@@ -56,7 +65,7 @@ class Ingest:
         self._write_stations(merged.stations, report, complete=not report.errors and bool(results))
         writer = StreamWriter(r, k, self.shards, record=True, transaction=True)
         pipe = writer.pipe
-        newest = self._write_series(writer, merged.readings, merged.forecasts, report)
+        newest = self._write_series(writer, merged.readings, merged.forecasts, report, now)
         self._write_warnings(writer, merged.warnings, report, now, warnings_complete)
         for rej in merged.rejected:
             deadletter(pipe, k, name, rej.record, rej.reason)
@@ -83,7 +92,7 @@ class Ingest:
 
     # ---- readings and forecasts, above the high-water marks --------------------------------------
     def _write_series(self, writer: StreamWriter, readings: list[FeedReading], forecasts: list[FeedReading],
-                      report: PollReport) -> int | None:
+                      report: PollReport, now: int) -> int | None:
         """Queue what is newer than the marks, and the new marks. Returns the newest reading's time."""
         r, k = self.r, self.keys
         pipe = writer.pipe
@@ -98,6 +107,7 @@ class Ingest:
         new_marks: dict[str, int] = {}
         newest = None
         forecast_store: dict[str, dict[str, Any]] = {}
+        fresh: list[FeedReading] = []
         for f, items in by_series.items():
             mark = int(marks[f]) if marks.get(f) is not None else None
             if "|fc:" in f:
@@ -119,10 +129,12 @@ class Ingest:
                     report.duplicates += 1
                     continue
                 seen.add(rd.t)
-                writer.reading(rd.station_id, rd.kind, rd.t, rd.value)
-                new_marks[f] = rd.t
-                report.readings += 1
-                newest = rd.t if newest is None else max(newest, rd.t)
+                fresh.append(rd)
+                new_marks[f] = rd.t  # a quarantined excess reading is handled too: never taken later
+        for rd in self._within_rate(fresh, pipe, report, now):
+            writer.reading(rd.station_id, rd.kind, rd.t, rd.value)
+            report.readings += 1
+            newest = rd.t if newest is None else max(newest, rd.t)
         if new_marks:
             pipe.hset(hwm_key, mapping=new_marks)
         if forecast_store:
@@ -134,6 +146,26 @@ class Ingest:
                 mapping[sid] = orjson.dumps(cur)
             pipe.hset(k.forecasts, mapping=mapping)
         return newest
+
+    def _within_rate(self, fresh: list[FeedReading], pipe: Any, report: PollReport,
+                     now: int) -> list[FeedReading]:
+        """The new readings the source's token bucket lets through, oldest first; the excess goes to the
+        dead letters with reason `rate_limited` (at most RATE_LIMITED_DEADLETTERS a poll, the rest only
+        counted), so one flooding source cannot swamp the engine or Redis while the others are served."""
+        if self.rate is None or not fresh:
+            return fresh
+        fresh.sort(key=lambda x: x.t)
+        got = RateLimiter(self.r).charge([(self.keys.rate_bucket("feed", self.name), self.rate)], len(fresh),
+                                         partial=True, now_ms=now)
+        excess = fresh[got.granted:]
+        if excess:
+            why = f"source over its rate limit ({self.rate.rate:g} readings/s, burst {self.rate.burst:g})"
+            for rd in excess[:RATE_LIMITED_DEADLETTERS]:
+                deadletter(pipe, self.keys, self.name, rd.to_json(), "rate_limited", detail=why)
+            report.rate_limited += len(excess)
+            pipe.hincrby(self.keys.feed_health(self.name), "rate_limited", len(excess))
+            log.warning("feed %s: %d readings over its rate limit quarantined", self.name, len(excess))
+        return fresh[:got.granted]
 
     # ---- stations --------------------------------------------------------------------------------
     def _write_stations(self, stations: list[Station], report: PollReport, complete: bool) -> None:

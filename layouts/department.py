@@ -17,6 +17,7 @@ from command.ops.incidents import CATEGORIES, FORM, SEVERITIES, Actor, submit
 from command.publish import views
 from command.timeutil import humanize_ms
 from command.trust.classification import INTERNAL, Viewer
+from command.trust.throttle import check_submission
 
 from . import access
 from .access import secured_callback
@@ -261,6 +262,7 @@ def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, 
     with `command_time`. Values are whatever the request sent: a wrong type is a message, not a 500.
     A person assisted (name and/or phone: personal data, secret) is added to the task's `people`."""
     try:
+        check_submission(r, keys, user["username"], user["department"], "status updates")  # back-pressure: 429
         task = update_task(r, keys, task_id=task_id, department=user["department"], user=user["username"],
                            now=command_time(r, keys),
                            **_status_form(status, note, people, lat, lon, person_name, person_phone))

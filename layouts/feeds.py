@@ -33,6 +33,7 @@ i18n.add({
     "feeds.failures": {"en": "Failures in a row", "zh": "连续失败"},
     "feeds.taken": {"en": "Readings taken", "zh": "已接收"},
     "feeds.rejected": {"en": "Rejected", "zh": "已拒收"},
+    "feeds.rate_limited": {"en": "Over rate limit", "zh": "超出限速"},
     "feeds.newest": {"en": "Newest reading", "zh": "最新数据"},
     "feeds.deadletters": {"en": "Dead letters (newest first)", "zh": "隔离数据（最新在前）"},
     "feeds.no_deadletters": {"en": "Nothing rejected.", "zh": "无隔离数据。"},
@@ -69,7 +70,8 @@ def view(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> list:
         parts.append(html.Div(t("feeds.none", lang), className="muted", id="feeds-none"))
     else:
         head = html.Tr([html.Th(t(f"feeds.{k}", lang)) for k in
-                        ("source", "state", "last_success", "last_error", "failures", "taken", "rejected", "newest")])
+                        ("source", "state", "last_success", "last_error", "failures", "taken", "rejected",
+                         "rate_limited", "newest")])
         body = []
         for h in rows:
             st = feed_status(h, now)
@@ -82,6 +84,7 @@ def view(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> list:
                 html.Td(str(h.get("consecutive_failures") or 0)),
                 html.Td(str(h.get("readings") or 0)),
                 html.Td(str(h.get("rejected") or 0)),
+                html.Td(str(h.get("rate_limited") or 0)),
                 html.Td(t("common.ago", lang, d=humanize_ms(now - newest)) if newest else "—"),
             ], id={"type": "feeds-row", "source": h["source"]}))
         parts.append(html.Table([html.Thead(head), html.Tbody(body)], className="table table-sm"))

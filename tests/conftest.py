@@ -14,6 +14,11 @@ from command.keys import Keys
 from command.runtime.redis_server import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
+# Back-pressure off by default in tests: many submit dozens of reports as one user in a second.
+# tests/test_backpressure.py sets its own limits (also inherited by the processes tests start).
+for _name in ("ECD_SUBMIT_USER_BURST", "ECD_SUBMIT_DEPARTMENT_BURST", "ECD_SUBMIT_USER_PER_MINUTE",
+              "ECD_SUBMIT_DEPARTMENT_PER_MINUTE"):
+    os.environ.setdefault(_name, "1000000")
 SCENARIOS = ROOT / "sample_data" / "scenarios"
 
 

@@ -79,6 +79,7 @@ NAMESPACED = {
     "audit_head": ((), "ecd:{{{ns}}}:audit:head"),
     "read_audited": (("ab12",), "ecd:{{{ns}}}:read-audited:ab12"),
     "replay_control": ((), "ecd:{{{ns}}}:replay"),
+    "rate_bucket": (("feed", "usgs"), "ecd:{{{ns}}}:rate:feed:usgs"),
     # engines sharing the shards (command/engine/balance.py)
     "engines": ((), "ecd:{{{ns}}}:engines"),
     "engine_heartbeat": (("host-1-ab12cd",), "ecd:{{{ns}}}:engine:host-1-ab12cd"),

@@ -69,6 +69,7 @@ from command.ops import people
 from command.streams import incident_entry, shard_count
 from command.timeutil import parse_time, to_iso
 from command.trust import audit
+from command.trust.throttle import check_submission
 
 CATEGORIES = ("flooding", "trapped_people", "levee_breach", "road_closed", "power_outage", "landslide",
               "medical", "other")
@@ -340,7 +341,9 @@ def submit(r: redis.Redis, keys: Keys, payload: Any, actor: Actor, source: Sourc
            now: int | None = None) -> Submitted:
     """Validate a report and write it: the one path for the form, the HTTP intake and drill injects.
     `now` defaults to the time a command is stamped with (`command.clock.command_time`). Raises
-    InvalidInput or Forbidden; nothing is stored then."""
+    InvalidInput, Forbidden or RateLimited; nothing is stored then."""
+    if source is not DRILL:  # a person's report (form, intake): RateLimited when they or theirs burst
+        check_submission(r, keys, actor.username, actor.department, "incident reports")
     now = command_time(r, keys) if now is None else now
     inc = with_zone(r, keys, validate_incident(payload, source, now=now))
     keep = isinstance(payload, Mapping) and "reporter" not in payload

@@ -21,6 +21,7 @@ a whole command centre may share one address; IPv6 addresses count per /64 (one 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -28,7 +29,8 @@ from dataclasses import dataclass
 
 import redis
 
-from command.keys import address_failures, login_failures
+from command.errors import RateLimited
+from command.keys import Keys, address_failures, login_failures
 
 NAME_FREE = 5
 ADDRESS_FREE = 20
@@ -157,3 +159,109 @@ def unlock(r: redis.Redis, name: str | None = None, address: str | None = None) 
     """Forget the failures of a user name and/or a client address (admins: `users unlock`)."""
     keys = ([login_failures(name)] if name else []) + ([address_failures(address_of(address))] if address else [])
     return int(r.delete(*keys)) if keys else 0
+
+
+# ---- back-pressure: token buckets per source, user and department ----------------------------------
+# A bucket holds up to `burst` tokens and refills at `rate` tokens a second; each reading (a feed) or
+# submission (a form, the intake) costs one. The decision is pure (`take`); `RateLimiter` is the Redis
+# edge: it reads the buckets under WATCH, decides, and writes them back in one MULTI/EXEC, so two web
+# workers never both spend the same token. A feed takes what it can (`partial`: the excess is
+# quarantined); a person's submission is all or nothing over every bucket it is charged to (the user's
+# and the department's), so one phone that bursts is refused while its colleagues are served.
+
+@dataclass(frozen=True)
+class Bucket:
+    rate: float  # tokens added per second
+    burst: float  # most tokens held (the largest burst let through at once)
+
+
+@dataclass(frozen=True)
+class Taken:
+    granted: int  # how many of those asked for may go ahead
+    level: float  # tokens left
+    retry_after: float  # seconds until the rest could go ahead (0 when all were granted)
+
+
+def take(level: float | None, at_ms: int | None, now_ms: int, bucket: Bucket, want: int, *,
+         partial: bool = False) -> Taken:
+    """Pure: spend `want` tokens of a bucket last seen holding `level` at `at_ms` (None: never used,
+    full). `partial`: grant as many as there are; else all or none."""
+    if level is None or at_ms is None:
+        cur = bucket.burst
+    else:
+        cur = min(bucket.burst, level + max(0, now_ms - at_ms) / 1000 * bucket.rate)
+    granted = min(want, int(cur + 1e-9)) if partial else (want if cur + 1e-9 >= want else 0)
+    left = cur - granted
+    short = want - granted
+    if short <= 0:
+        return Taken(granted, left, 0.0)
+    need = short - left if partial else want - cur
+    wait = max(need, 0.0) / bucket.rate if bucket.rate > 0 else float("inf")
+    if not partial and want > bucket.burst:
+        wait = float("inf")  # never fits
+    return Taken(granted, left, wait)
+
+
+class RateLimiter:
+    """The Redis edge of `take`: buckets are hashes {level, at} that expire once full again."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+
+    def charge(self, charges: list[tuple[str, Bucket]], want: int = 1, *, partial: bool = False,
+               now_ms: int | None = None) -> Taken:
+        """Spend `want` from every bucket in `charges` at once. All or nothing (`partial` False): every
+        bucket must have `want`, else none is charged and `retry_after` is the longest wait. `partial`
+        (one bucket): grant what there is. Returns the decision (for several buckets: the tightest)."""
+        keys = [k for k, _b in charges]
+        with self.r.pipeline() as pipe:
+            for _ in range(50):
+                now = int(time.time() * 1000) if now_ms is None else now_ms
+                try:
+                    pipe.watch(*keys)
+                    states = [pipe.hmget(k, "level", "at") for k in keys]
+                    taken = [take(float(lv) if lv is not None else None, int(at) if at is not None else None,
+                                  now, b, want, partial=partial)
+                             for (lv, at), (_k, b) in zip(states, charges, strict=True)]
+                    granted = min(t.granted for t in taken)
+                    pipe.multi()
+                    if granted:
+                        for (k, b), t in zip(charges, taken, strict=True):
+                            # charge what was granted (all or nothing: every bucket, or none at all)
+                            level = t.level + t.granted - granted
+                            pipe.hset(k, mapping={"level": repr(level), "at": now})
+                            pipe.pexpire(k, int(max(1.0, (b.burst - level) / b.rate if b.rate > 0 else 86_400) * 1000)
+                                         + 1000)
+                    pipe.execute()
+                except redis.WatchError:
+                    continue
+                worst = max(taken, key=lambda t: t.retry_after)
+                return Taken(granted, min(t.level for t in taken), worst.retry_after if granted < want else 0.0)
+        raise RateLimited("too busy to decide: try again", retry_after=1.0)
+
+
+def submit_buckets() -> tuple[Bucket, Bucket]:
+    """(per user, per department) buckets for form and intake submissions, from the settings."""
+    return _submit_buckets()
+
+
+@functools.cache
+def _submit_buckets() -> tuple[Bucket, Bucket]:
+    from command.config import Settings
+
+    s = Settings()
+    return (Bucket(s.submit_user_per_minute / 60, s.submit_user_burst),
+            Bucket(s.submit_department_per_minute / 60, s.submit_department_burst))
+
+
+def check_submission(r: redis.Redis, keys: Keys, username: str, department: str, what: str = "submissions",
+                     now_ms: int | None = None) -> None:
+    """Charge one form or intake submission to its user and its department; RateLimited (429) when
+    either has spent its allowance. Others are not affected: each has buckets of its own."""
+    user_b, dept_b = submit_buckets()
+    got = RateLimiter(r).charge([(keys.rate_bucket("user", username), user_b),
+                                 (keys.rate_bucket("department", department), dept_b)], now_ms=now_ms)
+    if not got.granted:
+        wait = max(1, math.ceil(min(got.retry_after, 3600)))
+        raise RateLimited(f"too many {what} from {username} ({department}) in a short time: "
+                          f"try again in {wait} s", retry_after=wait)
