@@ -29,7 +29,6 @@ actions:
   - {at: 1h05m, type: dispatch, rule: river-stage, subject: WL-A}
   - {at: 1h10m, type: task_status, rule: river-stage, subject: WL-A, department: water_authority, status: acknowledged}
   - {at: 1h12m, type: task_status, rule: river-stage, subject: WL-A, department: water_authority, status: on_scene}
-  - {at: 2h30m, type: task_status, rule: river-stage, subject: WL-A, department: water_authority, status: completed}
   - {at: 1h40m, type: dispatch, rule: river-stage, subject: WL-F}
 objectives:
   - {id: O1, kind: on_scene_before_level, text: A pump at WL-A before orange, text_zh: 东桥橙色前水泵到场, resource_type: pump, subject: WL-A, level: orange}
@@ -42,7 +41,8 @@ WL_A = [1.5, 1.8, 2.1, 2.2, 2.3, 2.6, 2.7, 2.8, 2.95, 2.4, 2.35, 1.95, 1.85, 2.0
 @pytest.fixture
 def exercise(r, tmp_path):
     """rule_threshold with the script above, replayed into a kept namespace; then the WL-A task is
-    reopened by verification, as the engine's verification records it (a history entry)."""
+    completed at 02:30 and reopened by verification at 02:45, as history entries (written here, after
+    the run, so that the figures do not depend on what verification would decide)."""
     for name in ("rule_threshold", "tiny_common"):
         shutil.copytree(SCENARIOS / name, tmp_path / name)
     sy = tmp_path / "rule_threshold" / "scenario.yaml"
@@ -51,8 +51,9 @@ def exercise(r, tmp_path):
     keys = Keys(res.namespace)
     [tid] = [t.decode() for t in r.zrange(keys.department_tasks("water_authority"), 0, -1)]
     task = Task.model_validate_json(r.get(keys.task(tid)))
-    task.history.append(StatusUpdate(status="reopened", by="verification", at=task.created_at + 100 * 60_000,
-                                     note="the alert on WL-A escalated 45 min after completion"))
+    task.history += [StatusUpdate(status="completed", by="water", at=task.created_at + 85 * 60_000),
+                     StatusUpdate(status="reopened", by="verification", at=task.created_at + 100 * 60_000,
+                                  note="the alert on WL-A escalated 45 min after completion")]
     r.set(keys.task(tid), task.model_dump_json())
     report = after_action(r, keys, collect_alerts(r, keys), collect_recommendations(r, keys), collect_quarantine(r, keys))
     return keys, report, tmp_path / "out"
@@ -76,10 +77,11 @@ def test_the_report_json_has_the_exercise_sections(exercise):
     [x] = rep["reopened"]["tasks"]
     assert (x["department"], x["subject"], x["at"], x["reason"]) == (
         "water_authority", "WL-A", "2026-07-01T02:45:00+08:00", "the alert on WL-A escalated 45 min after completion")
-    # each task's statuses as periods; the last runs to the end of the run, a completed task stops there
+    # each task's statuses as periods, the last to the end of the run: completed at 02:30, reopened at 02:45
     lanes = {t["subject"]: t for t in rep["task_timeline"]}
     assert [(s["status"], s["from"][11:16], s["to"][11:16]) for s in lanes["WL-A"]["segments"]] == [
-        ("assigned", "01:05", "01:10"), ("acknowledged", "01:10", "01:12"), ("on_scene", "01:12", "02:30")]
+        ("assigned", "01:05", "01:10"), ("acknowledged", "01:10", "01:12"), ("on_scene", "01:12", "02:30"),
+        ("completed", "02:30", "02:45"), ("reopened", "02:45", "03:50")]
     assert lanes["WL-A"]["completed_at"][11:16] == "02:30"
     assert [(s["status"], s["from"][11:16], s["to"][11:16]) for s in lanes["WL-F"]["segments"]] == [
         ("assigned", "01:40", "03:50")]

@@ -218,11 +218,12 @@ def _minutes(a: int | None, b: int | None) -> float | None:
 
 def _task_segments(t: Task, end: int, tz: str | None) -> list[dict[str, Any]]:
     """The task's statuses as periods: assigned until the first report, each report until the next,
-    the last until the end of the run (a completed task ends at its completion)."""
+    the last until the end of the run; a completion ends the task unless something (verification)
+    reopens it later."""
     marks = [("assigned", t.created_at)] + [(h.status, h.at) for h in t.history]
     segs = []
     for i, (status, at) in enumerate(marks):
-        if status == "completed":
+        if status == "completed" and i + 1 == len(marks):
             break
         until = marks[i + 1][1] if i + 1 < len(marks) else max(end, at)
         segs.append({"status": status, "from": to_iso(at, tz), "to": to_iso(until, tz)})
@@ -284,7 +285,7 @@ def exercise_sections(r: redis.Redis, keys: Keys, meta: dict[str, str], alerts: 
         figures[dept] = {"tasks": len(ts), "acknowledged": sum(answered_at(t) is not None for t in ts),
                          "unacknowledged": sum(answered_at(t) is None for t in ts),
                          "on_scene": sum(first_status_at(t, "on_scene") is not None for t in ts),
-                         "completed": sum(t.status == "completed" for t in ts),
+                         "completed": sum(first_status_at(t, "completed") is not None for t in ts),
                          "reopened": sum(x["department"] == dept for x in reopened),
                          "median_acknowledge_min": med("acknowledged"), "median_on_scene_min": med("on_scene"),
                          "median_completed_min": med("completed")}
