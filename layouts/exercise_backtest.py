@@ -140,10 +140,10 @@ def panel(lang: str) -> html.Div:
         ]),
         dbc.Button(t("exb.run", lang), id="exb-run", color="primary", className="mt-2", n_clicks=0),
         html.Div(id="exb-msg", role="status"),
-        html.Div(id="exb-progress"),
-        html.Div(id="exb-result"),
         html.H6(t("exb.recent", lang), className="mt-3"),
         html.Div(id="exb-recent"),
+        html.Div(id="exb-progress"),
+        html.Div(id="exb-result"),
     ], className="panel", id="exb-panel")
 
 

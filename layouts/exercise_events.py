@@ -57,7 +57,8 @@ def columns(lang: str) -> list[dict[str, Any]]:
          "checkboxSelection": True},
         {"field": "at", "headerName": t("exe.col_at", lang), "editable": True, "width": 100},
         {"field": "type", "headerName": t("exe.col_type", lang), "editable": True, "width": 170},
-        {"field": "fields", "headerName": t("exe.col_fields", lang), "editable": True, "flex": 1,
+        {"field": "fields", "headerName": t("exe.col_fields", lang), "editable": True, "flex": 1, "wrapText": True,
+         "autoHeight": True, "cellStyle": {"lineHeight": "1.4", "paddingTop": "4px", "paddingBottom": "4px"},
          "cellEditor": "agLargeTextCellEditor", "cellEditorPopup": True,
          "cellEditorParams": {"maxLength": 4000, "rows": 6, "cols": 80}},
     ]
