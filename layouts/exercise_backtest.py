@@ -34,6 +34,7 @@ from command.keys import RQ_QUEUE
 from command.ops.jobs import BACKTEST_TIMEOUT_S, run_backtest_job
 from command.publish.backtest_html import level_tables
 from command.scenarios.reference import load_rules
+from command.scenarios.upload import check_no_aliases
 from command.timeutil import now_ms, to_iso
 
 from . import access
@@ -88,6 +89,7 @@ def rules_name(filename: Any) -> str:
 
 def check_rules_text(name: str, body: str) -> None:
     """The command line's parser on an uploaded rules file; CommandError with its message (no server path)."""
+    check_no_aliases(body, f"{name}.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.yaml"
         path.write_text(body, encoding="utf-8")
@@ -219,6 +221,7 @@ def submit(r, scenario: str, project: list[str], uploaded: list[dict[str, str]],
         rules_dir.mkdir()
         files = [Path(p) for p in project]
         for item in uploaded:
+            check_no_aliases(item["text"], f"{item['name']}.yaml")
             path = rules_dir / f"{item['name']}.yaml"
             path.write_text(item["text"], encoding="utf-8")
             files.append(path)

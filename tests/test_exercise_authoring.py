@@ -160,6 +160,10 @@ def test_bad_rules_yaml_is_refused_with_the_parsers_message(app, clients, data_d
     text = answer_text(post(client, app, "..exb-rules-store.data...", {("state", 0): "mine.yaml"},
                             trigger=data_url(bad, "application/x-yaml")))
     assert "mine.yaml:6: invalid YAML" in text and "exb-rules-error" in text
+    laughs = b"a: &a [x, x, x]\nb: [*a, *a, *a]\nlevels: [yellow, orange, red]\nrules: []\n"
+    text = answer_text(post(client, app, "..exb-rules-store.data...", {("state", 0): "laughs.yaml"},
+                            trigger=data_url(laughs, "application/x-yaml")))
+    assert "laughs.yaml:2: YAML aliases" in text
     assert listing(data_dir / "backtests") == []
 
 

@@ -188,6 +188,14 @@ def test_scenario_yaml_may_not_name_a_file_outside_its_folder(tmp_path):
     assert message.startswith("scenario.yaml:6: `stations`") and "outside the scenario folder" in message
 
 
+def test_yaml_aliases_are_refused_in_an_upload(tmp_path):
+    entries = folder_entries(own_folder(tmp_path / "src"))
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    entries["scenario.yaml"] = entries["scenario.yaml"] + b"\n" + laughs.encode()
+    message = refused(zip_of(entries), tmp_path / "uploads")
+    assert message.startswith("scenario.yaml:") and "aliases" in message
+
+
 # ---- the events list -------------------------------------------------------------------------------------
 def test_events_of_reads_the_injects_as_rows():
     rows = events_of(ZONE)
@@ -202,6 +210,8 @@ def test_events_of_reads_the_injects_as_rows():
     ({"section": "injects", "at": "", "type": "incident", "fields": ""}, "row 2: `at`"),
     ({"section": "injects", "at": "1h", "type": "resource_status", "fields": "{a: [1"}, "row 2: `fields`: invalid YAML"),
     ({"section": "injects", "at": "1h", "type": "resource_status", "fields": "- 1"}, "row 2: `fields` must be"),
+    ({"section": "injects", "at": "1h", "type": "resource_status",
+      "fields": "{resource_id: C1, status: available, x: &a [1, 2], y: [*a, *a]}"}, "aliases (*name) are not accepted"),
     ({"section": "injects", "at": "1h", "type": "resource_status", "fields": "{resource_id: FR-1}"},
      "inject #2: resource_status inject is missing status"),
     ({"section": "actions", "at": "1h", "type": "dispatch", "fields": "{rule: r}"}, "action #1 (dispatch): missing subject"),

@@ -215,7 +215,23 @@ def _relative_message(message: str, folder: Path) -> str:
     return message
 
 
+def check_no_aliases(text: str, label: str) -> None:
+    """Refuse YAML aliases (``*name``) in an uploaded file: a few lines of them nest into millions of
+    items once the document is walked or written as JSON (a "billion laughs"). Scenario and rules files
+    do not need them. A file that does not parse is left to the loader, which names its line."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise UploadError(f"{label}:{line}: YAML aliases (*name) are not accepted in an upload")
+    except yaml.YAMLError:
+        return
+
+
 def _validate(folder: Path) -> Scenario:
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in (".yaml", ".yml") and p.is_file():
+            check_no_aliases(p.read_text(encoding="utf-8-sig", errors="replace"), p.relative_to(folder).as_posix())
     try:
         check_own_files(folder)
         return load_scenario(folder)
@@ -417,5 +433,5 @@ def save_events(source: Path, rows: Iterable[Any], root: Path, meta: dict[str, A
             shutil.rmtree(staging, ignore_errors=True)
 
 
-__all__ = ["UploadError", "UploadLimits", "Stored", "check_archive", "unpack_scenario", "stored", "folder_of",
+__all__ = ["check_no_aliases", "UploadError", "UploadLimits", "Stored", "check_archive", "unpack_scenario", "stored", "folder_of",
            "zip_folder", "events_of", "items_of", "save_events", "valid_id", "new_id"]
