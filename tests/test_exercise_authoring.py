@@ -192,6 +192,12 @@ def test_two_rule_sets_compared_on_the_worker_show_the_tables_and_charts(app, cl
     assert "★" in text and "exb-chart" in text
     html = client.get(f"/exercise/backtest/{bid}.html")
     assert html.status_code == 200 and b"rule_sets" not in html.data[:100]
+    # an uploaded scenario is backtested as a sample is
+    uploaded = next(p for p in (data_dir / "scenarios").iterdir() if p.name.startswith("rule_zone_incident-"))
+    text = answer_text(post(client, app, run, {("state", 0): str(uploaded), ("state", 1): [], ("state", 2): []}))
+    bid2 = json.loads(text)["response"]["exb-current"]["data"]
+    run_worker(r, r, burst=True)
+    assert json.loads((data_dir / "backtests" / bid2 / "backtest.json").read_text())["scenario"] == "rule_zone_incident"
     # a rule set whose levels differ from the scenario's: the command line's message, nothing kept
     before = listing(data_dir / "backtests")
     other = "levels: [low, high]\nrules: []\n"

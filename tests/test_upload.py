@@ -266,3 +266,18 @@ def test_edited_events_saved_back_replay_as_the_same_folder_written_by_hand(cli_
     assert edited["alerts.jsonl"] != original["alerts.jsonl"]  # the edit changed what happened
     tasks = [json.loads(x) for x in edited.get("tasks.jsonl", "").splitlines()]
     assert {t["subject"] for t in tasks} == {"INJ-1"}  # the scripted dispatch was applied
+
+
+def test_objectives_are_rows_of_the_events_list_and_saved_back(tmp_path):
+    rows = events_of(ZONE) + [{"section": "objectives", "at": "", "type": "no_unacknowledged",
+                               "fields": "{id: O1, text: No task is left unacknowledged, text_zh: 无未确认任务}"}]
+    saved = save_events(ZONE, rows, tmp_path / "saved")
+    assert [(o.id, o.kind, o.text_zh) for o in saved.scenario.objectives] == [("O1", "no_unacknowledged", "无未确认任务")]
+    again = events_of(saved.folder)
+    assert again[-1] == {"section": "objectives", "at": "", "type": "no_unacknowledged",
+                         "fields": "{id: O1, text: No task is left unacknowledged, text_zh: 无未确认任务}"}
+    wrong = rows[:-1] + [{"section": "objectives", "at": "", "type": "dispatch_within",
+                          "fields": "{id: O1, text: Dispatch fast, rule: no-such-rule, within: 10m}"}]
+    with pytest.raises(UploadError, match=r"scenario.yaml: objective #1 \(O1, dispatch_within\): `rule`: no rule"):
+        save_events(ZONE, wrong, tmp_path / "saved2")
+    assert kept(tmp_path / "saved2") == []
