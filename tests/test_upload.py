@@ -181,6 +181,12 @@ def test_a_bad_readings_header_is_refused_with_its_file_and_line(tmp_path):
     assert refused(zip_of(entries), tmp_path / "uploads").startswith("readings.csv:1: bad header")
 
 
+def test_a_file_shaped_as_the_loader_never_expects_is_refused_not_a_crash(tmp_path):
+    entries = folder_entries(own_folder(tmp_path / "src"))
+    entries["zones.geojson"] = '{"type": "FeatureCollection", "features": [1, 2]}'
+    assert "cannot be read" in refused(zip_of(entries), tmp_path / "uploads")
+
+
 def test_scenario_yaml_may_not_name_a_file_outside_its_folder(tmp_path):
     entries = folder_entries(own_folder(tmp_path / "src"))
     entries["scenario.yaml"] = (ZONE / "scenario.yaml").read_text()  # stations: ../tiny_common/...

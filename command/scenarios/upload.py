@@ -237,6 +237,10 @@ def _validate(folder: Path) -> Scenario:
         return load_scenario(folder)
     except ScenarioError as exc:
         raise UploadError(_relative_message(exc.message, folder)) from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        # a file shaped as the loader never expects (a feature that is not an object ...): refused, not a 500
+        raise UploadError(_relative_message(f"the scenario cannot be read: {exc.__class__.__name__}: {exc}",
+                                            folder)) from None
 
 
 def new_id(name: str) -> str:
@@ -339,7 +343,8 @@ def events_of(folder: Path) -> list[dict[str, Any]]:
     if not isinstance(doc, dict):
         return rows
     for section in EVENT_SECTIONS:
-        for item in doc.get(section) or []:
+        items = doc.get(section)
+        for item in items if isinstance(items, list) else []:
             if not isinstance(item, dict):
                 continue
             key = _TYPE_KEY[section]
