@@ -235,6 +235,8 @@ def _validate(folder: Path) -> Scenario:
     try:
         check_own_files(folder)
         return load_scenario(folder)
+    except UploadError:
+        raise
     except ScenarioError as exc:
         raise UploadError(_relative_message(exc.message, folder)) from None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
