@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     upload_max_files: int = Field(default=40, ge=1)
     upload_max_unpacked_bytes: int = Field(default=60_000_000, ge=1_000)
     upload_max_ratio: float = Field(default=100.0, gt=1)
+    # Scenario folders kept (uploaded or saved from the events list): more are refused until some go.
+    upload_max_kept: int = Field(default=100, ge=1)
     # A backtest started on /exercise keeps its result (data_dir/backtests/<id>) this many hours.
     backtest_keep_hours: float = Field(default=72.0, gt=0)
 

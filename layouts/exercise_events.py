@@ -16,7 +16,7 @@ from command import i18n
 from command.config import SAMPLE_DATA
 from command.i18n import t
 from command.scenarios.reference import ScenarioError
-from command.scenarios.upload import EVENT_SECTIONS, UploadError, events_of, save_events
+from command.scenarios.upload import EVENT_SECTIONS, UploadError, UploadLimits, events_of, save_events
 from command.timeutil import now_ms, to_iso
 
 from . import access
@@ -135,9 +135,10 @@ def _save(n, scenario, rows, lang):
     if folder is None or not isinstance(rows, list) or len(rows) > MAX_ROWS:
         return (dbc.Alert("?", color="danger"), *nothing)
     try:
-        saved = save_events(Path(folder), rows, settings().uploads_dir,
+        s = settings()
+        saved = save_events(Path(folder), rows, s.uploads_dir,
                             {"by": access.user()["username"], "at": to_iso(now_ms(), None), "source": "events",
-                             "from": Path(folder).name})
+                             "from": Path(folder).name}, UploadLimits.of(s))
     except UploadError as exc:
         return (dbc.Alert(t("exe.refused", lang, why=exc.message), color="danger", id="exe-error"), *nothing)
     sc = saved.scenario

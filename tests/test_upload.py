@@ -94,6 +94,18 @@ def test_an_archive_of_one_folder_is_taken_from_inside_it_and_junk_is_skipped(tm
          "resources.csv", "upload.json"])
 
 
+def test_no_more_scenarios_than_the_limit_are_kept(tmp_path):
+    data = zip_of(folder_entries(own_folder(tmp_path / "src")))
+    two = UploadLimits(max_bytes=700_000, max_files=10, max_unpacked_bytes=5_000_000, max_ratio=100, max_kept=2)
+    root = tmp_path / "uploads"
+    first, second = unpack_scenario(data, root, two), unpack_scenario(data, root, two)
+    with pytest.raises(UploadError, match="2 scenarios are kept already"):
+        unpack_scenario(data, root, two)
+    with pytest.raises(UploadError, match="2 scenarios are kept already"):
+        save_events(ZONE, events_of(ZONE), root, limits=two)
+    assert kept(root) == sorted([first.id, second.id])
+
+
 def test_zip_folder_gives_back_an_archive_that_uploads_again(tmp_path):
     st = unpack_scenario(zip_of(folder_entries(own_folder(tmp_path / "src"))), tmp_path / "a", LIMITS)
     again = unpack_scenario(zip_folder(st.folder), tmp_path / "b", LIMITS)

@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import stat
+import time
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,11 +57,12 @@ class UploadLimits:
     max_files: int = 40
     max_unpacked_bytes: int = 60_000_000
     max_ratio: float = 100.0
+    max_kept: int = 100
 
     @classmethod
     def of(cls, settings: Any) -> UploadLimits:
         return cls(settings.upload_max_bytes, settings.upload_max_files, settings.upload_max_unpacked_bytes,
-                   settings.upload_max_ratio)
+                   settings.upload_max_ratio, settings.upload_max_kept)
 
 
 @dataclass
@@ -266,8 +268,15 @@ def _store(staging: Path, root: Path, meta: dict[str, Any]) -> Stored:
     return Stored(sid, final, dataclasses.replace(sc, folder=final), meta)
 
 
-def _staging(root: Path) -> Path:
+def _staging(root: Path, limits: UploadLimits) -> Path:
+    """A fresh staging folder under `root` (one a crashed upload left behind an hour ago is removed);
+    UploadError when `root` already keeps as many scenarios as the limits allow."""
     root.mkdir(parents=True, exist_ok=True)
+    if len(stored(root)) >= limits.max_kept:
+        raise UploadError(f"{limits.max_kept} scenarios are kept already: delete some before adding more")
+    for old in root.glob(".staging-*"):
+        if old.stat().st_mtime < time.time() - 3600:
+            shutil.rmtree(old, ignore_errors=True)
     path = root / f".staging-{secrets.token_hex(8)}"
     path.mkdir()
     return path
@@ -277,7 +286,7 @@ def unpack_scenario(data: bytes, root: Path, limits: UploadLimits, meta: dict[st
     """Check an uploaded archive, unpack it and validate it as a scenario folder; keep it under `root`
     only when it loads. Raises UploadError (nothing is left behind)."""
     zf, members = check_archive(data, limits)
-    staging = _staging(root)
+    staging = _staging(root, limits)
     try:
         with zf:
             _unpack(zf, members, staging, limits)
@@ -407,7 +416,8 @@ def _source_files(folder: Path, doc: dict[str, Any]) -> dict[str, Path]:
     return found
 
 
-def save_events(source: Path, rows: Iterable[Any], root: Path, meta: dict[str, Any] | None = None) -> Stored:
+def save_events(source: Path, rows: Iterable[Any], root: Path, meta: dict[str, Any] | None = None,
+                limits: UploadLimits = UploadLimits()) -> Stored:
     """`source` with its events replaced by `rows`, written as a self-contained scenario folder (every
     file it reads copied in, under its usual name) and validated as an upload is. Raises UploadError
     (with the loader's message) and keeps nothing when it does not load."""
@@ -419,7 +429,7 @@ def save_events(source: Path, rows: Iterable[Any], root: Path, meta: dict[str, A
         files = _source_files(source, doc)
     except ScenarioError as exc:
         raise UploadError(_relative_message(exc.message, source)) from None
-    staging = _staging(root)
+    staging = _staging(root, limits)
     try:
         out = {k: v for k, v in doc.items() if k not in PATH_KEYS and k not in EVENT_SECTIONS}
         for key, path in files.items():
