@@ -62,8 +62,13 @@ class Settings(BaseSettings):
     restart_max_s: float = Field(default=30.0, gt=0)
     restart_burst: int = Field(default=5, ge=1)
     restart_window_s: float = Field(default=60.0, gt=0)
-    # Map base: "white-bg" needs no tile server (offline); set a style name or a raster tile URL for online use,
-    # e.g. ECD_MAP_TILES=https://tile.example.org/{z}/{x}/{y}.png
+    # Map base (docs/operations.md, "Base map"), ECD_MAP_BASE: "vector" (default, offline: the
+    # namespace's own streets, waterways, districts and `map_landmarks`, no tile server); a raster tile
+    # URL template (https://tile.example.org/{z}/{x}/{y}.png); a MapLibre style URL (…/style.json, for a
+    # vector tile service); or a local .mbtiles file of raster tiles, served by the app at /map/tiles/.
+    map_base: str = "vector"
+    map_landmarks: Path | None = SAMPLE_DATA / "landmarks.geojson"
+    # Older settings, still read: a style name, and a raster tile URL (the same as ECD_MAP_BASE=<url>).
     map_style: str = "white-bg"
     map_tiles: str | None = None
     # A dispatched task not acknowledged within this many minutes (on the namespace's clock) is flagged.

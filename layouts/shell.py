@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
 
     layouts.catalog.register_routes(server)  # /catalog, /api/catalog
     layouts.public.register_routes(server, settings)  # /public/: open data, no sign-in
+    layouts.operator.basemap.register_routes(server, settings)  # the map's base; /map/tiles/ for MBTiles
     app.layout = shell
     access.install(app)  # every secured callback, and the policies of Dash's own routes
     # Dash registers its scripts on the first request; with threaded workers two first requests race

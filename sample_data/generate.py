@@ -9,6 +9,8 @@ the Shahe (沙河) tributary joins it.  This script (re)writes, under ``sample_d
 * ``rivers.geojson``    - the river and its tributary, for a base map without tiles;
 * ``roads.geojson``     - the street grid, cut by the two rivers and joined again only at nine
   named bridges, for travel times (docs/dispatch.md);
+* ``landmarks.geojson`` - depots, fire stations, hospitals, police stations and shelters, named in
+  English and Chinese, for the offline base map;
 * ``resources.csv``     - 34 resources of the field departments;
 * ``departments.yaml``  - the departments, including the command centre;
 * ``rules.yaml``        - the alert rules (one of each rule kind) and the planning profile of each
@@ -722,6 +724,40 @@ def river_features():
             for rid, name, name_zh, kind, line in rivers]
 
 
+# Landmarks for the offline base map: where units are based, hospitals, the command centre, shelters.
+LANDMARKS = (  # id, kind, name, name_zh, lat, lon (bases at the resources' own positions)
+    ("LM-EOC", "command", "Emergency Operations Centre", "应急指挥中心", 30.598, 114.300),
+    ("LM-WA-HQ", "depot", "Water Authority HQ", "水务局总部", 30.612, 114.284),
+    ("LM-RIVERSIDE-DEPOT", "depot", "Riverside Depot", "滨江仓库", 30.552, 114.272),
+    ("LM-SHAHE-PUMPS", "depot", "Shahe Pump Station", "沙河泵站", 30.522, 114.352),
+    ("LM-MATERIALS-YARD", "depot", "Materials Yard", "物资堆场", 30.580, 114.262),
+    ("LM-EAST-DEPOT", "depot", "East Depot", "东区仓库", 30.575, 114.400),
+    ("LM-NANHU-DEPOT", "depot", "Nanhu Drainage Depot", "南湖排水站", 30.495, 114.245),
+    ("LM-FIRE-BINJIANG", "fire_station", "Binjiang Fire Station", "滨江消防站", 30.565, 114.296),
+    ("LM-FIRE-OLDTOWN", "fire_station", "Old Town Fire Station", "老城消防站", 30.632, 114.281),
+    ("LM-FIRE-SHAHE", "fire_station", "Shahe Fire Station", "沙河消防站", 30.515, 114.362),
+    ("LM-FIRE-BEIGANG", "fire_station", "Beigang Fire Station", "北港消防站", 30.660, 114.420),
+    ("LM-HOSP-CENTRAL", "hospital", "City Central Hospital", "市中心医院", 30.622, 114.268),
+    ("LM-HOSP-EASTHILLS", "hospital", "East Hills Hospital", "东山医院", 30.585, 114.425),
+    ("LM-CLINIC-SHAHE", "hospital", "Shahe Clinic", "沙河卫生院", 30.500, 114.392),
+    ("LM-CLINIC-NANHU", "hospital", "Nanhu Clinic", "南湖卫生院", 30.488, 114.225),
+    ("LM-POLICE-BINJIANG", "police", "Binjiang Police Station", "滨江派出所", 30.545, 114.268),
+    ("LM-POLICE-OLDTOWN", "police", "Old Town Police Station", "老城派出所", 30.640, 114.292),
+    ("LM-POLICE-SHAHE", "police", "Shahe Police Station", "沙河派出所", 30.508, 114.380),
+    ("LM-SHELTER-NO1", "shelter", "No. 1 Middle School (shelter)", "第一中学（避难所）", 30.618, 114.318),
+    ("LM-SHELTER-STADIUM", "shelter", "City Stadium (shelter)", "市体育馆（避难所）", 30.560, 114.330),
+    ("LM-SHELTER-EAST", "shelter", "East Hills Community Centre (shelter)", "东山社区中心（避难所）", 30.598, 114.438),
+)
+
+
+def landmark_features():
+    """GeoJSON Points of the landmarks, with their names in English and Chinese, for the base map."""
+    return [{"type": "Feature",
+             "properties": {"id": lid, "kind": kind, "name": name, "name_zh": name_zh},
+             "geometry": {"type": "Point", "coordinates": [lon, lat]}}
+            for lid, kind, name, name_zh, lat, lon in LANDMARKS]
+
+
 def resource_rows():
     """Rows of resources.csv."""
     return [[rid, dept, rtype, name, f"{lat:.4f}", f"{lon:.4f}", status,
@@ -910,6 +946,7 @@ def main():
     write_geojson(HERE / "zones.geojson", zone_features())
     write_geojson(HERE / "rivers.geojson", river_features())
     write_geojson(HERE / "roads.geojson", road_features())
+    write_geojson(HERE / "landmarks.geojson", landmark_features())
     write_csv(HERE / "resources.csv",
               ["id", "department", "type", "name", "lat", "lon", "status", "capacity"],
               resource_rows())

@@ -92,7 +92,8 @@ def test_map_update_sends_nothing_when_nothing_changed_and_a_patch_when_somethin
         patch, ver2 = map_update(r, keys, "en", ver)
         assert isinstance(patch, Patch) and ver2["resources"] != ver["resources"]
         ops = patch.to_plotly_json()["operations"]
-        assert [op["location"] for op in ops] == [["data", 2]]  # only the resources layer is sent
+        # only the resources layer and the routes of units on their way are sent
+        assert [op["location"] for op in ops] == [["data", 2], ["data", 3]]
         # another language, or another namespace, gets the whole map again
         assert isinstance(map_update(r, keys, "zh", ver2)[0], dict)
 

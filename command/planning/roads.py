@@ -218,6 +218,20 @@ class Trips:
         main = max(by_name, key=lambda k: (by_name[k], k)) if by_name else ""
         return Route(metres, tuple(via), tuple(bridges), main)
 
+    def path(self, i: int) -> list[tuple[float, float]]:
+        """The road vertices (lon, lat) unit `i` drives through, first to last, for drawing its route
+        (empty when it is not by road or cannot get there; the access legs are left to the caller)."""
+        if not self.by_road[i] or self._net is None or not math.isfinite(self.seconds[i]):
+            return []
+        assert self._pred is not None and self._nodes is not None
+        node, pred, lonlat = int(self._nodes[i]), self._pred, self._net.node_lonlat
+        out = [(float(lonlat[node][0]), float(lonlat[node][1]))]
+        guard = self._net.n_nodes + 1
+        while node != self._t and guard:
+            node, guard = int(pred[node]), guard - 1
+            out.append((float(lonlat[node][0]), float(lonlat[node][1])))
+        return out
+
 
 class _State:
     """The network with one set of closures: open segments, snapping, shortest-path trees."""

@@ -9,11 +9,15 @@ from __future__ import annotations
 import flask
 from dash import ALL, Input, Output, Patch, State, ctx, no_update
 
+from command.publish import views
+
 from .. import access
 from ..access import secured_callback
 from ..common import current_viewer, namespace, rds
 from ..inputs import NOT, dict_of, lang_of, one_of, str_list, text
+from . import filters
 from .actions import action_dialog, confirm_action, dispatch_recommended
+from .basemap import VECTOR, MapBase
 from .figure import map_update, station_panel
 from .queue import side_update
 
@@ -22,19 +26,18 @@ COMMAND_ROLES = ("operator",)  # who dispatches and acts on alerts
 ACTIONS = ("change", "acknowledge", "escalate", "resolve")
 
 
-def _settings():
-    """The map's base style and its raster tiles (None offline), from the app's settings."""
-    cfg = flask.current_app.config
-    return cfg.get("ECD_MAP_STYLE", "white-bg"), cfg.get("ECD_MAP_TILES")
+def _settings() -> MapBase:
+    """The map's base (layouts/operator/basemap.py), as the app resolved it from its settings at start."""
+    base = flask.current_app.config.get("ECD_MAP_BASE")
+    return base if isinstance(base, MapBase) else VECTOR
 
 
 @secured_callback(Output("map-graph", "figure"), Output("map-version", "data"),
                   Input("map-tick", "n_intervals"), Input("map-poke", "data"),
                   State("ns", "data"), State("lang", "data"), State("map-version", "data"), allow=MAP_ROLES)
 def _update_map(_n, _poke, ns, lang, client):
-    style, tiles = _settings()
     client = client if isinstance(client, dict) else None  # anything else: draw the whole map
-    fig, ver = map_update(rds(), namespace(ns), lang_of(lang), client, style, tiles, current_viewer())
+    fig, ver = map_update(rds(), namespace(ns), lang_of(lang), client, _settings(), current_viewer())
     if isinstance(fig, Patch):
         # the same JSON on the wire; as plain dicts and lists orjson encodes it in one go, while a Patch
         # object makes Dash's encoder walk every value in Python first (~10x slower at 10,000 gauges)
@@ -45,10 +48,13 @@ def _update_map(_n, _poke, ns, lang, client):
 @secured_callback(Output("map-queue", "children"), Output("map-dispatches", "children"),
                   Output("map-side-version", "data"),
                   Input("map-tick", "n_intervals"), Input("map-poke", "data"), Input("map-queue-all", "data"),
+                  Input("map-filter-level", "value"), Input("map-filter-zone", "value"),
+                  Input("map-filter-dept", "value"),
                   State("ns", "data"), State("lang", "data"), State("map-side-version", "data"), allow=MAP_ROLES,
                   note="the dispatch board shows every department's tasks and notes")
-def _update_side(_n, _poke, show_all, ns, lang, client):
-    return side_update(rds(), namespace(ns), lang_of(lang), show_all is True, client, current_viewer())
+def _update_side(_n, _poke, show_all, levels, zones, depts, ns, lang, client):
+    return side_update(rds(), namespace(ns), lang_of(lang), show_all is True, client, current_viewer(),
+                       filters.parse(levels, zones, depts))
 
 
 @secured_callback(Output("map-queue-all", "data"), Input("map-queue-toggle", "n_clicks"),
@@ -122,14 +128,25 @@ def _confirm_modal(ok, _cancel, target, chosen, comment, ns, lang, poke):
 
 
 @secured_callback(Output("map-station-panel", "children"), Input("map-graph", "clickData"),
-                  Input("map-graph", "hoverData"), State("ns", "data"), State("lang", "data"),
-                  prevent_initial_call=True, allow=MAP_ROLES)
-def _station_click(click, hover, ns, lang):
-    event = click if ctx.triggered_id and ctx.triggered[0]["prop_id"].endswith("clickData") else hover
-    sid = _clicked_station(event)
+                  Input("map-graph", "hoverData"), Input("map-focus", "data"), State("ns", "data"),
+                  State("lang", "data"), prevent_initial_call=True, allow=MAP_ROLES)
+def _station_click(click, hover, focus, ns, lang):
+    if ctx.triggered_id == "map-focus":  # an alert card was clicked (assets/map-overlay.js): its station's trend
+        sid = _focused_station(focus)
+    else:
+        event = click if ctx.triggered_id and ctx.triggered[0]["prop_id"].endswith("clickData") else hover
+        sid = _clicked_station(event)
     if sid is None:
         return no_update
-    return station_panel(rds(), namespace(ns), sid, lang_of(lang))
+    r, keys = rds(), namespace(ns)
+    if sid not in views.station_index(r, keys).stations:
+        return no_update  # an incident's or a zone's card: no trend to show
+    return station_panel(r, keys, sid, lang_of(lang))
+
+
+def _focused_station(focus) -> str | None:
+    sid = text(focus.get("subject"), 200) if isinstance(focus, dict) else NOT
+    return sid if sid is not NOT and sid else None
 
 
 def _clicked_station(event) -> str | None:

@@ -8,7 +8,16 @@ from dash import dcc, html
 from command.i18n import t
 from command.publish import views
 
-from . import words  # noqa: F401 - the page's words
+from ..common import dept_names, namespace, rds
+from . import (
+    basemap,
+    filters,
+    words,  # noqa: F401 - the page's words
+)
+
+# resource types named in the legend (the sample's; the hover and the list name any other)
+RESOURCE_TYPES = ("pump", "rescue_boat", "rescue_crew", "police_unit", "ambulance", "sandbag_truck", "excavator",
+                  "radar_van")
 
 
 def layout(lang: str, ns: str) -> html.Div:
@@ -19,6 +28,7 @@ def layout(lang: str, ns: str) -> html.Div:
         dcc.Store(id="map-poke", data=0),
         dcc.Store(id="map-modal-target"),
         dcc.Store(id="map-queue-all", data=False, storage_type="session"),
+        dcc.Store(id="map-focus"),  # the alert card clicked last (assets/map-overlay.js): its trend opens
         html.Div([
             dcc.Graph(id="map-graph", className="map-graph", config={"displaylogo": False, "scrollZoom": True},
                       figure={"data": [], "layout": {"map": {"style": "white-bg"}}}),
@@ -28,6 +38,7 @@ def layout(lang: str, ns: str) -> html.Div:
         html.Div([
             html.Div(id="map-toast", className="toast-area", role="status"),
             html.H5(t("map.alerts", lang)),
+            _filters(lang, ns),
             html.Div(id="map-queue", className="queue"),
             html.H5(t("map.dispatches", lang), className="mt-3"),
             html.Div(id="map-dispatches", className="dispatches"),
@@ -51,8 +62,19 @@ def layout(lang: str, ns: str) -> html.Div:
     ], className="map-page")
 
 
+def _filters(lang: str, ns: str | None) -> html.Div:
+    """The list's filters, with the namespace's zones (none when Redis cannot say: the list still shows)."""
+    try:
+        zones = views.zones(rds(), namespace(ns))
+    except Exception:  # noqa: BLE001 - Redis unavailable or a bad namespace: a filter without zones
+        zones = {}
+    return filters.controls(lang, zones, dept_names(lang))
+
+
 def _key(color: str, label: str, shape: str = "dot", edge: str | None = None) -> html.Span:
     style = {"background": color}
+    if shape == "dash":
+        style = {"borderTopColor": color}
     if edge:
         style["border"] = f"2px solid {edge}"
     return html.Span([html.Span(className=f"legend-swatch legend-{shape}", style=style), label],
@@ -75,8 +97,20 @@ def legend(lang: str) -> html.Details:
                                      for lv in ("yellow", "orange", "red"))]),
         (t("legend.incidents", lang), [_key("#b71c1c", t("legend.incident_open", lang)),
                                        _key("#bdbdbd", t("legend.incident_closed", lang))]),
+        (t("legend.warnings", lang), [_key("transparent", t("legend.warning_outline", lang), "area",
+                                           views.LEVEL_COLORS["orange"])]),
         (t("legend.resources", lang), [_key(c, t(f"resource.{s}", lang)) for s, c in views.RESOURCE_COLORS.items()]),
-        (t("legend.rivers", lang), [_key("#4a90d9", "", "line")]),
+        (t("legend.resource_types", lang), [html.Span(t(f"rtype.{k}", lang), className="legend-item")
+                                            for k in RESOURCE_TYPES]),
+        (t("legend.roads", lang), [
+            *(_key(color, t(f"legend.road_{name}", lang), "line") for name, _, color, _ in basemap.STREET_CLASSES),
+            _key(basemap.BRIDGE_COLOR, t("legend.road_bridge", lang), "line"),
+            _key(basemap.CLOSED_COLOR, t("legend.road_closed", lang), "dash"),
+            _key(basemap.ROUTE_COLOR, t("legend.route", lang), "line")]),
+        (t("legend.landmarks", lang), [_key(c, t(f"landmark.{k}", lang)) for k, c in basemap.LANDMARK_COLORS.items()]),
+        (t("legend.rivers", lang), [_key(basemap.WATER_COLOR, "", "line"),
+                                    html.Span(t("legend.districts", lang), className="legend-item muted"),
+                                    _key("transparent", t("legend.highlight", lang), "ring")]),
     ]
     return html.Details([
         html.Summary(t("map.legend", lang)),

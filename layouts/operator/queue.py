@@ -16,7 +16,10 @@ from command.timeutil import humanize_ms
 from command.trust.classification import INTERNAL, Viewer
 
 from ..common import dept_names, fmt_time, level_badge, ns_tz
-from . import words  # noqa: F401 - the page's words
+from . import (
+    filters,
+    words,  # noqa: F401 - the page's words
+)
 
 
 # ---- the alert queue -----------------------------------------------------------------------------------
@@ -135,23 +138,36 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
                            color="secondary", outline=True, size="sm", className="me-1", n_clicks=0)
                 for k, act in (("ack", "acknowledge"), ("escalate", "escalate"), ("resolve", "resolve"))]
     lines.append(html.Div(buttons, className="actions"))
+    # what the map links to this card (assets/map-overlay.js): a click centres its subject, and back
+    lines.append(html.Span(className="card-anchor", **{"data-subject": a["subject"], "data-zone": a.get("zone") or "",
+                                                       "data-kind": a.get("subject_type") or ""}))
     return dbc.Card(dbc.CardBody(lines), className=f"alert-card lvl-border-{level}", id={"type": "map-card", "fp": fp})
 
 
 QUEUE_SHOWN = 30  # cards drawn at once: the browser slows with every card (see docs/performance.md)
 
 
-def queue_view(r, keys: Keys, lang: str, show_all: bool = False, viewer: Viewer = INTERNAL) -> list:
+def queue_view(r, keys: Keys, lang: str, show_all: bool = False, viewer: Viewer = INTERNAL,
+               filt: filters.Filter = filters.NONE) -> list:
     """The most severe, then oldest, alerts as cards; past QUEUE_SHOWN a count of the rest and a toggle.
-    What `viewer` (the callback passes the signed-in user's) is not cleared for is masked or left out by the reader."""
+    What `viewer` (the callback passes the signed-in user's) is not cleared for is masked or left out by the reader.
+    Alerts the list's filters leave out are counted in a line of their own."""
     queue = views.alert_queue(r, keys, viewer)
+    hidden = 0
+    if filt.active:
+        kept = [a for a in queue if filters.keep(a, filt)]
+        hidden, queue = len(queue) - len(kept), kept
     if not queue:
-        return [html.Div(t("map.no_alerts", lang), className="muted empty", id="map-queue-empty")]
+        return [html.Div(t("map.no_alerts", lang), className="muted empty", id="map-queue-empty"),
+                *([html.Div(t("filter.hidden", lang, n=hidden), className="muted", id="map-queue-hidden")]
+                  if hidden else [])]
     tz = ns_tz(r, keys)
     now = command_time(r, keys)
     names = dept_names(lang)
     shown = queue if show_all else queue[:QUEUE_SHOWN]
     cards: list = [alert_card(a, lang, tz, now, names) for a in shown]
+    if hidden:
+        cards.insert(0, html.Div(t("filter.hidden", lang, n=hidden), className="muted small", id="map-queue-hidden"))
     rest = queue[len(shown):]
     if rest or show_all and len(queue) > QUEUE_SHOWN:
         by_level: dict[str, int] = {}
@@ -211,14 +227,15 @@ def dispatch_view(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> list:
 
 
 def side_update(r, keys: Keys, lang: str | None, show_all: bool, client: list | None,
-                viewer: Viewer = INTERNAL) -> tuple[Any, Any, Any]:
+                viewer: Viewer = INTERNAL, filt: filters.Filter = filters.NONE) -> tuple[Any, Any, Any]:
     """The side panel's callback logic: (queue, dispatch board, signature), or nothing when what they show
-    (the versions, the language, the toggle, the clock's minute, the incidents and the viewer's
-    clearance) has not changed since `client`."""
+    (the versions, the language, the toggle, the clock's minute, the incidents, the viewer's
+    clearance and the list's filters) has not changed since `client`."""
     ver = views.versions(r, keys)
     clock = command_time(r, keys)
     sig = [keys.ns, lang, bool(show_all), ver["alerts"], ver["dispatches"], ver["status"], ver["resources"],
-           clock // 60_000, ver["incidents"], viewer.clearance]
+           clock // 60_000, ver["incidents"], viewer.clearance, filt.signature()]
     if client == sig:
         return no_update, no_update, no_update
-    return queue_view(r, keys, lang or "en", bool(show_all), viewer), dispatch_view(r, keys, lang or "en", viewer), sig
+    return (queue_view(r, keys, lang or "en", bool(show_all), viewer, filt), dispatch_view(r, keys, lang or "en", viewer),
+            sig)
