@@ -74,7 +74,7 @@ def is_exercise(r: redis.Redis, keys: Keys) -> bool:
 def exercise_banner(lang: str, scenario: str = "") -> html.Div:
     """Every screen of a drill carries this: a drill must never be mistaken for reality."""
     return html.Div([html.Span("⚠ "), t("app.exercise_banner", lang),
-                     html.Span(f" · {scenario}" if scenario else "")],
+                     html.Span(f" · {scenario}" if scenario else "", className="banner-scenario")],
                     className="exercise-banner", id="exercise-banner", role="alert")
 
 

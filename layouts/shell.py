@@ -37,8 +37,8 @@ def shell() -> html.Div:
             html.Nav(id="shell-nav", className="nav-links"),
             html.Div(id="shell-attention", className="attn-slot"),  # the operator page's alert sound, ...
             html.Div(id="shell-clock", className="clock"),
-            dcc.Dropdown(id="shell-ns", clearable=False, persistence=True, persistence_type="session",
-                         className="ns-select", style={"minWidth": "260px"}),
+            html.Div(dcc.Dropdown(id="shell-ns", clearable=False, persistence=True, persistence_type="session"),
+                     className="ns-select"),
             html.Button(id="shell-lang", className="lang-btn", n_clicks=0),
             html.Span(id="shell-user", className="user"),
             html.A(id="shell-logout", href="/logout", className="logout"),
@@ -193,5 +193,7 @@ def clock_view(r, keys, lang: str) -> tuple[html.Div | None, html.Span]:
         if st:
             extra = f" · {st.get('speed', '')}x" + (" · ⏸" if st.get("paused") == "1" else "")
     banner = exercise_banner(lang, (r.hget(keys.meta, "scenario") or b"").decode()) if exercise else None
-    return banner, html.Span([html.Span(label + " ", className="muted"), html.B(clock, id="shell-clock-time"),
-                              html.Span(f" {tz or 'UTC'}{extra}", className="muted")])
+    # on a phone the label and the time zone fold away (assets/5-phone.css): the time and the speed stay
+    return banner, html.Span([html.Span(label + " ", className="muted clock-label"), html.B(clock, id="shell-clock-time"),
+                              html.Span(f" {tz or 'UTC'}", className="muted clock-tz"),
+                              html.Span(extra, className="muted clock-speed")])
