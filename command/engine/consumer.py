@@ -4,6 +4,9 @@ The evaluation itself is `rules.ShardEvaluator` (pure); this module is the Redis
 
 - an engine owns whole shards through a lease (``SET NX PX``), so two engines never evaluate the
   same station; an engine that stops renewing loses its shards to another;
+- engines on any number of machines share a namespace's shards: each announces itself (a heartbeat
+  key with the lease's TTL) and holds its fair share (`command.engine.balance`), giving extra shards
+  back between batches and taking free ones below its share;
 - it reads a shard in batches (XREADGROUP), evaluates, then commits in one MULTI/EXEC: the rule
   state of the subjects it touched, the alerts, the recommendations and the XACK of the batch.
   The commit is fenced by WATCH on the lease, so an engine that lost its shard cannot write;
