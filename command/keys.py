@@ -34,7 +34,9 @@ _NS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: `$`
 DRILLS = f"{PREFIX}:drills"
 DRILL_COMMANDS = f"{PREFIX}:drills:commands"
 DRILL_CURSOR = f"{PREFIX}:drills:cursor"  # the last command the drill runner handled
-LOGIN_FAILURES = f"{PREFIX}:auth:failures"  # + `:<user>`, see login_failures()
+# The sign-in throttle's keys share the hash tag `{throttle}`: its Lua steps read a user's and an
+# address's counts together, which a Redis Cluster runs only within one slot (command/trust/throttle.py).
+LOGIN_FAILURES = f"{PREFIX}:auth:{{throttle}}:failures"  # + `:<user>`, see login_failures()
 AUDIT_NAMESPACES = f"{PREFIX}:audit:namespaces"  # set: every namespace ever audited (the anchor loop's list)
 ACK_TIMER_NAMESPACES = f"{PREFIX}:timers:namespaces"  # set: namespaces with acknowledgement timers pending
 HEALTH_PROBE = f"{PREFIX}:health"  # string, expires in seconds: /health's write check (command/runtime/health.py)
@@ -69,9 +71,10 @@ def login_failures(username: str) -> str:
 
 # The sign-in's other keys. All live under `ecd:auth:`, whose segment LOGIN_FAILURES already reserves,
 # so no namespace reaches them (tests/test_keys.py checks it); command/trust/ explains each.
-ADDRESS_FAILURES = f"{PREFIX}:auth:address-failures"  # + `:<client address>`, see address_failures()
-SESSIONS = f"{PREFIX}:auth:session"  # + `:<sha256 of the session id>`, see session()
-USER_SESSIONS = f"{PREFIX}:auth:user-sessions"  # + `:<user name>`, see user_sessions()
+ADDRESS_FAILURES = f"{PREFIX}:auth:{{throttle}}:address-failures"  # + `:<client address>`, see address_failures()
+# A session and its user's set are written in one transaction: one hash tag, `{sessions}`.
+SESSIONS = f"{PREFIX}:auth:{{sessions}}:session"  # + `:<sha256 of the session id>`, see session()
+USER_SESSIONS = f"{PREFIX}:auth:{{sessions}}:user-sessions"  # + `:<user name>`, see user_sessions()
 TOTP_USED = f"{PREFIX}:auth:totp-used"  # + `:<user name>`, see totp_used()
 
 
@@ -93,6 +96,14 @@ def user_sessions(username: str) -> str:
 def totp_used(username: str) -> str:
     """String: the newest TOTP time step a user has signed in with (a code is never taken twice)."""
     return f"{TOTP_USED}:{username}"
+
+
+def sync_probe(key: str) -> str:
+    """String (expires in a minute), in the same hash slot as `key` (a shard's or a namespace's): on a
+    Redis Cluster the engine writes it right before WAIT, to learn that a replica holds its writes
+    (command/engine/slots.py `replicated`)."""
+    tag = key[key.index("{"):key.index("}") + 1]
+    return f"{PREFIX}:{tag}:sync-probe"
 
 
 def shard_of(subject_id: str, shards: int) -> int:

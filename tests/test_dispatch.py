@@ -68,7 +68,7 @@ def test_double_dispatch_gives_one_and_says_who_won(r, drill):
 
 
 def test_two_operators_at_the_same_instant_dispatch_once(r, drill, redis_url):
-    import redis as redislib
+    from command.runtime.redis_client import client as redis_client
 
     keys, alerts = drill
     fp = alerts["I4"]["fingerprint"]
@@ -76,7 +76,7 @@ def test_two_operators_at_the_same_instant_dispatch_once(r, drill, redis_url):
     results = []
 
     def operator(i):
-        client = redislib.Redis.from_url(redis_url)
+        client = redis_client(redis_url)  # one server or a cluster, as every process builds it
         barrier.wait()
         try:
             results.append(dispatch(client, keys, fingerprint=fp, level="red", resource_ids=["B1", "A1"],

@@ -100,26 +100,26 @@ MODULE = {
     "DRILLS": "ecd:drills",
     "DRILL_COMMANDS": "ecd:drills:commands",
     "DRILL_CURSOR": "ecd:drills:cursor",
-    "LOGIN_FAILURES": "ecd:auth:failures",
+    "LOGIN_FAILURES": "ecd:auth:{throttle}:failures",
     "AUDIT_NAMESPACES": "ecd:audit:namespaces",
     "ACK_TIMER_NAMESPACES": "ecd:timers:namespaces",
     "HEALTH_PROBE": "ecd:health",
     "OPEN_DATA_RATE": "ecd:open-data:rate",
     "PREFERENCES": "ecd:prefs",
-    "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:failures",
+    "GLOBAL_KEYS": ("ecd:drills", "ecd:drills:commands", "ecd:drills:cursor", "ecd:auth:{throttle}:failures",
                     "ecd:audit:namespaces", "ecd:timers:namespaces", "ecd:health", "ecd:open-data:rate",
                     "ecd:prefs"),
     "RESERVED_NAMESPACES": frozenset({"drills", "auth", "audit", "timers", "health", "open-data", "prefs"}),
 }
 # the sign-in's keys (command/trust/): under `ecd:auth:`, reserved by LOGIN_FAILURES's segment
 MODULE.update({
-    "ADDRESS_FAILURES": "ecd:auth:address-failures",
-    "SESSIONS": "ecd:auth:session",
-    "USER_SESSIONS": "ecd:auth:user-sessions",
+    "ADDRESS_FAILURES": "ecd:auth:{throttle}:address-failures",
+    "SESSIONS": "ecd:auth:{sessions}:session",
+    "USER_SESSIONS": "ecd:auth:{sessions}:user-sessions",
     "TOTP_USED": "ecd:auth:totp-used",
 })
 MODULE_FUNCTIONS = {"login_failures", "shard_of", "address_failures", "session", "user_sessions", "totp_used",
-                    "open_data_rate", "preferences"}
+                    "open_data_rate", "preferences", "sync_probe"}
 NAMESPACES = ["live", "drill-jiangcheng_flood-0a1b2c3d", "record-1234abcd", "x", "A.b-c_9", "d" * 64]
 
 
@@ -167,11 +167,11 @@ def test_key_formats(ns):
 def test_module_level_keys():
     for name, value in MODULE.items():
         assert getattr(keys_module, name) == value, name
-    assert login_failures("Operator") == "ecd:auth:failures:operator"
-    assert login_failures("x" * 100) == "ecd:auth:failures:" + "x" * 64
-    assert address_failures("2001:DB8::/64") == "ecd:auth:address-failures:2001:db8::/64"
-    assert session("ab" * 32) == "ecd:auth:session:" + "ab" * 32
-    assert user_sessions("Operator") == "ecd:auth:user-sessions:Operator"
+    assert login_failures("Operator") == "ecd:auth:{throttle}:failures:operator"
+    assert login_failures("x" * 100) == "ecd:auth:{throttle}:failures:" + "x" * 64
+    assert address_failures("2001:DB8::/64") == "ecd:auth:{throttle}:address-failures:2001:db8::/64"
+    assert session("ab" * 32) == "ecd:auth:{sessions}:session:" + "ab" * 32
+    assert user_sessions("Operator") == "ecd:auth:{sessions}:user-sessions:Operator"
     assert totp_used("operator") == "ecd:auth:totp-used:operator"
     assert open_data_rate("2001:DB8::/64", 29_000_000) == "ecd:open-data:rate:2001:db8::/64:29000000"
     assert preferences("operator") == "ecd:prefs:operator"
@@ -262,3 +262,15 @@ def test_a_shard_and_a_namespace_each_live_in_one_cluster_slot(ns):
     assert len(slots["namespace"]) == 1  # alerts, dispatch, tasks, audit: one slot per namespace
     # the shards of a namespace spread over the slots (and so over a cluster's masters)
     assert len({key_slot(k.shard_stream(s).encode()) for s in range(16)}) >= 12
+
+
+def test_the_sync_probe_shares_the_slot_of_its_key():
+    from redis.cluster import key_slot
+
+    from command.keys import sync_probe
+
+    k = Keys("live")
+    assert sync_probe(k.shard_state(3)) == "ecd:{live:s3}:sync-probe"
+    assert sync_probe(k.alerts_open) == "ecd:{live}:sync-probe"
+    for key in (k.shard_state(3), k.alerts_open):
+        assert key_slot(sync_probe(key).encode()) == key_slot(key.encode())

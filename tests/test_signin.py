@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from command.config import SAMPLE_DATA, Settings
-from command.keys import LIVE, Keys, address_failures, login_failures
+from command.keys import LIVE, Keys, address_failures, login_failures, session
 from command.trust.auth import ROLES, authenticate, ensure_users_file, load_users
 from command.trust.throttle import MAX_DELAY_S, Throttle, Throttled, address_of, delay_s
 
@@ -309,7 +309,7 @@ def test_the_cookie_holds_only_a_random_id(client, r):
     sid = session_cookie(client)
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", sid)
     assert b"operator" not in base64.urlsafe_b64decode(sid + "=")
-    assert r.get(f"ecd:auth:session:{__import__('hashlib').sha256(sid.encode()).hexdigest()}") is not None
+    assert r.get(session(__import__('hashlib').sha256(sid.encode()).hexdigest())) is not None
 
 
 def test_an_old_cookie_is_dead_after_sign_out(app, client):

@@ -17,6 +17,13 @@ the same transaction as the writes it covers and is WATCHed, so an entry is appl
 applies it (the engine right after its commit, or the next owner of the shard when it takes it over
 after a crash between the two transactions). Entries are applied in commit order per shard.
 
+A failover can lose the last writes a dying master acknowledged (Redis replicates asynchronously).
+So each of the two steps waits for a replica to hold the step before the next one builds on it
+(`replicated`, Redis's WAIT): the outbox entry is applied only once a replica of the shard's master
+has it, and applied entries are trimmed only once a replica of the namespace's master has the
+apply. A master that dies before that confirmation makes the step fail, and the engine resumes from
+what the promoted replica holds (docs/architecture.md, Redis Cluster: what a failover can lose).
+
 The recommendations ride in the same entries. Each is the whole current plan for its alert (a SET
 that replaces the one before), re-planned over the namespace's open alerts as applied before the
 batch. Writing them in their own transaction adds no race that one server does not have: there
@@ -25,6 +32,7 @@ too two engines' batches re-plan from what each read before the other's commit.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +41,35 @@ import orjson
 import redis
 from redis.cluster import RedisCluster
 
-from command.keys import ENGINE_GROUP, Keys
+from command.keys import ENGINE_GROUP, Keys, sync_probe
 
 ALERTS_MAXLEN = 200_000  # alert and recommendation event streams, trimmed approximately
 APPLY_CHUNK = 200  # outbox entries per apply transaction
+REPLICA_WAIT_MS = 1000  # how long a step waits for a replica to confirm it (then goes on, logged)
 OUTBOX_FIELD = b"o"
+
+
+log = logging.getLogger(__name__)
+
+
+def replicated(r: Any, key: str, timeout_ms: int = REPLICA_WAIT_MS) -> bool:
+    """Do the replicas of `key`'s master hold every write made to it so far (WAIT)? True at once when
+    that master has no replica (nothing to wait for). WAIT counts the writes of its own connection,
+    so a probe key in the same slot is written first on that connection: the replication stream is
+    ordered, so a replica that has the probe has all before it. False (logged) when no replica
+    confirmed within `timeout_ms`: the caller goes on, the window stays open (docs)."""
+    slot = r.keyslot(key)
+    holders = r.nodes_manager.slots_cache.get(slot) or []
+    if len(holders) < 2:
+        return True
+    node = holders[0]
+    with node.redis_connection.pipeline(transaction=False) as p:
+        p.set(sync_probe(key), b"1", px=60_000)
+        p.wait(1, timeout_ms)
+        _, n = p.execute()
+    if not n:
+        log.warning("no replica of %s confirmed the writes of slot %d within %d ms", node.name, slot, timeout_ms)
+    return bool(n)
 
 
 def split_commit(r: Any) -> bool:
@@ -120,7 +152,10 @@ def apply_pending(r: Any, k: Keys, shard: int) -> int:
             except redis.WatchError:
                 continue  # another process applied some: read the cursor again
         applied += len(entries)
-        r.xtrim(outbox, minid=newest)  # what is applied is no longer needed (the newest stays: harmless)
+        # what is applied is no longer needed once a replica holds the apply (a failover could otherwise
+        # roll the cursor back with nothing left to apply again); the newest entry stays: harmless
+        if replicated(r, k.outputs_applied):
+            r.xtrim(outbox, minid=newest)
 
 
 def read_groups(r: Any, consumer: str, streams: dict[str, str], count: int, block_ms: int | None) -> list:

@@ -66,6 +66,7 @@ from command.errors import Forbidden, InvalidInput
 from command.keys import Keys, shard_of
 from command.models import Incident, Person
 from command.ops import people
+from command.runtime.redis_client import on_cluster
 from command.streams import incident_entry, shard_count
 from command.timeutil import parse_time, to_iso
 from command.trust import audit
@@ -293,7 +294,7 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
                 old: dict[str, Any] | None = orjson.loads(raw) if raw is not None else None
                 if old is not None:
                     owner: str | None = owner_of(old)
-                elif pipe.hexists(state, inc.id) or pipe.hexists(keys.stations, inc.id):
+                elif r.hexists(state, inc.id) or pipe.hexists(keys.stations, inc.id):  # state: the shard's slot
                     # known to the engine but never recorded (a headless replay records no incidents),
                     # or a station's id: not free for the taking
                     owner = SYSTEM
@@ -317,8 +318,11 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
                 head = pipe.get(keys.audit_head)
                 pipe.multi()
                 pipe.hset(keys.incidents, inc.id, orjson.dumps(record))
-                pipe.xadd(stream, incident_entry(inc.model_copy(update={"reporter": None})))
-                pipe.incr(keys.shard_added(shard))  # the input count outlives the stream's trimming
+                entry = incident_entry(inc.model_copy(update={"reporter": None}))
+                split = on_cluster(r)  # a Redis Cluster: the shard's stream is in another slot
+                if not split:
+                    pipe.xadd(stream, entry)
+                    pipe.incr(keys.shard_added(shard))  # the input count outlives the stream's trimming
                 audit.append(pipe, keys, head.decode() if head else None, who=actor.username, action=source.action,
                              at=now, details={"incident": inc.id, "change": "update" if old else "new",
                                               "category": inc.category, "severity": inc.severity,
@@ -326,6 +330,11 @@ def write_incident(r: redis.Redis, keys: Keys, inc: Incident, actor: Actor, sour
                                               "reported_time": inc.time, "department": actor.department,
                                               "source": source.name, "reporter": inc.reporter is not None})
                 pipe.execute()
+                if split:  # the engine's input, in the shard's slot, once the record is stored (its own MULTI)
+                    with r.pipeline(transaction=True) as shard_pipe:
+                        shard_pipe.xadd(stream, entry)
+                        shard_pipe.incr(keys.shard_added(shard))
+                        shard_pipe.execute()
                 return True
             except redis.WatchError:
                 continue

@@ -43,6 +43,7 @@ from redis.cluster import ClusterPipeline, RedisCluster
 from redis.retry import Retry
 
 from command.config import Settings
+from command.keys import ACK_TIMER_NAMESPACES, AUDIT_NAMESPACES
 
 Purpose = Literal["app", "loop", "probe"]
 RETRY_BASE_S = 0.1
@@ -117,10 +118,48 @@ def is_cluster(url: str, settings: Settings | None = None) -> bool:
     return enabled
 
 
+# Global registries of namespaces (command/keys.py) that a namespace's transactions add their namespace
+# to. On a cluster they live in another slot than the namespace's keys, so inside a transaction their
+# SADD is held back and sent right after a successful EXEC (`_Pipeline`). Both readers already cope with
+# a missing entry: the audit anchor loop also finds trails by SCAN at its start, and an acknowledgement
+# timer's RQ job flags its task whether or not the sweep knows the namespace.
+_AFTER_EXEC_KEYS = frozenset({AUDIT_NAMESPACES, ACK_TIMER_NAMESPACES})
+
+
 class _Pipeline(ClusterPipeline):
-    """redis-py blocks multi-key commands in a cluster pipeline whatever their keys; within one hash
-    slot (a namespace's keys, command/keys.py) Redis runs them, so they are let through here. Keys in
-    different slots still fail, with Redis's CROSSSLOT error: a key layout bug, never retried."""
+    """A cluster pipeline. redis-py blocks multi-key commands in a cluster pipeline whatever their keys;
+    within one hash slot (a namespace's keys, command/keys.py) Redis runs them, so they are let through
+    here. Keys in different slots still fail, with Redis's CROSSSLOT error: a key layout bug. In a
+    transaction, the SADDs to the global registries wait for the EXEC (`_AFTER_EXEC_KEYS`)."""
+
+    def __init__(self, *args: Any, owner: RedisCluster, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owner = owner
+        self._after_exec: list[tuple[Any, ...]] = []
+
+    def _queued(self) -> bool:
+        """Is a command issued now queued in a MULTI (rather than sent at once, or not a transaction)?"""
+        strategy = self._execution_strategy
+        return bool(self.transaction) and not (getattr(strategy, "_watching", False)
+                                               and not getattr(strategy, "_explicit_transaction", False))
+
+    def sadd(self, name: Any, *values: Any) -> Any:
+        key = name.decode() if isinstance(name, bytes) else name
+        if key in _AFTER_EXEC_KEYS and self._queued():
+            self._after_exec.append(("SADD", name, *values))
+            return self
+        return super().sadd(name, *values)
+
+    def execute(self, raise_on_error: bool = True) -> Any:
+        after, self._after_exec = self._after_exec, []
+        result = super().execute(raise_on_error)
+        for command in after:
+            self._owner.execute_command(*command)
+        return result
+
+    def reset(self) -> None:
+        super().reset()
+        self._after_exec = []
 
     def mget(self, keys: Any, *args: Any) -> Any:
         return self.execute_command("MGET", *list_or_args(keys, args))
@@ -151,7 +190,8 @@ class _Cluster(RedisCluster):
             startup_nodes=self.nodes_manager.startup_nodes, result_callbacks=self.result_callbacks,
             cluster_response_callbacks=self.cluster_response_callbacks, read_from_replicas=self.read_from_replicas,
             load_balancing_strategy=self.load_balancing_strategy, reinitialize_steps=self.reinitialize_steps,
-            retry=self.retry, lock=self._lock, transaction=transaction, event_dispatcher=self._event_dispatcher)
+            retry=self.retry, lock=self._lock, transaction=transaction, event_dispatcher=self._event_dispatcher,
+            owner=self)
 
 
 def _cluster_client(url: str, purpose: Purpose, opts: dict[str, Any]) -> RedisCluster:
@@ -161,6 +201,11 @@ def _cluster_client(url: str, purpose: Purpose, opts: dict[str, Any]) -> RedisCl
     retry = opts.pop("retry")
     cluster_retry = retry if purpose == "app" else Retry(NoBackoff(), 0)
     return _Cluster.from_url(url, retry=cluster_retry, **opts)
+
+
+def on_cluster(r: Any) -> bool:
+    """Is `r` a Redis Cluster client (so a shard's keys and its namespace's keys are in two slots)?"""
+    return isinstance(r, RedisCluster)
 
 
 def client(url: str, purpose: Purpose = "app", *, settings: Settings | None = None, **overrides: Any) -> redis.Redis:

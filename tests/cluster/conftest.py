@@ -41,3 +41,19 @@ def rc(cluster_url) -> redis.RedisCluster:
     client = redis.RedisCluster.from_url(cluster_url)
     yield client
     client.close()
+
+
+# The fixtures of tests/conftest.py, pointed at the cluster: a test module imported into tests/cluster/
+# runs unchanged on it (tests/cluster/test_on_cluster.py).
+@pytest.fixture(scope="session")
+def redis_url(cluster) -> str:
+    return cluster.url
+
+
+@pytest.fixture
+def r(cluster_url) -> redis.Redis:
+    from command.runtime.redis_client import client
+
+    c = client(cluster_url, "app")
+    yield c
+    c.close()
