@@ -436,6 +436,7 @@ class Engine:
             except redis.WatchError:
                 raise ShardLost(sh.index) from None
         if split and out:  # its own transaction in the namespace's slot (command/engine/slots.py: why it is safe)
+            slots.replicated(self.r, sh.state_key)  # a replica holds the entry before the namespace builds on it
             slots.apply_pending(self.r, k, sh.index)
 
     def drain(self, max_idle_polls: int = 1) -> int:
