@@ -13,17 +13,27 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import flask
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from command import i18n
 from command.config import SAMPLE_DATA, Settings
 from command.errors import NotFound
 from command.i18n import t
-from command.scenarios.upload import UploadError, UploadLimits, folder_of, stored, unpack_scenario, zip_folder
+from command.ops import drills
+from command.scenarios.upload import (
+    UploadError,
+    UploadLimits,
+    delete_kept,
+    folder_of,
+    stored,
+    unpack_scenario,
+    zip_folder,
+)
 from command.timeutil import now_ms, to_iso
 
 from . import access
 from .access import route_policy, secured_callback
+from .common import rds
 from .inputs import lang_of, text
 
 i18n.add({
@@ -42,6 +52,10 @@ i18n.add({
     "exu.reason": {"en": "Reason", "zh": "原因"},
     "exu.uploaded": {"en": "uploaded", "zh": "已上传"},
     "exu.download": {"en": "Download as zip", "zh": "下载 zip"},
+    "exu.kept_title": {"en": "Kept scenarios", "zh": "已保存的场景"},
+    "exu.delete": {"en": "Delete", "zh": "删除"},
+    "exu.deleted": {"en": "Deleted {id}.", "zh": "已删除 {id}。"},
+    "exu.in_use": {"en": "{id} is used by drill {ns}: stop it first.", "zh": "{id} 正被演练 {ns} 使用，请先结束演练。"},
 })
 
 PLANNER = ("planner",)  # authoring an exercise is the planner's job (docs/drills.md)
@@ -99,7 +113,51 @@ def panel(lang: str) -> html.Div:
                    style={"border": "1px dashed #999", "borderRadius": "6px", "padding": "14px", "textAlign": "center",
                           "cursor": "pointer", "margin": "6px 0"}),
         html.Div(id="exu-result", role="status"),
+        html.H6(t("exu.kept_title", lang), className="mt-2"),
+        html.Div(id="exu-kept-list"),
+        html.Div(id="exu-delete-msg", role="status"),
     ], className="panel", id="exu-panel")
+
+
+def kept_view(lang: str) -> list:
+    return [html.Div([
+        html.Span(f"{m['id']} · {m.get('name', '')} · {m.get('by', '')} · {str(m.get('at', ''))[:16]} "),
+        html.A(t("exu.download", lang), href=f"/exercise/scenario/{m['id']}.zip", className="me-2"),
+        dbc.Button(t("exu.delete", lang), id={"type": "exu-delete", "id": m["id"]}, size="sm", color="danger",
+                   outline=True, n_clicks=0),
+    ], className="small") for m in stored(settings().uploads_dir)]
+
+
+@secured_callback(Output("exu-kept-list", "children"), Input("ex-scenario", "options"), State("lang", "data"),
+                  allow=PLANNER)
+def _kept_list(_options, lang):
+    # every change of the kept folders (upload, save, delete) also changes the drill form's options
+    return kept_view(lang_of(lang))
+
+
+@secured_callback(Output("exu-delete-msg", "children"), Output("ex-scenario", "options", allow_duplicate=True),
+                  Output("exe-scenario", "options", allow_duplicate=True),
+                  Output("exb-scenario", "options", allow_duplicate=True),
+                  Input({"type": "exu-delete", "id": ALL}, "n_clicks"), State("lang", "data"),
+                  prevent_initial_call=True, allow=PLANNER)
+def _delete(_clicks, lang):
+    lang = lang_of(lang)
+    nothing = (no_update,) * 4
+    trig = ctx.triggered_id
+    if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+        return nothing
+    root = settings().uploads_dir
+    folder = folder_of(root, trig.get("id"))
+    if folder is None:
+        return nothing
+    busy = next((d for d in drills.list_drills(rds()) if d.get("folder") == str(folder)
+                 and d.get("status") in ("starting", "running", "paused")), None)
+    if busy is not None:
+        return (dbc.Alert(t("exu.in_use", lang, id=folder.name, ns=busy["namespace"]), color="warning"),
+                *nothing[1:])
+    delete_kept(root, folder.name)
+    opts = all_options(lang)
+    return dbc.Alert(t("exu.deleted", lang, id=folder.name), color="info", id="exu-deleted"), opts, opts, opts
 
 
 def quarantine_table(rows: list[dict[str, Any]], lang: str) -> html.Table:

@@ -131,6 +131,16 @@ def test_a_good_zip_is_kept_shows_its_quarantine_and_can_be_downloaded_and_start
     assert "ex-started" in answer_text(resp)
     r = redis.Redis.from_url(app.server.config["ECD_REDIS_URL"])
     assert any(json.loads(v)["folder"] == folder for v in r.hvals("ecd:drills"))
+    # a scenario a drill runs on is not deleted; another one is
+    delete = cid(app, "..exu-delete-msg")
+    text = answer_text(client.post(UPDATE, json=callback_body(app, delete, fill=sid)))
+    assert "stop it first" in text and sid in listing(data_dir / "scenarios")
+    before = set(listing(data_dir / "scenarios"))
+    answer_text(post(client, app, "..exu-result", {}, trigger=data_url(zip_of(folder_entries(own_folder(tmp_path / "t"))))))
+    (other,) = set(listing(data_dir / "scenarios")) - before
+    text = answer_text(client.post(UPDATE, json=callback_body(app, delete, fill=other)))
+    assert "exu-deleted" in text and other not in listing(data_dir / "scenarios")
+    assert client.get(f"/exercise/scenario/{other}.zip").status_code == 404
 
 
 # ---- the events list ------------------------------------------------------------------------------------

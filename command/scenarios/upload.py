@@ -324,6 +324,15 @@ def folder_of(root: Path, sid: Any) -> Path | None:
     return p if (p / SCENARIO_FILE).is_file() else None
 
 
+def delete_kept(root: Path, sid: Any) -> bool:
+    """Delete the kept folder of id `sid`; False when there is none (a crafted id never leaves `root`)."""
+    folder = folder_of(root, sid)
+    if folder is None:
+        return False
+    shutil.rmtree(folder)
+    return True
+
+
 def zip_folder(folder: Path) -> bytes:
     """A scenario folder as a zip (its files under one folder named after it; the meta file left out)."""
     buf = io.BytesIO()
@@ -450,5 +459,5 @@ def save_events(source: Path, rows: Iterable[Any], root: Path, meta: dict[str, A
             shutil.rmtree(staging, ignore_errors=True)
 
 
-__all__ = ["check_no_aliases", "UploadError", "UploadLimits", "Stored", "check_archive", "unpack_scenario", "stored", "folder_of",
+__all__ = ["check_no_aliases", "UploadError", "UploadLimits", "Stored", "check_archive", "unpack_scenario", "stored", "folder_of", "delete_kept",
            "zip_folder", "events_of", "items_of", "save_events", "valid_id", "new_id"]
