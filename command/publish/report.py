@@ -8,7 +8,10 @@ internal viewer (`classification.INTERNAL`): no personal data leaves in files un
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import median
@@ -358,6 +361,17 @@ def render_html(report: dict[str, Any]) -> str:
         report=report, plotly_js=plotly_js(), level_zh=LEVEL_ZH, status_zh=STATUS_ZH,
         # "<" only ever occurs inside JSON strings: as \u003c no text can end or restart the script
         charts_json=orjson.dumps(figs).decode().replace("<", "\\u003c").replace(">", "\\u003e"), chart_ids=list(figs))
+
+
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def inline_script_hashes(html: str) -> list[str]:
+    """The CSP sources (`'sha256-...'`) of the report's inline scripts (plotly.js and the code that draws
+    the charts): a page serving the report under a Content-Security-Policy without 'unsafe-inline' (the
+    web app's, layouts/web_headers.py) adds exactly these to its script-src, or the charts stay blank."""
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+            for m in _INLINE_SCRIPT.findall(html)]
 
 
 def write_outputs(r: redis.Redis, keys: Keys, out: Path, viewer: Viewer = INTERNAL) -> dict[str, Any]:
