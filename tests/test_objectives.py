@@ -318,6 +318,8 @@ def test_the_sample_exercise_objectives(r, tmp_path):
     assert [(e["subject"], hm(e["opened_at"]), hm(e["dispatched_at"]), e["ok"]) for e in objs["O1"]["evidence"]] == [
         ("INC-002", "11:20", "11:30", True), ("INC-005", "14:10", "14:20", True), ("INC-009", "21:30", "22:00", False),
         ("INC-010", "23:15", None, False), ("INC-011", "01:40", None, False), ("INJ-1", "04:00", None, False)]
+    assert [(e["subject"], e["after"]) for e in objs["O3"]["evidence"]] == [
+        ("INC-002", "5 min"), ("INC-005", "5 min"), ("INC-009", "5 min")]
     assert [(e["subject"], e["after"], e["ok"]) for e in objs["O4"]["evidence"]] == [
         ("INC-002", "20 min", False), ("INC-005", "8 min", True), ("INC-009", None, False)]
     o5, o6 = objs["O5"]["evidence"][0], objs["O6"]["evidence"][0]
