@@ -149,3 +149,15 @@ def test_a_live_drills_report_scores_its_objectives(r, exercise):
     html = report_html(r, keys.ns)
     assert 'data-id="O1"' in html and 'data-id="O2"' in html and "1 / 2" in html
     assert sorted(charts_of(html)) == ["chain", "hydro:WL-A", "hydro:WL-F", "timeline"]
+
+
+def test_a_viewer_not_cleared_for_tasks_gets_no_objectives(r, exercise):
+    from command.trust.classification import PUBLIC
+
+    keys, full, _ = exercise
+    rep = after_action(r, keys, collect_alerts(r, keys), [], [], viewer=PUBLIC)
+    assert rep["objectives"] == [] and "not cleared" in rep["objectives_error"]
+    assert rep["task_timeline"] == [] and rep["reopened"] == {"count": 0, "tasks": []}
+    assert rep["department_figures"] == {} and full["department_figures"]  # the tasks are there, not shown
+    assert not any(c["dispatched_at"] for c in rep["response_chain"])
+    assert "not cleared" in render_html(rep)
