@@ -141,11 +141,16 @@ def cmd_drills(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from command.ops.jobs import run_worker
-    from command.runtime.redis_client import client
+    from command.runtime.redis_client import RqOnCluster, client, rq_url
     from command.runtime.redis_server import redis_url_for
 
-    with redis_url_for(settings) as url:  # RQ's client, and the ack-timer sweep's, a loop's
-        return run_worker(client(url, "app", settings=settings), client(url, "loop", settings=settings),
+    with redis_url_for(settings) as url:  # RQ's client (its own plain Redis beside a cluster), and the sweep's
+        try:
+            queue_url = rq_url(settings, url)
+        except RqOnCluster as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return run_worker(client(queue_url, "app", settings=settings), client(url, "loop", settings=settings),
                           burst=args.burst)
 
 

@@ -33,6 +33,7 @@ from command.i18n import t
 from command.keys import RQ_QUEUE
 from command.ops.jobs import BACKTEST_TIMEOUT_S, run_backtest_job
 from command.publish.backtest_html import level_tables
+from command.runtime.redis_client import rq_connection
 from command.scenarios.reference import load_rules
 from command.scenarios.upload import check_no_aliases
 from command.timeutil import now_ms, to_iso
@@ -239,7 +240,7 @@ def submit(r, scenario: str, project: list[str], uploaded: list[dict[str, str]],
             shutil.rmtree(staging, ignore_errors=True)
     keep = int(s.backtest_keep_hours * 3600)
     rules = [str(p) if p.parent != rules_dir else str(final / "rules" / p.name) for p in files]
-    Queue(RQ_QUEUE, connection=r).enqueue(run_backtest_job, scenario, rules, str(final), job_id=bid,
+    Queue(RQ_QUEUE, connection=rq_connection(r)).enqueue(run_backtest_job, scenario, rules, str(final), job_id=bid,
                                           job_timeout=BACKTEST_TIMEOUT_S, result_ttl=keep, failure_ttl=keep,
                                           description=f"backtest {meta['scenario']}")
     _cleanup(root, keep)

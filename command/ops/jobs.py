@@ -30,7 +30,7 @@ from command.engine.consumer import backoff_delay
 from command.errors import InvalidInput, NotFound
 from command.keys import ACK_TIMER_NAMESPACES, RQ_QUEUE, Keys
 from command.ops.dispatch import flag_unacknowledged, get_task
-from command.runtime.redis_client import as_unavailable
+from command.runtime.redis_client import as_unavailable, job_data
 
 log = logging.getLogger(__name__)
 MIN_WAIT_S, MAX_WAIT_S = 0.5, 60.0
@@ -62,7 +62,7 @@ def check_acknowledgement(namespace: str, task_id: str) -> str:
     """The RQ job: flag the task if its deadline passed unacknowledged; else look again later."""
     job = get_current_job()
     assert job is not None  # RQ runs this as a job
-    r = job.connection
+    r = job_data(job.connection)  # REDIS_URL's data when the job queue has a Redis of its own
     keys = Keys(namespace)
     task = get_task(r, keys, task_id, None)
     if task.status != "assigned" or task.flagged or task.ack_deadline is None:  # (no deadline: never flagged)
@@ -76,7 +76,7 @@ def check_acknowledgement(namespace: str, task_id: str) -> str:
     speed = _speed(r, keys)
     # no clock yet (live before its first tick): nothing to measure the deadline by; look again later
     wait = MAX_WAIT_S if speed == 0 or now is None else (task.ack_deadline - now) / 1000 / speed
-    schedule_ack_check(Queue(RQ_QUEUE, connection=r), namespace, task_id, min(max(wait, MIN_WAIT_S), MAX_WAIT_S))
+    schedule_ack_check(Queue(RQ_QUEUE, connection=job.connection), namespace, task_id, min(max(wait, MIN_WAIT_S), MAX_WAIT_S))
     return "waiting"
 
 
@@ -195,7 +195,7 @@ def run_backtest_job(scenario: str, rules: list[str], out: str, lead_window_ms: 
     progress = JobProgress(job)
     try:
         inp = prepare(scenario, rules)
-        res = run_backtest(job.connection, inp, lead_window_ms=lead_window_ms, progress=progress)
+        res = run_backtest(job_data(job.connection), inp, lead_window_ms=lead_window_ms, progress=progress)
     except CommandError as exc:
         return {"error": exc.message}
     from pathlib import Path

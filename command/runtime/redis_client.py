@@ -254,6 +254,28 @@ def rq_url(settings: Settings, url: str) -> str:
     return url
 
 
+def rq_connection(data: redis.Redis, settings: Settings | None = None) -> redis.Redis:
+    """The Redis for RQ (its queue, its jobs) beside the data client `data`: `data` itself on one server
+    with no ECD_RQ_REDIS_URL (as always), else a pooled plain client on ECD_RQ_REDIS_URL;
+    `RqOnCluster` when `data` is a cluster and none is given."""
+    settings = settings or Settings()
+    if settings.rq_redis_url:
+        return pooled(settings.rq_redis_url, "app")
+    if on_cluster(data):
+        raise RqOnCluster("the data is on a Redis Cluster and RQ does not support Redis Cluster: "
+                          "set ECD_RQ_REDIS_URL to a plain Redis server for the job queue")
+    return data
+
+
+def job_data(job_connection: redis.Redis, settings: Settings | None = None) -> redis.Redis:
+    """The data client of an RQ job: the job's own connection when RQ shares the data's Redis (as
+    always), else REDIS_URL's (the job queue has a Redis of its own: ECD_RQ_REDIS_URL)."""
+    settings = settings or Settings()
+    if settings.rq_redis_url and settings.redis_url:
+        return pooled(settings.redis_url, "app")
+    return job_connection
+
+
 def writes_refused(exc: BaseException) -> str | None:
     """Redis's reason when it refuses writes for now (memory full, failed snapshot, read-only), else None."""
     if isinstance(exc, (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)):

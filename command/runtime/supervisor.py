@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
     args = parse_args(argv, settings)
 
     from command.ops.drills import list_drills, reconcile_drills, start_drill
+    from command.runtime.redis_client import RqOnCluster, rq_url
     from command.runtime.redis_client import client as redis_client
     from command.runtime.redis_server import EmbeddedRedis, RedisStartError
     from command.scenarios.namespaces import bootstrap_live
@@ -341,6 +342,11 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
             url = server.start()
         r = redis_client(url, "app", settings=settings)
         r.ping()
+        try:  # RQ needs a plain Redis: on a cluster, ECD_RQ_REDIS_URL must name one (say so now, not at a job)
+            rq_url(settings, url)
+        except RqOnCluster as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         env = dict(os.environ, REDIS_URL=url, ECD_DATA_DIR=str(settings.data_dir), PYTHONUNBUFFERED="1")
         py = sys.executable
         if prepare_web is not None:

@@ -19,6 +19,7 @@ from command.keys import RQ_QUEUE, Keys
 from command.ops.dispatch import DEFAULT_ACK_MS, AlreadyDispatched, alert_action, dispatch
 from command.ops.jobs import schedule_ack_check
 from command.publish import views
+from command.runtime.redis_client import rq_connection
 
 from ..common import dept_names, fmt_time, ns_tz
 from . import words  # noqa: F401 - the page's words
@@ -50,7 +51,7 @@ def dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: s
         return dbc.Alert(t("map.dispatch_lost", lang, who=res.by, time=fmt_time(res.at, tz)), color="warning",
                          dismissable=True, id="map-toast-msg")
     # each department's acknowledgement timer runs as an RQ job on the namespace's clock
-    queue = Queue(RQ_QUEUE, connection=r)
+    queue = Queue(RQ_QUEUE, connection=rq_connection(r))  # RQ's own Redis beside a cluster (ECD_RQ_REDIS_URL)
     for task_id in res.task_ids:
         schedule_ack_check(queue, keys.ns, task_id, 0.5)
     names = dept_names(lang)
