@@ -85,7 +85,8 @@ def test_the_environment_example_names_what_the_roles_read():
             env[k.strip()] = v.strip()
     assert {"REDIS_URL", "ECD_RQ_REDIS_URL", "ECD_DATA_DIR", "ECD_SECRET_KEY", "ECD_AUDIT_KEY"} <= set(env)
     fields = {f"ECD_{name.upper()}" for name in Settings.model_fields} | {"REDIS_URL"}
-    known = fields | {"ECD_SECRET_KEY", "ECD_AUDIT_KEY", "PYTHONUNBUFFERED"}
+    # read by the web app and the audit trail themselves (layouts/signin.py, web_basics.py, command/trust/audit_keys.py)
+    known = fields | {"ECD_SECRET_KEY", "ECD_AUDIT_KEY", "ECD_PROXY_HOPS", "ECD_SECURE_COOKIES", "PYTHONUNBUFFERED"}
     assert set(env) <= known, set(env) - known  # no setting the code would not read
 
 
