@@ -111,3 +111,17 @@ def test_systemd_analyze_verify(tmp_path):
                 if "flood-command" in line and "user" not in line.lower()]  # the service user needn't exist here
     assert out.returncode == 0 or not problems, out.stdout + out.stderr
     assert not problems, problems
+
+
+def test_the_first_load_of_live_in_deploy_md_keeps_the_shard_count(r, redis_url, tmp_path):
+    """docs/deploy.md's snippet, run as written (its python part), loads live with ECD_SHARDS shards."""
+    from command.keys import Keys
+    from command.streams import shard_count
+
+    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    code = doc.split('.venv/bin/python -c "', 1)[1].split('"\n```', 1)[0]
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_url, "ECD_SHARDS": "16", "ECD_DATA_DIR": str(tmp_path),
+           "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+    assert r.exists(Keys("live").rules)
+    assert shard_count(r, Keys("live")) == 16
