@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
     args = parse_args(argv, settings)
 
     from command.ops.drills import list_drills, reconcile_drills, start_drill
+    from command.runtime.key_migration import rename_untagged
     from command.runtime.redis_client import RqOnCluster, rq_url
     from command.runtime.redis_client import client as redis_client
     from command.runtime.redis_server import EmbeddedRedis, RedisStartError
@@ -342,6 +343,7 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
             url = server.start()
         r = redis_client(url, "app", settings=settings)
         r.ping()
+        rename_untagged(r)  # keys of the layout before the namespace hash tag (command/runtime/key_migration.py)
         try:  # RQ needs a plain Redis: on a cluster, ECD_RQ_REDIS_URL must name one (say so now, not at a job)
             rq_url(settings, url)
         except RqOnCluster as exc:
