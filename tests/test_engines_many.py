@@ -68,9 +68,9 @@ class Trickle(threading.Thread):
         self.done.set()
 
 
-def owners(r, keys: Keys) -> Counter:
+def owners(r, keys: Keys, shards: int = SHARDS) -> Counter:
     """Engine -> how many shards its leases hold now (read from the lease keys)."""
-    held = [r.get(keys.shard_lease(s)) for s in range(SHARDS)]
+    held = [r.get(keys.shard_lease(s)) for s in range(shards)]
     return Counter(h.decode() for h in held if h is not None)
 
 
@@ -190,6 +190,33 @@ def rebalancing_replay(r, feed_client, env, tmp_path, reference_ns: str) -> None
     # all open alerts in the order the events come (docs/dispatch.md), as with any engines in parallel
     last, _ = recs_of(r, res.namespace)
     assert [fp for fp, _ in last] == [fp for fp, _ in recs_of(r, reference_ns)[0]]
+
+
+def test_in_one_process_the_edge_follows_the_decision(r):
+    """Two engines on four shards, stepped by hand: a newcomer waits, the holder gives two back at its
+    next renewal (after its batch), the newcomer takes them; a clean stop hands everything over."""
+    res = run_replay(r, SCENARIO, run_engine=False, shards=4)
+    keys = Keys(res.namespace)
+    a = Engine(r, keys, consumer="a", batch=50)
+    a.start()
+    assert sorted(a.shards) == [0, 1, 2, 3]
+    assert r.pttl(keys.engine_heartbeat("a")) > 0 and r.smembers(keys.engines) == {b"a"}
+    b = Engine(r, keys, consumer="b", batch=50)
+    b.start()
+    assert b.shards == {} and a.live_engines() == {"a": None, "b": None}
+    a._last_lease_check = 0
+    assert a.poll() > 0  # gives two shards back first, then works on the two it keeps
+    assert sorted(a.shards) == [0, 1] and owners(r, keys, 4) == Counter({"a": 2})
+    b._last_lease_check = 0
+    b.poll()
+    assert sorted(b.shards) == [2, 3] and owners(r, keys, 4) == Counter({"a": 2, "b": 2})
+    a.release()
+    assert r.get(keys.engine_heartbeat("a")) is None and owners(r, keys, 4) == Counter({"b": 2})
+    b._last_lease_check = 0
+    b.drain()
+    assert sorted(b.shards) == [0, 1, 2, 3]
+    b.release()
+    assert alerts_of(r, res.namespace) == alerts_of(r, reference_run(r))
 
 
 def reference_run(r) -> str:
