@@ -19,6 +19,7 @@ import redis
 
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Reading
+from command.runtime.redis_client import transactional_pipeline
 
 READING, INCIDENT, TICK = b"r", b"i", b"t"
 WARNING, FORECAST = b"w", b"f"
@@ -98,7 +99,8 @@ class StreamWriter:
         self.r, self.keys, self.shards, self.maxlen, self.record = r, keys, shards, maxlen, record
         # transaction=True: a flush is one MULTI/EXEC, so what a caller adds to `pipe` (e.g. a
         # feed's high-water mark) lands together with the entries, or not at all
-        self._pipe = r.pipeline(transaction=transaction)
+        # (on a Redis Cluster, one MULTI/EXEC per slot, shards first: command/runtime/redis_client.py)
+        self._pipe = transactional_pipeline(r) if transaction else r.pipeline(transaction=False)
         self.pending = 0
         self._added: dict[int, int] = {}
         self._latest: dict[str, dict[str, tuple[int, float]]] = {}

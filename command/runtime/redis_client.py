@@ -34,6 +34,7 @@ cluster: `rq_url` gives the job queue its plain Redis (`ECD_RQ_REDIS_URL`).
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Literal, cast
 
 import redis
@@ -206,6 +207,70 @@ def _cluster_client(url: str, purpose: Purpose, opts: dict[str, Any]) -> RedisCl
 def on_cluster(r: Any) -> bool:
     """Is `r` a Redis Cluster client (so a shard's keys and its namespace's keys are in two slots)?"""
     return isinstance(r, RedisCluster)
+
+
+_SHARD_TAG = re.compile(r"\{[^}]*:s\d+\}")  # a shard's hash tag, `{ns:sN}` (command/keys.py)
+
+
+class SlotTransactions:
+    """A pipeline for a Redis Cluster whose commands span slots: one MULTI/EXEC per hash slot, the
+    shards' slots first and the rest (the namespace's: a feed's high-water marks, a drill's
+    position) last, so what records progress lands only after what it records. Each slot's part is
+    atomic; the whole is not: a writer that dies between two parts leaves entries without their
+    progress mark, and re-sends them when it resumes (at-least-once input: docs/architecture.md,
+    Redis Cluster). On one server `transactional_pipeline` gives the usual single MULTI/EXEC."""
+
+    def __init__(self, r: Any) -> None:
+        self.r = r
+        self._commands: list[tuple[str, tuple, dict]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def queue(*args: Any, **kwargs: Any) -> SlotTransactions:
+            self._commands.append((name, args, kwargs))
+            return self
+        return queue
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def __enter__(self) -> SlotTransactions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._commands = []
+
+    def execute(self, raise_on_error: bool = True) -> list:
+        commands, self._commands = self._commands, []
+        groups: dict[int, list[int]] = {}
+        for i, (_, args, _kw) in enumerate(commands):
+            groups.setdefault(self.r.keyslot(args[0]), []).append(i)
+        order = sorted(groups, key=lambda slot: (not _SHARD_TAG.search(_as_str(commands[groups[slot][0]][1][0])),
+                                                 groups[slot][0]))
+        results: list[Any] = [None] * len(commands)
+        for slot in order:
+            with self.r.pipeline(transaction=True) as pipe:
+                for i in groups[slot]:
+                    name, args, kwargs = commands[i]
+                    getattr(pipe, name)(*args, **kwargs)
+                for i, res in zip(groups[slot], pipe.execute(raise_on_error), strict=True):
+                    results[i] = res
+        return results
+
+
+def _as_str(key: Any) -> str:
+    return key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+
+
+def transactional_pipeline(r: Any) -> Any:
+    """`r.pipeline(transaction=True)` on one server; on a cluster, `SlotTransactions` (one MULTI/EXEC
+    per slot) for writers whose batch spans shards and the namespace (the feeds, the drill runner)."""
+    return SlotTransactions(r) if on_cluster(r) else r.pipeline(transaction=True)
 
 
 def client(url: str, purpose: Purpose = "app", *, settings: Settings | None = None, **overrides: Any) -> redis.Redis:
