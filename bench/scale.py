@@ -145,7 +145,7 @@ def by_shard(entries: list[dict[str, bytes]], shards: int) -> list[list[dict[str
 
     out: list[list[dict[str, bytes]]] = [[] for _ in range(shards)]
     for e in entries:
-        out[shard_of(orjson.loads(e[b"r"] if b"r" in e else e["r"])[0], shards)].append(e)
+        out[shard_of(orjson.loads(e["r"])[0], shards)].append(e)  # command.streams.reading_entry
     return out
 
 
@@ -342,13 +342,11 @@ def run_backend(name: str, url: str, cluster: bool, scenario_dir: Path, parts: l
                 logs: Path, cores: int) -> dict:
     r = redis_client(url, "app")
     try:
-        cases = {}
+        cases: dict[str, dict[str, Any]] = {}
         for k in counts:
             raw = bench_raw(url, r, cluster, parts, k, batch)
             eng = bench_engines(url, r, cluster, scenario_dir, parts, k, batch, logs)
-            case = {"engine": eng, "raw": raw}
-            case["limit"] = limit_of(eng, cores)
-            cases[str(k)] = case
+            cases[str(k)] = {"engine": eng, "raw": raw, "limit": limit_of(eng, cores)}
         servers = len(master_pids(r, cluster))
         n = sum(len(p) for p in parts)
         return {"url": url, "servers": servers, "cases": cases,
