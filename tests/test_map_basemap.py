@@ -112,23 +112,34 @@ def test_a_dispatched_unit_is_drawn_on_its_road_route_and_the_map_patches_it_in(
     with app.server.test_request_context("/"):
         fig, ver = build_figure(r, sample, "en", SAMPLE)
         ver["lang"] = "en"
-        assert fig["data"][3]["lon"] == []  # nothing on its way yet
+        before = segments(fig["data"][3])
         dispatch(r, sample, fingerprint=fp, level=alert["level"], resource_ids=[unit.id], operator="op",
                  now=int(r.get(sample.clock)))
         patch, _ = map_update(r, sample, "en", ver, SAMPLE)
     assert isinstance(patch, Patch)
     ops = {tuple(op["location"]): op for op in patch.to_plotly_json()["operations"]}
     assert ("data", 3) in ops and ("data", 0) not in ops  # the route is sent, not the stations
-    route = ops[("data", 3)]["params"]["value"]
-    pts = list(zip(route["lon"], route["lat"], strict=True))
-    assert pts[-1] == (None, None)
-    pts = pts[:-1]
+    after = segments(ops[("data", 3)]["params"]["value"])
+    new = [x for x in after if x not in before]
+    assert len(new) == 1 and len(after) == len(before) + 1  # one unit more on its way
+    pts = new[0]
     assert pts[0] == (unit.lon, unit.lat) and pts[-1] == (alert["lon"], alert["lat"])
     road = pts[1:-1]
     assert len(road) >= 3 and all(p in vertices for p in road)  # along the road network
     # each step is a road segment of the network (not a straight line across the river)
     for a, b in zip(road, road[1:], strict=False):
         assert net.edge_of.get((vertices_index(net)[a], vertices_index(net)[b])) is not None
+
+
+def segments(trace: dict) -> list[list[tuple[float, float]]]:
+    """The routes of a route trace (None between two routes)."""
+    out: list[list[tuple[float, float]]] = [[]]
+    for x, y in zip(trace["lon"], trace["lat"], strict=True):
+        if x is None:
+            out.append([])
+        else:
+            out[-1].append((x, y))
+    return [s for s in out if s]
 
 
 def vertices_index(net: RoadNetwork) -> dict[tuple[float, float], int]:

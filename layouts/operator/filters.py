@@ -43,7 +43,7 @@ def _names(v: Any, limit: int = 200) -> frozenset[str] | None:
 
 def parse(levels: Any, zones: Any, departments: Any) -> Filter:
     """The filter the controls say; a value that is not what the controls send counts as no filter."""
-    lv = _names(levels, 10)
+    lv = _names(levels, 10) if levels is not None else None  # none ticked shows none; no value, all
     if lv is not None and not lv <= set(LEVELS):
         lv = None
     zs, ds = _names(zones), _names(departments)
