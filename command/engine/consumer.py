@@ -243,8 +243,11 @@ class Engine:
                 pipe.delete(self.keys.engine_heartbeat(self.consumer))
                 pipe.srem(self.keys.engines, self.consumer)
                 pipe.execute()
-            for s in sorted(set(self.shards) | self._forgotten):
+            held = sorted(set(self.shards) | self._forgotten)
+            for s in held:
                 self._give_back(s)
+            if held:
+                log.info("engine %s gave shards %s of %s back on stopping", self.consumer, held, self.keys.ns)
         except redis.RedisError as exc:
             if unavailable_from(exc) is None:
                 raise
