@@ -24,11 +24,12 @@ import redis
 
 from command.engine.consumer import Engine
 from command.keys import ENGINE_GROUP, Keys
+from command.publish.report import collect_recommendations
 from command.scenarios.replay import run_replay
 from command.streams import ensure_group
 
 from .conftest import ROOT, SCENARIOS
-from .test_engine import alerts_of, events_by_alert, recs_of
+from .test_engine import alerts_of, events_by_alert
 
 SCENARIO = SCENARIOS / "jiangcheng_flood"
 SHARDS = 6
@@ -185,11 +186,12 @@ def rebalancing_replay(r, feed_client, env, tmp_path, reference_ns: str) -> None
     assert alerts_of(r, res.namespace) == alerts_of(r, reference_ns)
     assert events_by_alert(r, res.namespace) == events_by_alert(r, reference_ns)
     assert len(alerts_of(r, res.namespace)) == total_alerts == 40
-    # every alert got its recommendation. Which units each one ends with is not compared: several
-    # engines commit their shards' events in an order of their own, and the units are planned over
-    # all open alerts in the order the events come (docs/dispatch.md), as with any engines in parallel
-    last, _ = recs_of(r, res.namespace)
-    assert [fp for fp, _ in last] == [fp for fp, _ in recs_of(r, reference_ns)[0]]
+    # every alert got a recommendation at each level it reached, as in the uninterrupted run. Which
+    # units each one names is not compared: several engines commit their shards' events in an order
+    # of their own, and the units are planned over all open alerts in the order the events come
+    # (docs/dispatch.md), as with any engines working in parallel
+    assert recommended_levels(r, res.namespace) == recommended_levels(r, reference_ns)
+    assert len(recommended_levels(r, reference_ns)) > 30
 
 
 def test_in_one_process_the_edge_follows_the_decision(r):
@@ -217,6 +219,10 @@ def test_in_one_process_the_edge_follows_the_decision(r):
     assert sorted(b.shards) == [0, 1, 2, 3]
     b.release()
     assert alerts_of(r, res.namespace) == alerts_of(r, reference_run(r))
+
+
+def recommended_levels(r, ns: str) -> list[tuple[str, str]]:
+    return sorted({(x["fingerprint"], x["level"]) for x in collect_recommendations(r, Keys(ns))})
 
 
 def reference_run(r) -> str:
