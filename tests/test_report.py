@@ -161,3 +161,19 @@ def test_a_viewer_not_cleared_for_tasks_gets_no_objectives(r, exercise):
     assert rep["department_figures"] == {} and full["department_figures"]  # the tasks are there, not shown
     assert not any(c["dispatched_at"] for c in rep["response_chain"])
     assert "not cleared" in render_html(rep)
+
+
+def test_a_completion_verification_confirms_ends_the_tasks_lane(r, exercise):
+    keys, _, _ = exercise
+    [tid] = [t.decode() for t in r.zrange(keys.department_tasks("public_works"), 0, -1)]
+    task = Task.model_validate_json(r.get(keys.task(tid)))  # WL-F's, assigned at 01:40
+    task.history += [StatusUpdate(status="completed", by="works", at=task.created_at + 20 * 60_000),
+                     StatusUpdate(status="verified", by="verification", at=task.created_at + 50 * 60_000,
+                                  note="WL-F stayed below yellow")]
+    r.set(keys.task(tid), task.model_dump_json())
+    rep = after_action(r, keys, collect_alerts(r, keys), [], [])
+    lanes = {t["subject"]: t for t in rep["task_timeline"]}
+    assert [(s["status"], s["from"][11:16], s["to"][11:16]) for s in lanes["WL-F"]["segments"]] == [
+        ("assigned", "01:40", "02:00")]
+    assert lanes["WL-F"]["completed_at"][11:16] == "02:00"
+    assert rep["reopened"]["count"] == 1  # only WL-A's reopening; a verification is not one

@@ -219,6 +219,9 @@ def _minutes(a: int | None, b: int | None) -> float | None:
     return None if a is None or b is None else round((b - a) / 60_000, 1)
 
 
+_SETTLED = frozenset({"verified", "unverified"})  # verification's word on a completion that stands
+
+
 def _task_segments(t: Task, end: int, tz: str | None) -> list[dict[str, Any]]:
     """The task's statuses as periods: assigned until the first report, each report until the next,
     the last until the end of the run; a completion ends the task unless something (verification)
@@ -226,7 +229,8 @@ def _task_segments(t: Task, end: int, tz: str | None) -> list[dict[str, Any]]:
     marks = [("assigned", t.created_at)] + [(h.status, h.at) for h in t.history]
     segs = []
     for i, (status, at) in enumerate(marks):
-        if status == "completed" and i + 1 == len(marks):
+        # done: completed, and nothing after but verification's confirmation
+        if status == "completed" and all(s in _SETTLED for s, _ in marks[i + 1:]):
             break
         until = marks[i + 1][1] if i + 1 < len(marks) else max(end, at)
         segs.append({"status": status, "from": to_iso(at, tz), "to": to_iso(until, tz)})

@@ -17,7 +17,8 @@ from typing import Any
 LEVEL_ZH = {"yellow": "黄色", "orange": "橙色", "red": "红色"}
 LEVEL_COLOURS = {"yellow": "#f2c200", "orange": "#ff8c00", "red": "#d62728"}
 STATUS_ZH = {"assigned": "已派遣", "acknowledged": "已确认", "en_route": "在途", "on_scene": "到场",
-             "need_support": "请求支援", "completed": "已完成", "reopened": "已重开"}
+             "need_support": "请求支援", "completed": "已完成", "reopened": "已重开", "verified": "已核实",
+             "unverified": "未核实"}
 STATUS_COLOURS = {"assigned": "#adb5bd", "acknowledged": "#74c0fc", "en_route": "#339af0", "on_scene": "#2f9e44",
                   "need_support": "#e8590c", "completed": "#868e96", "reopened": "#c2255c"}
 _SPARE = "#8c6bb1"
