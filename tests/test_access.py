@@ -143,7 +143,8 @@ def module_callbacks(app, module: str) -> list[str]:
 
 
 SAMPLE = {"ns": "live", "layer": "stations", "fingerprint": "0000000000000000", "action": "unlock",
-          "path": "department", "filename": "app.css", "package_name": "dash", "fingerprinted_path": "x.js"}
+          "path": "department", "filename": "app.css", "package_name": "dash", "fingerprinted_path": "x.js",
+          "z": "0", "x": "0", "y": "0"}
 
 
 def route_url(rule) -> str:
