@@ -58,5 +58,5 @@ def test_writes_confirmed_by_wait_survive_their_master_being_killed(tmp_path):
         confirmed, lost_confirmed = _write_until_killed(cluster, confirm=True)
     print(f"unconfirmed: {lost} of {acked} acknowledged entries lost; "
           f"confirmed by WAIT: {lost_confirmed} of {confirmed} lost")
-    assert acked > 1000 and confirmed > 100  # the writers were writing when their master died
+    assert acked > 100 and confirmed > 50  # the writers were writing when their master died
     assert lost_confirmed == 0  # a replica held each of them: the promoted one has them all
