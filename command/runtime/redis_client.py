@@ -97,14 +97,15 @@ def _options(purpose: Purpose, settings: Settings) -> dict[str, Any]:
 _CLUSTER_MODE: dict[str, bool] = {}  # URL -> the server's answer, once per process
 
 
-def is_cluster(url: str, settings: Settings | None = None) -> bool:
+def is_cluster(url: str, settings: Settings | None = None, *, fresh: bool = False) -> bool:
     """Is `url` a node of a Redis Cluster? `settings.redis_cluster` when set, else the server's own
-    `INFO cluster` (asked once per URL and process). A server that does not answer is taken for one
-    server, not remembered: the next client built asks again."""
+    `INFO cluster`: asked once per URL and process, or again with `fresh` (`client` does: a client is
+    built rarely, and a URL may name another server since, e.g. a port reused). A server that does
+    not answer is taken for one server, not remembered: the next client built asks again."""
     said = (settings or Settings()).redis_cluster
     if said is not None:
         return said
-    if url in _CLUSTER_MODE:
+    if url in _CLUSTER_MODE and not fresh:
         return _CLUSTER_MODE[url]
     probe = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
     try:
@@ -279,7 +280,7 @@ def client(url: str, purpose: Purpose = "app", *, settings: Settings | None = No
     settings = settings or Settings()
     opts = _options(purpose, settings)
     opts.update(overrides)
-    if is_cluster(url, settings):
+    if is_cluster(url, settings, fresh=True):
         return cast(redis.Redis, _cluster_client(url, purpose, opts))
     return redis.Redis.from_url(url, **opts)
 
