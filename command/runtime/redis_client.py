@@ -97,12 +97,19 @@ def _options(purpose: Purpose, settings: Settings) -> dict[str, Any]:
 _CLUSTER_MODE: dict[str, bool] = {}  # URL -> the server's answer, once per process
 
 
+@functools.cache
+def _configured_cluster() -> bool | None:
+    """ECD_REDIS_CLUSTER, read once per process: `pooled` runs at every web request, and building
+    Settings (environment and .env) cost about 9 ms each time (bench/web_load.py profile)."""
+    return Settings().redis_cluster
+
+
 def is_cluster(url: str, settings: Settings | None = None, *, fresh: bool = False) -> bool:
     """Is `url` a node of a Redis Cluster? `settings.redis_cluster` when set, else the server's own
     `INFO cluster`: asked once per URL and process, or again with `fresh` (`client` does: a client is
     built rarely, and a URL may name another server since, e.g. a port reused). A server that does
     not answer is taken for one server, not remembered: the next client built asks again."""
-    said = (settings or Settings()).redis_cluster
+    said = settings.redis_cluster if settings is not None else _configured_cluster()
     if said is not None:
         return said
     if url in _CLUSTER_MODE and not fresh:
