@@ -1,0 +1,594 @@
+"""Web load benchmark: many signed-in clients polling the real dashboard, as the pages do.
+
+    .venv/bin/python bench/web_load.py                  # 10, 50, 100, 200, 500 clients, 30 s each: a table
+    .venv/bin/python bench/web_load.py --json           # {"runs": [{"clients", "p50_ms", ...}], ...} only
+    .venv/bin/python bench/web_load.py --quick          # 10 and 50 clients, 8 s each (a smoke test)
+    .venv/bin/python bench/web_load.py --clients 100,300 --seconds 20
+    .venv/bin/python bench/web_load.py --record         # record the pages' requests again (headless Chromium)
+
+**The stack** is the real one: ``python app.py --no-drill --port P`` (supervisor, embedded Redis, engine,
+drill runner, RQ worker, gunicorn with its default workers) in a temporary data folder, as
+``tests/faults`` starts it. An exercise of the sample scenario (``jiangcheng_flood``) is started and
+paused once alerts are open, so every page has alerts, recommendations and tasks to show.
+
+**The requests** are not guessed: they are the ``POST /_dash-update-component`` bodies a real page sent,
+recorded from headless Chromium (``--record``: a wrapper around the page's ``fetch``, installed through
+the DevTools protocol before any page script, keeps every callback body;, saved in ``bench/recorded/``, see its
+README). Each simulated client has a session of its own (signed in through ``/login`` like a browser;
+the session cookie, and ``Origin`` as the app's cross-site check requires) and repeats what its page
+does: every second the callbacks the page's 1 s interval fires (the department page's ``dept-tick``, the
+operator map's ``map-tick``), every 2 s the shell's (``shell-tick``), each with the values the server
+last answered for the stores it reads back (as the browser's store would hold them). Department
+clients also send a task status update every 30 s, operators a dispatch every 60 s (the recorded
+clicks: a repeated dispatch is answered "already dispatched", a repeated status by the form's check).
+Of N clients, 2 are operators (as in a command centre), the rest department phones.
+
+**Measured** per request: the time from sending to the whole answer. p50/p95/p99 and errors (an HTTP
+status >= 400 or a transport error or timeout: 204, Dash's "nothing to update", is a success) over every
+request of a run, and operators' map requests (``map-graph``) apart. While a run lasts, each process of
+the stack (and this benchmark itself: it shares the machine) is sampled with psutil; the busiest
+process and the machine's total CPU say where it saturates. The clients of a run all start within the
+first second (spread evenly), and the run's first 3 s are not counted (sign-in and first full pages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RECORDED = ROOT / "bench" / "recorded"
+SCENARIO = ROOT / "sample_data" / "scenarios" / "jiangcheng_flood"
+LEVELS = (10, 50, 100, 200, 500)
+OPERATORS = 2
+WARMUP_S = 3.0
+STATUS_EVERY_S = 30.0
+DISPATCH_EVERY_S = 60.0
+TIMEOUT_S = 30.0
+ERROR_KINDS: dict[str, int] = {}  # transport errors by exception class, over a run
+PASSWORD = "flood-demo"  # the sample's demo accounts (sample_data/users.yaml)
+DEPARTMENT_USERS = {"fire_rescue": "fire", "water_authority": "water", "police": "police", "medical": "medical",
+                    "public_works": "works", "meteorology": "meteo"}
+# the periodic inputs of the pages, and how often each fires (layouts/*: dcc.Interval)
+INTERVALS = {"map-tick": 1.0, "dept-tick": 1.0, "shell-tick": 2.0}
+
+
+def log(*a: Any) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ---- the stack -------------------------------------------------------------------------------------------
+@dataclass
+class Stack:
+    base: str
+    data: Path
+    proc: subprocess.Popen
+    redis_url: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_stack(data: Path, workers: int | None = None) -> Stack:
+    """`python app.py --no-drill` on the embedded Redis in `data`, as tests/faults starts it."""
+    env = dict(os.environ)
+    env.pop("REDIS_URL", None)
+    # every simulated phone shares one of six demo accounts: the per-user submission limits
+    # (docs/operations.md, back-pressure) would refuse what real phones, each its own user, would not
+    env.update(ECD_DATA_DIR=str(data), PYTHONUNBUFFERED="1", ECD_SUBMIT_USER_BURST="1000000",
+               ECD_SUBMIT_USER_PER_MINUTE="1000000", ECD_SUBMIT_DEPARTMENT_BURST="1000000",
+               ECD_SUBMIT_DEPARTMENT_PER_MINUTE="1000000")
+    port = _free_port()
+    argv = [sys.executable, "app.py", "--port", str(port), "--no-drill"]
+    if workers:
+        argv += ["--workers", str(workers)]
+    out = open(data.parent / "app.out", "w")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited: {(data.parent / 'app.out').read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                break
+        time.sleep(0.3)
+    else:
+        raise SystemExit("app.py did not serve within 90 s")
+    info = json.loads((data / "app.json").read_text())
+    return Stack(base, data, proc, info["redis"])
+
+
+def stop_stack(stack: Stack) -> None:
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGTERM)
+        try:
+            stack.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()
+
+
+def processes(stack: Stack) -> dict[str, psutil.Process]:
+    """The stack's processes by role (from the supervisor's app.json), gunicorn workers included."""
+    info = json.loads((stack.data / "app.json").read_text())
+    out: dict[str, psutil.Process] = {"supervisor": psutil.Process(stack.proc.pid)}
+    for name, p in info["processes"].items():
+        if not p.get("pid"):
+            continue
+        try:
+            proc = psutil.Process(p["pid"])
+        except psutil.NoSuchProcess:
+            continue
+        out[name if name != "web" else "web-master"] = proc
+        if name == "web":
+            for i, ch in enumerate(sorted(proc.children(), key=lambda c: c.pid)):
+                out[f"web-worker-{i + 1}"] = ch
+    return out
+
+
+def start_paused_drill(redis_url: str, min_open: int = 8, within: float = 120.0) -> str:
+    """The sample exercise, paused once `min_open` alerts are open (so pages have something to show)."""
+    import redis
+
+    from command.keys import Keys
+    from command.ops import drills
+
+    r = redis.Redis.from_url(redis_url)
+    ns = drills.start_drill(r, SCENARIO, "2000", by="bench")
+    keys = Keys(ns)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if r.zcard(keys.alerts_open) >= min_open:
+            break
+        time.sleep(0.1)
+    drills.send(r, "pause", ns=ns, by="bench")
+    while drills.drill_state(r, ns).get("paused") != "1" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log(f"drill {ns}: {r.zcard(keys.alerts_open)} open alerts, paused")
+    r.close()
+    return ns
+
+
+RECORDER_JS = """
+(() => {
+  const orig = window.fetch;
+  window.__dashBodies = [];
+  window.fetch = function (input, init) {
+    try {
+      const url = typeof input === 'string' ? input : input.url;
+      if (url.includes('_dash-update-component') && init && typeof init.body === 'string') {
+        window.__dashBodies.push(init.body);
+      }
+    } catch (e) { /* never in the page's way */ }
+    return orig.apply(this, arguments);
+  };
+})();
+"""
+
+
+# ---- recording -----------------------------------------------------------------------------------------
+def record(out: Path) -> None:
+    """Sign in with headless Chromium as the operator and as a department, let each page poll, click
+    Dispatch and Send update, and save every /_dash-update-component body the pages sent."""
+    import redis
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from command.keys import Keys
+
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    chromedriver = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+    tmp = Path(tempfile.mkdtemp(prefix="web-load-rec-"))
+    data = tmp / "var"
+    data.mkdir()
+    stack = start_stack(data)
+    try:
+        ns = start_paused_drill(stack.redis_url)
+
+        def driver(width: int, height: int) -> webdriver.Chrome:
+            opts = webdriver.ChromeOptions()
+            opts.binary_location = chromium
+            for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
+                        "--use-angle=swiftshader", f"--window-size={width},{height}", "--disable-dev-shm-usage",
+                        "--no-first-run", "--disable-background-networking"):
+                opts.add_argument(arg)
+            d = webdriver.Chrome(service=Service(chromedriver), options=opts)
+            # before any page script: keep the body of every callback request Dash sends (it uses fetch)
+            d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER_JS})
+            return d
+
+        def sign_in(d: webdriver.Chrome, user: str, path: str) -> None:
+            d.get(f"{stack.base}/login?next={path}")
+            d.find_element(By.ID, "login-username").send_keys(user)
+            d.find_element(By.ID, "login-password").send_keys(PASSWORD)
+            d.find_element(By.ID, "login-submit").click()
+            WebDriverWait(d, 30).until(EC.presence_of_element_located((By.ID, "page")))
+
+        def bodies(d: webdriver.Chrome) -> list[dict[str, Any]]:
+            """The callback bodies the page sent since the last call (the fetch wrapper's list)."""
+            raw = d.execute_script("const r = window.__dashBodies || []; window.__dashBodies = []; return r;")
+            return [json.loads(x) for x in raw]
+
+        def click(d: webdriver.Chrome, xpath: str) -> None:
+            el = WebDriverWait(d, 30).until(EC.presence_of_element_located((By.XPATH, xpath)))
+            d.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", el)
+
+        op = driver(1500, 950)
+        try:
+            sign_in(op, "operator", "/")
+            try:
+                WebDriverWait(op, 60).until(EC.presence_of_element_located(
+                    (By.XPATH, "//div[contains(@class,'alert-card')]//button[normalize-space()='Dispatch']")))
+            except Exception:
+                op.save_screenshot(str(tmp / "operator.png"))
+                log(f"no Dispatch button; the page says: {op.find_element(By.TAG_NAME, 'body').text[:1500]!r} "
+                    f"(screenshot {tmp / 'operator.png'})")
+                raise
+            time.sleep(6)
+            operator_polls = bodies(op)
+            log(f"operator page: {len(operator_polls)} requests: {sorted({b.get('output', '')[:60] for b in operator_polls})}")
+            click(op, "//div[contains(@class,'alert-card')]//button[normalize-space()='Dispatch']")
+            time.sleep(3)
+            operator_clicks = bodies(op)
+        finally:
+            op.quit()
+        r = redis.Redis.from_url(stack.redis_url)
+        keys = Keys(ns)
+        departments = []
+        for did in r.zrange(keys.dispatches_index, 0, -1):
+            departments += [t.rsplit("-", 1)[-1] for t in json.loads(r.get(keys.dispatch(did.decode())))["task_ids"]]
+        dept = next((d for d in departments if d in DEPARTMENT_USERS), None)
+        if dept is None:
+            raise SystemExit(f"the dispatch made no task for a demo department: {departments}")
+        user = DEPARTMENT_USERS[dept]
+        ph = driver(420, 900)
+        try:
+            sign_in(ph, user, "/department")
+            card = "//div[contains(@class,'task-card')]"
+            WebDriverWait(ph, 30).until(EC.presence_of_element_located((By.XPATH, card)))
+            time.sleep(6)
+            dept_polls = bodies(ph)
+            log(f"department page: {len(dept_polls)} requests: {sorted({b.get('output', '')[:60] for b in dept_polls})}")
+            ph.find_element(By.XPATH, card + "//textarea").send_keys("on our way")
+            click(ph, card + "//button[normalize-space()='Send update']")
+            time.sleep(3)
+            dept_clicks = bodies(ph)
+        finally:
+            ph.quit()
+    finally:
+        stop_stack(stack)
+
+    def clicked(items: list[dict[str, Any]], output_part: str) -> dict[str, Any]:
+        for b in items:
+            if output_part in b.get("output", "") and any(str(c).endswith("n_clicks") for c in b.get("changedPropIds", [])):
+                return b
+        raise SystemExit(f"no click request for {output_part} was recorded: {[b.get('output') for b in items]}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "how": "bench/web_load.py --record: headless Chromium, a fetch wrapper (CDP addScriptToEvaluateOnNewDocument) on "
+               "python app.py --no-drill with the sample exercise paused at its first open alerts",
+        "namespace": ns,
+        "operator": {"user": "operator", "polls": operator_polls,
+                     "dispatch": clicked(operator_clicks, "map-toast")},
+        "department": {"user": user, "department": dept, "polls": dept_polls,
+                       "status": clicked(dept_clicks, "dept-msg")},
+    }
+    (out / "requests.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False))
+    log(f"recorded {len(operator_polls)} operator and {len(dept_polls)} department requests "
+        f"(+ a dispatch and a status update) into {out / 'requests.json'}")
+
+
+# ---- replaying -----------------------------------------------------------------------------------------
+def _interval_of(body: dict[str, Any]) -> float | None:
+    """How often the page sends this request: the period of the interval that triggers it (None: not periodic)."""
+    for changed in body.get("changedPropIds", []):
+        cid, _, prop = str(changed).rpartition(".")
+        if prop == "n_intervals" and cid in INTERVALS:
+            return INTERVALS[cid]
+    return None
+
+
+@dataclass
+class Page:
+    user: str
+    polls: list[tuple[float, dict[str, Any]]]  # (period s, body), one per periodic callback
+    action: dict[str, Any]  # the click (dispatch or status update)
+    action_every: float
+
+
+def load_recording(path: Path, ns: str) -> tuple[Page, Page, str]:
+    """The operator's and a department's pages, their recorded namespace replaced by `ns`."""
+    doc = json.loads(path.read_text())
+    text = json.dumps(doc).replace(doc["namespace"], ns)
+    doc = json.loads(text)
+
+    def periodic(bodies: list[dict[str, Any]]) -> list[tuple[float, dict[str, Any]]]:
+        last: dict[str, tuple[float, dict[str, Any]]] = {}
+        for b in bodies:
+            every = _interval_of(b)
+            if every is not None:
+                last[b["output"]] = (every, b)  # the newest of each callback
+        return list(last.values())
+
+    op, dp = doc["operator"], doc["department"]
+    return (Page(op["user"], periodic(op["polls"]), op["dispatch"], DISPATCH_EVERY_S),
+            Page(dp["user"], periodic(dp["polls"]), dp["status"], STATUS_EVERY_S), doc["department"]["department"])
+
+
+@dataclass
+class Sample:
+    t: float
+    ms: float
+    ok: bool
+    operator: bool
+    is_map: bool
+    status: int
+
+
+@dataclass
+class Client:
+    http: httpx.AsyncClient
+    page: Page
+    operator: bool
+    stores: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+
+def _fill(body: dict[str, Any], stores: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """The body with the values the client's stores hold now (what the server last answered for them)."""
+    if not stores:
+        return body
+    out = dict(body)
+    for part in ("inputs", "state"):
+        items = body.get(part)
+        if not items:
+            continue
+        new = []
+        for it in items:
+            if isinstance(it, dict) and isinstance(it.get("id"), str) and (it["id"], it.get("property")) in stores:
+                it = {**it, "value": stores[(it["id"], it["property"])]}
+            new.append(it)
+        out[part] = new
+    return out
+
+
+def _remember(c: Client, answer: dict[str, Any], wanted: set[tuple[str, str]]) -> None:
+    for cid, props in (answer.get("response") or {}).items():
+        for prop, value in props.items():
+            if (cid, prop) in wanted:
+                c.stores[(cid, prop)] = value
+
+
+async def _send(c: Client, base: str, body: dict[str, Any], wanted: set[tuple[str, str]],
+                samples: list[Sample], t0: float) -> None:
+    start = time.perf_counter()
+    status = 0
+    try:
+        resp = await c.http.post(base + "/_dash-update-component", json=_fill(body, c.stores))
+        status = resp.status_code
+        if status == 200 and wanted:
+            _remember(c, resp.json(), wanted)
+        ok = status < 400
+    except (httpx.HTTPError, ValueError) as exc:
+        ok = False
+        ERROR_KINDS[type(exc).__name__] = ERROR_KINDS.get(type(exc).__name__, 0) + 1
+    end = time.perf_counter()
+    samples.append(Sample(end - t0, (end - start) * 1000, ok, c.operator, "map-graph" in body.get("output", ""),
+                          status))
+
+
+async def _client_loop(c: Client, base: str, samples: list[Sample], t0: float, stop_at: float,
+                       wanted: set[tuple[str, str]], offset: float, rng: random.Random) -> None:
+    await asyncio.sleep(offset)
+    start = time.perf_counter()
+    next_at = {i: start for i in range(len(c.page.polls))}
+    action_at = start + rng.uniform(0.3, 1.0) * c.page.action_every
+    while True:
+        now = time.perf_counter()
+        if now >= stop_at:
+            return
+        due = [i for i, at in next_at.items() if at <= now]
+        if due:
+            # the callbacks one tick fires go out together, as the browser sends them
+            await asyncio.gather(*(_send(c, base, c.page.polls[i][1], wanted, samples, t0) for i in due))
+            for i in due:
+                next_at[i] += c.page.polls[i][0]
+                if next_at[i] < time.perf_counter():  # fell behind: a browser's interval does not catch up
+                    next_at[i] = time.perf_counter() + c.page.polls[i][0]
+        if time.perf_counter() >= action_at:
+            await _send(c, base, c.page.action, wanted, samples, t0)
+            action_at += c.page.action_every
+        wake = min([*next_at.values(), action_at, stop_at])
+        await asyncio.sleep(max(0.0, wake - time.perf_counter()))
+
+
+def sign_in_sessions(base: str, users: list[str]) -> list[dict[str, str]]:
+    """One session per client: /login as a browser does (cookies kept)."""
+    async def one(user: str, sem: asyncio.Semaphore) -> dict[str, str]:
+        async with sem, httpx.AsyncClient(base_url=base, timeout=60) as h:
+            resp = await h.post("/login", data={"username": user, "password": PASSWORD},
+                                headers={"Origin": base})
+            if resp.status_code not in (302, 303):
+                raise SystemExit(f"sign-in as {user} answered {resp.status_code}: {resp.text[:300]}")
+            return dict(h.cookies)
+
+    async def all_() -> list[dict[str, str]]:
+        sem = asyncio.Semaphore(4)
+        return list(await asyncio.gather(*(one(u, sem) for u in users)))
+
+    return asyncio.run(all_())
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+
+def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[str, str]],
+              dept_sessions: list[dict[str, str]], n: int, seconds: float, procs: dict[str, psutil.Process],
+              seed: int = 1) -> dict[str, Any]:
+    n_ops = min(OPERATORS, n)
+    wanted = {(it["id"], it["property"]) for page in (op_page, dept_page) for _p, b in page.polls
+              for part in ("inputs", "state") for it in b.get(part) or []
+              if isinstance(it, dict) and isinstance(it.get("id"), str) and it.get("property") == "data"}
+    samples: list[Sample] = []
+    rng = random.Random(seed)
+    cpu: dict[str, list[float]] = {k: [] for k in procs}
+    machine: list[float] = []
+    me = psutil.Process()
+    own: list[float] = []
+
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=6, max_keepalive_connections=6)
+        headers = {"Origin": base, "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
+        clients = []
+        for i in range(n):
+            operator = i < n_ops
+            cookies = op_sessions[i % len(op_sessions)] if operator else dept_sessions[i % len(dept_sessions)]
+            http = httpx.AsyncClient(cookies=cookies, headers=headers, limits=limits, timeout=TIMEOUT_S)
+            clients.append(Client(http, op_page if operator else dept_page, operator))
+        t0 = time.perf_counter()
+        stop_at = t0 + seconds
+        for p in procs.values():
+            with contextlib.suppress(psutil.Error):
+                p.cpu_percent(None)
+        me.cpu_percent(None)
+        psutil.cpu_percent(None)
+
+        async def sampler() -> None:
+            while time.perf_counter() < stop_at:
+                await asyncio.sleep(1.0)
+                if time.perf_counter() - t0 < WARMUP_S:
+                    for p in procs.values():
+                        with contextlib.suppress(psutil.Error):
+                            p.cpu_percent(None)
+                    me.cpu_percent(None)
+                    psutil.cpu_percent(None)
+                    continue
+                for k, p in procs.items():
+                    with contextlib.suppress(psutil.Error):
+                        cpu[k].append(p.cpu_percent(None))
+                own.append(me.cpu_percent(None))
+                machine.append(psutil.cpu_percent(None))
+
+        tasks = [_client_loop(c, base, samples, t0, stop_at, wanted, i / n, rng) for i, c in enumerate(clients)]
+        await asyncio.gather(sampler(), *tasks)
+        for c in clients:
+            await c.http.aclose()
+
+    ERROR_KINDS.clear()
+    asyncio.run(main())
+    counted = [s for s in samples if s.t >= WARMUP_S]
+    ms = [s.ms for s in counted]
+    op_map = [s.ms for s in counted if s.operator and s.is_map]
+    dept = [s.ms for s in counted if not s.operator]
+    errors = sum(1 for s in counted if not s.ok)
+    by_proc = {k: round(statistics.fmean(v), 1) for k, v in cpu.items() if v}
+    busiest = max(by_proc, key=by_proc.get) if by_proc else None
+    return {
+        "clients": n, "operators": n_ops, "seconds": seconds,
+        "requests": len(counted), "errors": errors,
+        "p50_ms": round(_pct(ms, 50), 1), "p95_ms": round(_pct(ms, 95), 1), "p99_ms": round(_pct(ms, 99), 1),
+        "max_ms": round(max(ms), 1) if ms else None,
+        "requests_per_s": round(len(counted) / max(seconds - WARMUP_S, 1e-9), 1),
+        "operator_map_p95_ms": round(_pct(op_map, 95), 1) if op_map else None,
+        "operator_map_requests": len(op_map),
+        "department_p95_ms": round(_pct(dept, 95), 1) if dept else None,
+        "transport_errors": dict(ERROR_KINDS),
+        "statuses": {str(k): sum(1 for s in counted if s.status == k) for k in sorted({s.status for s in counted})},
+        "cpu_percent": by_proc, "busiest_process": busiest,
+        "machine_cpu_percent": round(statistics.fmean(machine), 1) if machine else None,
+        "bench_cpu_percent": round(statistics.fmean(own), 1) if own else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
+    ap.add_argument("--quick", action="store_true", help="10 and 50 clients, 8 s each")
+    ap.add_argument("--clients", help="comma-separated client counts (default 10,50,100,200,500)")
+    ap.add_argument("--seconds", type=float, help="seconds per level (default 30)")
+    ap.add_argument("--workers", type=int, help="gunicorn workers (default: app.py's own)")
+    ap.add_argument("--record", action="store_true", help="record the pages' requests again (headless Chromium)")
+    ap.add_argument("--recording", type=Path, default=RECORDED / "requests.json")
+    args = ap.parse_args(argv)
+    if args.record:
+        record(args.recording.parent)
+        if not args.json and not args.clients and not args.quick:
+            return 0
+    levels = [int(x) for x in args.clients.split(",")] if args.clients else ([10, 50] if args.quick else list(LEVELS))
+    seconds = args.seconds or (8.0 if args.quick else 30.0)
+    tmp = Path(tempfile.mkdtemp(prefix="web-load-"))
+    data = tmp / "var"
+    data.mkdir()
+    log(f"starting the stack in {data} ...")
+    stack = start_stack(data, args.workers)
+    runs = []
+    try:
+        ns = start_paused_drill(stack.redis_url)
+        op_page, dept_page, dept = load_recording(args.recording, ns)
+        n_max = max(levels)
+        log(f"signing in {min(OPERATORS, n_max)} operator and {max(0, n_max - OPERATORS)} department sessions ...")
+        op_sessions = sign_in_sessions(stack.base, [op_page.user] * min(OPERATORS, n_max))
+        dept_sessions = sign_in_sessions(stack.base, [dept_page.user] * max(1, n_max - OPERATORS))
+        procs = processes(stack)
+        for n in levels:
+            log(f"{n} clients for {seconds:g} s ...")
+            res = run_level(stack.base, op_page, dept_page, op_sessions, dept_sessions, n, seconds, procs)
+            runs.append(res)
+            log(f"  p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, p99 {res['p99_ms']} ms, errors {res['errors']} "
+                f"of {res['requests']}, operator map p95 {res['operator_map_p95_ms']} ms, "
+                f"busiest {res['busiest_process']} {res['cpu_percent'].get(res['busiest_process'])} %, "
+                f"statuses {res['statuses']}")
+            time.sleep(2)
+    finally:
+        stop_stack(stack)
+    out = {"runs": runs, "recording": str(args.recording.relative_to(ROOT)) if args.recording.is_relative_to(ROOT)
+           else str(args.recording), "department": dept,
+           "polls_per_tick": {"operator": len(op_page.polls), "department": len(dept_page.polls)},
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                       "loadavg_1m": os.getloadavg()[0]}}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{'clients':>7} {'requests':>9} {'req/s':>7} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+          f"{'op map p95':>10} {'machine %':>9}  busiest process (CPU %)")
+    for x in runs:
+        print(f"{x['clients']:>7} {x['requests']:>9} {x['requests_per_s']:>7} {x['errors']:>6} {x['p50_ms']:>8} "
+              f"{x['p95_ms']:>8} {x['p99_ms']:>8} {str(x['operator_map_p95_ms']):>10} "
+              f"{str(x['machine_cpu_percent']):>9}  {x['busiest_process']} ({x['cpu_percent'].get(x['busiest_process'])}),"
+              f" bench itself {x['bench_cpu_percent']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
