@@ -42,9 +42,11 @@ from command.config import DEFAULT_ENGINE_BATCH
 from command.engine import slots
 from command.engine.balance import plan
 from command.engine.plan_inputs import engine_recommendations
+from command.engine.verification import verification_step
 from command.errors import NotFound, unavailable_from
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Resource, Station, Zone
+from command.ops.dispatch import queue_verdict
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
 from command.runtime.redis_client import as_unavailable
 from command.streams import ensure_group, shard_count, tick_entry, trim_acknowledged
@@ -393,7 +395,7 @@ class Engine:
             if out:
                 changes.extend(out)
         try:
-            self._commit(sh, ids, changes, incidents)
+            self._commit(sh, ids, changes, incidents, entries)
         except ShardLost:
             self._drop(sh.index)
             return 0
@@ -405,7 +407,7 @@ class Engine:
         return [Resource.model_validate_json(v) for v in self.r.hvals(self.keys.resources)]
 
     def _commit(self, sh: OwnedShard, ids: list, changes: list[AlertChange],
-                incidents: list[Incident] | None = None) -> None:
+                incidents: list[Incident] | None = None, entries: list | None = None) -> None:
         ev, k = sh.evaluator, self.keys
         dirty = ev.export_dirty()
         dumps = orjson.dumps
@@ -419,9 +421,62 @@ class Engine:
         recs, closures = engine_recommendations(self.r, k, ev.rs, changes, incidents or [], self._resources)
         mapping = {sid: dumps(d) for sid, d in dirty.items()}
         mapping[CLOCK_FIELD] = dumps(ev.export_clock())
+        while True:
+            try:
+                self._write(sh, ids, changes, touched, recs, closures, mapping, entries or [])
+                return
+            except redis.WatchError:
+                # the lease, or a task watch the verification reads (a department completing a task)
+                if self.r.get(sh.lease_key) != self.consumer.encode():
+                    raise ShardLost(sh.index) from None
+
+    def _write(self, sh: OwnedShard, ids: list, changes: list[AlertChange], touched: dict[str, dict[str, Any]],
+               recs: list, closures: dict[str, dict[str, Any]], mapping: dict[str, bytes], entries: list) -> None:
+        k, reg = self.keys, self.registry
+        assert reg is not None  # started
         out = slots.Outputs([(c.event, c.alert) for c in changes], list(touched.values()),
                             [(rec.fingerprint, rec.model_dump_json()) for rec in recs], closures)
-        split = slots.split_commit(self.r)  # a Redis Cluster: the namespace's keys are in another slot
+        if slots.split_commit(self.r):  # a Redis Cluster: the namespace's keys are in another slot
+            self._write_split(sh, ids, out, mapping, entries, changes)
+            return
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(sh.lease_key, k.verify_watch)
+                if pipe.get(sh.lease_key) != self.consumer.encode():
+                    raise ShardLost(sh.index)
+                # completed tasks on the batch's stations: reopened or verified with it (verification.py);
+                # what it reads is watched, so its verdicts land only on what it saw
+                verify = verification_step(pipe, k, sh.evaluator.rs, reg.stations, sh.index, self.nshards,
+                                           entries, changes, sh.evaluator.now)
+                head = None
+                if verify.tasks:
+                    pipe.watch(k.audit_head)
+                    head = pipe.get(k.audit_head)
+                pipe.multi()
+                pipe.hset(sh.state_key, mapping=mapping)
+                slots.write(pipe, k, out)  # alerts, recommendations, closures (command/engine/slots.py)
+                if verify:
+                    h = head.decode() if head else None
+                    for task in verify.tasks:
+                        h = queue_verdict(pipe, k, task, h)
+                    if verify.drop:
+                        pipe.hdel(k.verify_watch, *verify.drop)
+                    if verify.keep:
+                        pipe.hset(k.verify_watch, mapping=verify.keep)
+                pipe.xack(sh.stream, ENGINE_GROUP, *ids)
+                pipe.pexpire(sh.lease_key, self.lease_ms)
+                pipe.execute()
+            finally:
+                pipe.reset()
+
+    def _write_split(self, sh: OwnedShard, ids: list, out: slots.Outputs, mapping: dict[str, bytes],
+                     entries: list, changes: list[AlertChange]) -> None:
+        """The commit on a Redis Cluster (command/engine/slots.py): the shard's transaction (state, the
+        outputs as an outbox entry, XACK, lease), then the namespace's: the outbox applied, and the
+        verification's read-decide-write over the namespace's tasks, tried again on its own when they
+        changed meanwhile (the shard's part is committed and never written twice)."""
+        k, reg = self.keys, self.registry
+        assert reg is not None  # started
         with self.r.pipeline() as pipe:
             try:
                 pipe.watch(sh.lease_key)
@@ -429,18 +484,43 @@ class Engine:
                     raise ShardLost(sh.index)
                 pipe.multi()
                 pipe.hset(sh.state_key, mapping=mapping)
-                if split:  # the outputs as one outbox entry in the shard's slot, applied below
-                    slots.stage(pipe, k, sh.index, out)
-                else:
-                    slots.write(pipe, k, out)
+                slots.stage(pipe, k, sh.index, out)
                 pipe.xack(sh.stream, ENGINE_GROUP, *ids)
                 pipe.pexpire(sh.lease_key, self.lease_ms)
                 pipe.execute()
             except redis.WatchError:
                 raise ShardLost(sh.index) from None
-        if split and out:  # its own transaction in the namespace's slot (command/engine/slots.py: why it is safe)
+            finally:
+                pipe.reset()
+        if out:
             slots.replicated(self.r, sh.state_key)  # a replica holds the entry before the namespace builds on it
             slots.apply_pending(self.r, k, sh.index)
+        while True:
+            with self.r.pipeline() as pipe:
+                try:
+                    pipe.watch(k.verify_watch)
+                    verify = verification_step(pipe, k, sh.evaluator.rs, reg.stations, sh.index, self.nshards,
+                                               entries, changes, sh.evaluator.now)
+                    if not verify:
+                        return
+                    head = None
+                    if verify.tasks:
+                        pipe.watch(k.audit_head)
+                        head = pipe.get(k.audit_head)
+                    pipe.multi()
+                    h = head.decode() if head else None
+                    for task in verify.tasks:
+                        h = queue_verdict(pipe, k, task, h)
+                    if verify.drop:
+                        pipe.hdel(k.verify_watch, *verify.drop)
+                    if verify.keep:
+                        pipe.hset(k.verify_watch, mapping=verify.keep)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue  # a task or the audit chain moved: read and decide again
+                finally:
+                    pipe.reset()
 
     def drain(self, max_idle_polls: int = 1) -> int:
         """Process until nothing is waiting. For headless replays and tests."""
