@@ -65,3 +65,28 @@ def test_the_comparison_shows_the_table_for_two_rule_sets(app_server, browser):
     for level in ("orange", "red"):
         assert browser.find_element(By.ID, f"exb-table-{level}")
     assert severe_console_errors(browser) == []
+
+
+def test_the_events_list_is_edited_in_the_table_and_saved_as_a_new_scenario(app_server, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    base, _client, data = app_server
+    sign_in(browser, base, "planner", path="/exercise")
+    wait(browser).until(EC.presence_of_element_located((By.ID, "exe-panel")))
+    click(browser, browser.find_element(By.ID, "exe-scenario"))
+    click(browser, wait(browser).until(EC.element_to_be_clickable((By.XPATH, "//*[text()='rule_zone_incident']"))))
+    click(browser, browser.find_element(By.ID, "exe-load"))
+    cell = wait(browser).until(EC.element_to_be_clickable(
+        (By.CSS_SELECTOR, "#exe-grid .ag-row[row-index='0'] .ag-cell[col-id='at']")))
+    assert cell.text == "2h30m"
+    click(browser, cell)
+    editor = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#exe-grid .ag-cell[col-id='at'] input")))
+    editor.send_keys(Keys.CONTROL, "a")
+    editor.send_keys("2h45m", Keys.ENTER)
+    wait(browser).until(EC.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, "#exe-grid .ag-row[row-index='0'] .ag-cell[col-id='at']"), "2h45m"))
+    click(browser, browser.find_element(By.ID, "exe-save"))
+    saved = wait(browser).until(EC.visibility_of_element_located((By.ID, "exe-saved")))
+    sid = saved.text.split()[2]
+    assert "at: 2h45m" in (data / "scenarios" / sid / "scenario.yaml").read_text()
+    assert severe_console_errors(browser) == []
