@@ -327,3 +327,23 @@ def test_the_sample_exercise_objectives(r, tmp_path):
     assert (hm(o6["on_scene_at"]), hm(o6["level_reached_at"])) == ("20:00", "19:45")
     assert [(e["department"], e["subject"]) for e in objs["O7"]["evidence"]] == [
         ("public_works", "WL-003"), ("public_works", "WL-005"), ("medical", "INC-009")]
+
+
+def test_the_sample_as_shipped_scores_its_own_response(r, tmp_path):
+    from command.scenarios.replay import run_replay
+
+    out = tmp_path / "out"
+    run_replay(r, SAMPLE, speed=None, out=out)
+    rep = json.loads((out / "after_action.json").read_text(encoding="utf-8"))
+    objs = {o["id"]: o for o in rep["objectives"]}
+    assert {k: o["met"] for k, o in objs.items()} == {"O1": False, "O2": False, "O3": False, "O4": False, "O5": False,
+                                                      "O6": False, "O7": True}
+    assert rep["objectives_overall"]["met"] == 1 and rep["objectives_overall"]["not_tested"] == 0
+    # fire and rescue answered WL-016 after 30 min; medical INC-002 after 15
+    assert [(e["subject"], e["after"]) for e in objs["O3"]["evidence"]] == [
+        ("INC-002", "10 min"), ("WL-017", "10 min"), ("WL-016", "30 min")]
+    assert [(e["subject"], e["after"]) for e in objs["O4"]["evidence"]] == [("INC-002", "15 min")]
+    # the sensors reopened WL-017's task after its completion
+    assert [(x["subject"], x["department"], hm(x["at"])) for x in rep["reopened"]["tasks"]] == [
+        ("WL-017", "fire_rescue", "13:15")]
+    assert rep["department_figures"]["fire_rescue"]["reopened"] == 1
