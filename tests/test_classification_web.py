@@ -135,3 +135,16 @@ def test_the_department_forms_take_a_reporter_and_a_person_assisted(app, world, 
     [mine] = [orjson.loads(v) for v in r.hvals(keys.incidents) if orjson.loads(v)["id"].startswith("R-")]
     assert mine["reporter"] == {"name": "Jane Doe", "phone": "+442079460000"}
     assert _person_typed(None, "") is None and _person_typed("  ", None) is None
+
+
+def test_the_after_action_report_allows_its_own_chart_scripts_and_no_other(client, world):  # noqa: F811
+    from command.publish.report import inline_script_hashes
+
+    keys = world[0]
+    client.post("/login", data={"username": "planner", "password": "flood-demo"})
+    resp = client.get(f"/exercise/report/{keys.ns}")
+    csp = resp.headers["Content-Security-Policy"]
+    script_src = next(p for p in csp.split("; ") if p.startswith("script-src"))
+    hashes = inline_script_hashes(resp.get_data(as_text=True))
+    assert hashes and all(h in script_src for h in hashes)
+    assert "unsafe-inline" not in script_src and "frame-ancestors 'none'" in csp
