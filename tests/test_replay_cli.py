@@ -215,6 +215,17 @@ def test_discard_deletes_only_its_own_namespace(r, tmp_path):
     assert res.namespace != other.namespace
 
 
+def test_deleting_a_namespace_takes_it_out_of_the_global_registries(r):
+    from command.keys import ACK_TIMER_NAMESPACES, AUDIT_NAMESPACES
+    from command.scenarios.namespaces import delete_namespace
+
+    res = run_replay(r, SCENARIOS / "rule_threshold")
+    r.sadd(ACK_TIMER_NAMESPACES, res.namespace, "another")
+    r.sadd(AUDIT_NAMESPACES, res.namespace)
+    delete_namespace(r, Keys(res.namespace))
+    assert r.smembers(ACK_TIMER_NAMESPACES) == {b"another"} and not r.exists(AUDIT_NAMESPACES)
+
+
 def test_a_namespace_named_like_a_global_key_is_refused(cli_env, r, tmp_path):
     r.xadd("ecd:drills:commands", {"cmd": "pause"})
     for ns in ("drills", "auth", "live\n"):

@@ -25,7 +25,7 @@ import yaml
 
 from command.clock import namespace_now
 from command.config import SAMPLE_DATA, Settings
-from command.keys import LIVE, Keys
+from command.keys import ACK_TIMER_NAMESPACES, AUDIT_NAMESPACES, LIVE, Keys
 from command.rules import parse_rules
 from command.streams import ensure_group, shard_count
 from command.timeutil import now_ms
@@ -129,9 +129,17 @@ def bootstrap_live(r: redis.Redis, scenario: str | Path | None = None) -> None:
     r.delete(keys.clock)
 
 
+NAMESPACE_REGISTRIES = (ACK_TIMER_NAMESPACES, AUDIT_NAMESPACES)  # global sets that name namespaces
+
+
 def delete_namespace(r: redis.Redis, keys: Keys) -> int:
-    """Delete every key of the namespace (and nothing else). Returns how many were deleted."""
+    """Delete every key of the namespace and its entries in the global registries (nothing else).
+    Returns how many keys were deleted."""
     n = 0
+    # a registry entry would outlive the keys it points at (the timer sweep and the anchor loop
+    # would visit a namespace that is gone)
+    for registry in NAMESPACE_REGISTRIES:
+        r.srem(registry, keys.ns)
     for pattern in keys.pattern():
         batch = []
         for key in r.scan_iter(match=pattern, count=1000):
