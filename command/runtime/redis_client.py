@@ -41,6 +41,7 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.client import list_or_args
 from redis.cluster import ClusterPipeline, RedisCluster
+from redis.commands.cluster import READ_COMMANDS
 from redis.retry import Retry
 
 from command.config import Settings
@@ -190,6 +191,16 @@ class _Cluster(RedisCluster):
     """redis-py's cluster client whose `pipeline()` is a MULTI/EXEC transaction by default, as
     `redis.Redis.pipeline()` is (every WATCHed read-decide-write of the code base relies on that);
     `pipeline(transaction=False)` is the batched, slot-split pipeline."""
+
+    def _execute_pipeline_by_slot(self, command: str, slots_to_args: Any) -> list[Any]:
+        # redis-py's own split of a multi-key command by slot (DEL, EXISTS, UNLINK, TOUCH, MGET/MSET
+        # non-atomic) runs on `self.pipeline()`, which means a plain pipeline there, not a transaction
+        read_from_replicas = self.read_from_replicas and command in READ_COMMANDS
+        pipe = self.pipeline(transaction=False)
+        for slot, slot_args in slots_to_args.items():
+            pipe.execute_command(command, *slot_args,
+                                 target_nodes=[self.nodes_manager.get_node_from_slot(slot, read_from_replicas)])
+        return pipe.execute()
 
     def pipeline(self, transaction: bool | None = True, shard_hint: Any = None) -> Any:
         if shard_hint:
