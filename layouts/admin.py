@@ -17,7 +17,7 @@ from command.trust.throttle import Throttle
 from command.trust.tokens import TokensFile
 
 from .access import route_policy
-from .common import rds
+from .common import dept_names, rds
 from .web_basics import (
     TEMPLATES,
     pick_lang,
@@ -32,8 +32,31 @@ i18n.add({
     "admin.users": {"en": "Users", "zh": "用户"},
     "admin.tokens": {"en": "API tokens", "zh": "API 令牌"},
     "admin.done": {"en": "Done.", "zh": "已完成。"},
-    "admin.help": {"en": "Add or change users and make tokens with the command line: python -m command users|tokens ...",
-                   "zh": "添加或修改用户、创建令牌请使用命令行：python -m command users|tokens ..."},
+    "admin.help": {"en": "Add or change users and make tokens with the command line:",
+                   "zh": "添加或修改用户、创建令牌请使用命令行："},  # then the command, as code
+})
+# the tables' headings and buttons, and the roles
+i18n.add({
+    "admin.user": {"en": "user", "zh": "用户"},
+    "admin.role": {"en": "role", "zh": "角色"},
+    "admin.department": {"en": "department", "zh": "部门"},
+    "admin.2fa": {"en": "2FA", "zh": "双重认证"},
+    "admin.recovery": {"en": "recovery codes", "zh": "恢复码"},
+    "admin.failures": {"en": "failed sign-ins", "zh": "登录失败"},
+    "admin.sessions": {"en": "sessions", "zh": "会话"},
+    "admin.demo": {"en": "demo", "zh": "演示"},
+    "admin.missing_totp": {"en": "missing: cannot sign in", "zh": "缺失：无法登录"},
+    "admin.waits": {"en": "waits {s} s", "zh": "需等待 {s} 秒"},
+    "admin.unlock": {"en": "unlock", "zh": "解锁"},
+    "admin.end_sessions": {"en": "end sessions", "zh": "结束会话"},
+    "admin.name": {"en": "name", "zh": "名称"},
+    "admin.scopes": {"en": "scopes", "zh": "权限范围"},
+    "admin.revoke": {"en": "revoke", "zh": "吊销"},
+    "role.operator": {"en": "operator", "zh": "值班员"},
+    "role.department": {"en": "department", "zh": "部门"},
+    "role.planner": {"en": "planner", "zh": "演练策划"},
+    "role.admin": {"en": "admin", "zh": "管理员"},
+    "role.auditor": {"en": "auditor", "zh": "审计员"},
 })
 
 
@@ -73,6 +96,14 @@ def register_admin(server: flask.Flask, users_path: Path, users: UsersFile, toke
         words = {"app_title": t("app.title", lang), "title": t("admin.title", lang), "users": t("admin.users", lang),
                  "tokens": t("admin.tokens", lang), "help": t("admin.help", lang), "sign_out": t("shell.sign_out", lang),
                  "done": t("admin.done", lang)}
+        words.update({w: t(f"admin.{w}", lang) for w in (
+            "user", "role", "department", "2fa", "recovery", "failures", "sessions", "demo", "missing_totp", "unlock",
+            "end_sessions", "name", "scopes", "revoke")})
+        names = dept_names(lang)
+        for row in rows:  # shown in the page's language
+            row["role_label"] = t(f"role.{row['role']}", lang)
+            row["department_label"] = names.get(row["department"], row["department"])
+            row["waits"] = t("admin.waits", lang, s=round(row["wait_s"])) if row["wait_s"] else ""
         return TEMPLATES.get_template("admin.html").render(
             words=words, users=rows, tokens=list_tokens(tokens.path), csrf=flask.session.get("csrf", ""),
             done=flask.request.args.get("done") == "1", html_lang="zh-CN" if lang == "zh" else "en")

@@ -34,7 +34,7 @@ from command.trust.anchor import read_anchors
 
 from . import access
 from .access import route_policy, secured_callback
-from .common import dept_names, namespace, ns_tz, rds, require_user
+from .common import dept_names, grid_locale, namespace, ns_tz, rds, require_user
 from .inputs import NOT, lang_of, text
 
 try:
@@ -273,7 +273,8 @@ def table(lang: str, tz: str) -> Any:
         return dag.AgGrid(id="audit-table", rowData=[], className="ag-theme-alpine",
                           columnDefs=[{"field": c, "headerName": names[c], "sortable": True, "resizable": True,
                                        "tooltipField": c} for c in COLUMNS],
-                          dashGridOptions={"pagination": True, "paginationPageSize": 50}, style={"height": "60vh"})
+                          dashGridOptions={"pagination": True, "paginationPageSize": 50,
+                                           "localeText": grid_locale(lang)}, style={"height": "60vh"})
     return dash_table.DataTable(  # type: ignore[attr-defined]
         id="audit-table", data=[], page_size=50, sort_action="native",
         columns=[{"name": names[c], "id": c} for c in COLUMNS], style_table={"overflowX": "auto"},

@@ -12,7 +12,7 @@ import redis
 from dash import html
 
 from command.errors import Forbidden, InvalidInput
-from command.i18n import t
+from command.i18n import TEXT, t
 from command.keys import LIVE, Keys
 from command.runtime.redis_client import pooled
 from command.trust.classification import INTERNAL, Viewer, viewer_of
@@ -76,6 +76,16 @@ def exercise_banner(lang: str, scenario: str = "") -> html.Div:
     return html.Div([html.Span("⚠ "), t("app.exercise_banner", lang),
                      html.Span(f" · {scenario}" if scenario else "", className="banner-scenario")],
                     className="exercise-banner", id="exercise-banner", role="alert")
+
+
+def drill_status(status: str, lang: str) -> str:
+    """A drill's state in the page's language (an unknown one as it is)."""
+    return t(f"drill.{status}", lang) if f"drill.{status}" in TEXT else status
+
+
+def grid_locale(lang: str) -> dict[str, str]:
+    """A table's (AG Grid's) own words in `lang`, as its `localeText` option (command/i18n.py `grid.*`)."""
+    return {k.split(".", 1)[1]: t(k, lang) for k in TEXT if k.startswith("grid.")}
 
 
 def level_badge(level: str, lang: str) -> html.Span:

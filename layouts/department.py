@@ -54,14 +54,6 @@ i18n.add({
     "dept.reporter_phone": {"en": "Their phone (optional)", "zh": "报告人电话（可选）"},
     "dept.personal_hint": {"en": "Personal data: shown whole only to staff cleared secret.",
                            "zh": "个人信息：仅秘密级人员可见完整内容。"},
-    "cat.flooding": {"en": "flooding", "zh": "内涝"},
-    "cat.trapped_people": {"en": "people trapped", "zh": "人员被困"},
-    "cat.levee_breach": {"en": "levee breach", "zh": "堤防决口"},
-    "cat.road_closed": {"en": "road closed", "zh": "道路封闭"},
-    "cat.power_outage": {"en": "power outage", "zh": "停电"},
-    "cat.landslide": {"en": "landslide", "zh": "山体滑坡"},
-    "cat.medical": {"en": "medical", "zh": "医疗"},
-    "cat.other": {"en": "other", "zh": "其他"},
 })
 
 

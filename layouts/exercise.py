@@ -21,7 +21,7 @@ from command.trust.classification import INTERNAL, Viewer
 
 from . import access, exercise_backtest, exercise_events, exercise_files
 from .access import route_policy, secured_callback
-from .common import current_viewer, fmt_time, namespace, rds, require_user
+from .common import current_viewer, drill_status, fmt_time, namespace, rds, require_user
 from .inputs import NOT, lang_of, number, one_of, text
 from .web_headers import content_security_policy
 
@@ -53,6 +53,7 @@ i18n.add({
                         "zh": "结束演练 {name}（{ns}）？结束后无法继续。"},
     "ex.lat": {"en": "Latitude", "zh": "纬度"},
     "ex.lon": {"en": "Longitude", "zh": "经度"},
+    "ex.max": {"en": "max", "zh": "最快"},  # the fastest replay speed
 })
 
 SPEEDS = ["1", "10", "60", "300", "600", "3600", "max"]
@@ -89,7 +90,7 @@ def drills_view(r, lang: str) -> list:
             current = st.get("speed", "")
             # buttons, not a dropdown: this list is drawn again every second, and a redrawn dropdown
             # would report its value as a change; a redrawn button reports no click
-            buttons += [dbc.Button("max" if s == "max" else f"{s}x", id={"type": "ex-ctl", "ns": ns, "cmd": "speed", "speed": s},
+            buttons += [dbc.Button(t("ex.max", lang) if s == "max" else f"{s}x", id={"type": "ex-ctl", "ns": ns, "cmd": "speed", "speed": s},
                                    size="sm", color="primary" if s == current else "light", className="me-1", n_clicks=0)
                         for s in SPEEDS]
             buttons.append(dbc.Button(t("ex.stop", lang), id={"type": "ex-ctl", "ns": ns, "cmd": "stop", "speed": ""}, size="sm",
@@ -98,7 +99,7 @@ def drills_view(r, lang: str) -> list:
                                   outline=True, className="ms-1", n_clicks=0))
         buttons.append(html.A(t("ex.report", lang), href=f"/exercise/report/{ns}", target="_blank", className="ms-2"))
         out.append(html.Div([
-            html.Div([html.B(d.get("scenario", "")), html.Span(f" · {ns} · {status}", className="muted")]),
+            html.Div([html.B(d.get("scenario", "")), html.Span(f" · {ns} · {drill_status(status, lang)}", className="muted")]),
             html.Div(t("ex.progress", lang, pct=f"{pct:.0f}", clock=clock), className="small",
                      id={"type": "ex-progress", "ns": ns}),
             html.Div(t("ex.started_by", lang, when=when, who=str(d.get("by") or "—")), className="small muted",
@@ -127,7 +128,9 @@ def layout(lang: str, ns: str) -> html.Div:
                           dcc.Dropdown(id="ex-scenario", options=scenario_options(),
                                        value=str(SAMPLE_DATA / "scenarios" / "jiangcheng_flood"), clearable=False)]),
                 html.Div([html.Label(t("ex.speed", lang)),
-                          dcc.Dropdown(id="ex-speed-new", options=SPEEDS, value="60", clearable=False)]),
+                          dcc.Dropdown(id="ex-speed-new", value="60", clearable=False,
+                                       options=[{"label": t("ex.max", lang) if s == "max" else s, "value": s}
+                                                for s in SPEEDS])]),
             ], className="form-row2"),
             dbc.Button(t("ex.start", lang), id="ex-start", color="primary", className="mt-2", n_clicks=0),
             html.Div(id="ex-msg", role="status"),

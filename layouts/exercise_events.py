@@ -21,6 +21,7 @@ from command.timeutil import now_ms, to_iso
 
 from . import access
 from .access import secured_callback
+from .common import grid_locale
 from .exercise_files import PLANNER, all_options, settings
 from .inputs import lang_of
 
@@ -28,9 +29,9 @@ i18n.add({
     "exe.title": {"en": "Events list (injects, scripted actions, objectives)", "zh": "事件清单（注入、脚本动作、目标）"},
     "exe.help": {"en": "Edit the cells, then save: the scenario is saved as a new folder (the original is not changed), "
                        "checked as the command line checks it. `at` is the time from the start (2h30m); `fields` "
-                       "the rest of the item, e.g. {resource_id: FR-BOAT-02, status: available}.",
+                       "the rest of the item, e.g. `{resource_id: FR-BOAT-02, status: available}`.",
                  "zh": "编辑单元格后保存：场景另存为新文件夹（原场景不变），并按命令行规则校验。`at` 为距开始的时间（如 2h30m）；"
-                       "`fields` 为其余字段，例如 {resource_id: FR-BOAT-02, status: available}。"},
+                       "`fields` 为其余字段，例如 `{resource_id: FR-BOAT-02, status: available}`。"},
     "exe.scenario": {"en": "Scenario", "zh": "场景"},
     "exe.load": {"en": "Load events", "zh": "载入事件"},
     "exe.add": {"en": "Add a row", "zh": "添加一行"},
@@ -77,7 +78,8 @@ def panel(lang: str) -> html.Div:
         html.Div(id="exe-msg", role="status"),
         dag.AgGrid(id="exe-grid", columnDefs=columns(lang), rowData=[], columnSize="responsiveSizeToFit",
                    dashGridOptions={"rowSelection": "multiple", "singleClickEdit": True,
-                                    "stopEditingWhenCellsLoseFocus": True, "domLayout": "autoHeight"},
+                                    "stopEditingWhenCellsLoseFocus": True, "domLayout": "autoHeight",
+                                    "localeText": grid_locale(lang)},
                    style={"height": None}, className="ag-theme-alpine"),
         html.Div([
             dbc.Button(t("exe.add", lang), id="exe-add", color="light", size="sm", n_clicks=0, className="me-1"),

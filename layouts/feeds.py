@@ -96,8 +96,10 @@ def view(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> list:
         parts.append(html.Table([
             html.Thead(html.Tr([html.Th(t("feeds.source", lang)), html.Th(t("feeds.reason", lang)),
                                 html.Th(t("feeds.record", lang))])),
-            html.Tbody([html.Tr([html.Td(d.get("source", "")), html.Td(d.get("reason", "")),
-                                 html.Td(html.Code(d.get("record", "")))]) for d in dl]),
+            # the source's name, the validator's diagnostic (kept in English as written) and the record as
+            # received are data: marked so (lang), not words of the page
+            html.Tbody([html.Tr([html.Td(d.get("source", ""), lang="zxx"), html.Td(d.get("reason", ""), lang="en"),
+                                 html.Td(html.Code(d.get("record", ""), lang="zxx"))]) for d in dl]),
         ], className="table table-sm", id="feeds-deadletters"))
     return parts
 

@@ -15,7 +15,17 @@ from command.i18n import t
 
 from . import access
 from .access import secured_callback
-from .common import current_user, dept_names, exercise_banner, fmt_time, is_exercise, namespace, ns_tz, rds
+from .common import (
+    current_user,
+    dept_names,
+    drill_status,
+    exercise_banner,
+    fmt_time,
+    is_exercise,
+    namespace,
+    ns_tz,
+    rds,
+)
 from .inputs import lang_of
 from .signin import ROLE_HOME, register_routes, secret_key
 
@@ -44,6 +54,7 @@ def shell() -> html.Div:
             html.A(id="shell-logout", href="/logout", className="logout"),
         ], className="topbar"),
         html.Main(id="page", className="page"),
+        html.Div(id="shell-widget-words", hidden=True),  # read by assets/widget-words.js
     ])
 
 
@@ -120,12 +131,23 @@ def namespace_options(r, lang: str, current: str | None) -> tuple[list[dict], st
     options = [{"label": "● " + t("shell.live", lang), "value": LIVE}]
     for d in drills:
         label = t("shell.drill", lang, name=d.get("scenario", d["namespace"]))
-        options.append({"label": f"{label} · {d['namespace'][-8:]} · {d.get('status', '')}", "value": d["namespace"]})
+        options.append({"label": f"{label} · {d['namespace'][-8:]} · {drill_status(d.get('status', ''), lang)}",
+                        "value": d["namespace"]})
     values = {o["value"] for o in options}
     if current in values:
         return options, no_update
     running = [d["namespace"] for d in drills if d.get("status") in ("running", "starting")]
     return options, (running[0] if running else LIVE)
+
+
+def widget_words(lang: str) -> str:
+    """{English: the page's language} for the widgets' own words (command/i18n.py `widget.*`); empty in
+    English."""
+    import orjson
+
+    if lang == "en":
+        return "{}"
+    return orjson.dumps({e["en"]: t(k, lang) for k, e in i18n.TEXT.items() if k.startswith("widget.")}).decode()
 
 
 @secured_callback(Output("ns", "data"), Input("shell-ns", "value"), allow=access.ANY_ROLE)
@@ -136,7 +158,7 @@ def _ns(value):
 @secured_callback(Output("page", "children"), Output("shell-nav", "children"), Output("shell-brand", "children"),
                   Output("shell-user", "children"), Output("shell-logout", "children"),
                   Output("shell-lang", "children"), Output("shell-attention", "children"),
-                  Input("url", "pathname"), Input("lang", "data"),
+                  Output("shell-widget-words", "children"), Input("url", "pathname"), Input("lang", "data"),
                   Input("ns", "data"), allow=access.ANY_ROLE, note="draws only the pages PAGE_ROLES gives the role")
 def _render(pathname, lang, ns):
     from layouts import audit, department, exercise, feeds
@@ -145,7 +167,8 @@ def _render(pathname, lang, ns):
     lang = lang_of(lang)
     user = current_user()
     if user is None:
-        return html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", "", None
+        return (html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", "",
+                None, widget_words(lang))
     page = PAGES.get(pathname or "/") if isinstance(pathname, str | None) else None
     links = [dcc.Link(t(f"nav.{'map' if p == 'map' else p}", lang), href=path, className="nav-link",
                       id=f"shell-nav-{p}")
@@ -155,11 +178,12 @@ def _render(pathname, lang, ns):
                         className="nav-link", id="shell-nav-catalog"))
     who = t("shell.signed_in", lang, name=user["name"], department=dept_names(lang).get(user["department"], user["department"]))
     head = (links, t("app.title", lang), who, t("shell.sign_out", lang), t("shell.language", lang))
+    words = widget_words(lang)
     if page is None:
-        return (html.Div(t("shell.not_found", lang), className="muted p-4"), *head, None)
+        return (html.Div(t("shell.not_found", lang), className="muted p-4"), *head, None, words)
     if user["role"] not in PAGE_ROLES[page]:
         return (html.Div([t("shell.forbidden", lang), " ", dcc.Link("→", href=ROLE_HOME[user["role"]])],
-                         className="p-4", id="shell-forbidden"), *head, None)
+                         className="p-4", id="shell-forbidden"), *head, None, words)
     module = {"map": operator_page, "department": department, "exercise": exercise, "feeds": feeds,
               "audit": audit}[page]
     attention = None
@@ -168,7 +192,7 @@ def _render(pathname, lang, ns):
         from layouts.operator.attention import controls
 
         attention = controls(lang, preferences.load(rds(), user["username"]))
-    return (module.layout(lang, ns), *head, attention)
+    return (module.layout(lang, ns), *head, attention, words)
 
 
 @secured_callback(Output("shell-banner", "children"), Output("shell-clock", "children"),

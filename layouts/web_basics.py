@@ -49,10 +49,14 @@ def safe_next(value: str | None) -> str:
 
 
 def pick_lang(req: flask.Request) -> str:
-    """The page's language: `?lang=` when it is one we have, else the browser's, else English."""
+    """The page's language: `?lang=` when it is one we have, else the one chosen on the sign-in page (kept in
+    the session), else the browser's, else English."""
     lang = req.args.get("lang", "")
     if lang in i18n.LANGS:
         return lang
+    chosen = flask.session.get("lang")
+    if chosen in i18n.LANGS:
+        return chosen
     best = req.accept_languages.best_match(["en", "zh", "zh-CN", "zh-TW"]) or ""
     return "zh" if best.startswith("zh") else "en"
 

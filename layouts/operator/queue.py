@@ -9,7 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import html, no_update
 
 from command.clock import command_time
-from command.i18n import t
+from command.i18n import TEXT, t
 from command.keys import Keys
 from command.publish import views
 from command.timeutil import humanize_ms
@@ -23,9 +23,20 @@ from . import (
 
 
 # ---- the alert queue -----------------------------------------------------------------------------------
+def _incident(a: dict) -> tuple[str, str] | None:
+    """An incident alert's category and description, from the engine's English message
+    '<category> in <zone>: <description>' (command/rules/evaluator.py), so other languages can say it."""
+    head, sep, description = (a.get("message") or "").partition(": ")
+    category = head.split(" in ", 1)[0]
+    return (category, description) if a["rule_kind"] == "zone_incident" and sep and f"cat.{category}" in TEXT else None
+
+
 def _what(a: dict, lang: str) -> str:
     if a["rule_kind"] == "stale":
         return t("what.silent", lang, d=humanize_ms(int((a.get("value") or 0) * 60_000)))
+    incident = _incident(a)
+    if incident and lang != "en":  # the category names the card (alert_card); the description as reported
+        return incident[1]
     if a["rule_kind"] == "zone_incident" or a.get("value") is None:
         return a.get("message", "")
     return t("what.value", lang, value=f"{a['value']:.2f}", unit=a.get("unit", ""))
@@ -88,6 +99,9 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
     where = a["subject_name"]
     if lang == "zh" and a.get("subject_name_zh"):
         where = a["subject_name_zh"]
+    incident = _incident(a) if lang != "en" else None
+    if incident:  # the engine's message is English: the category in the page's language
+        where = t(f"cat.{incident[0]}", lang)
     zone = f" · {a['zone']}" if a.get("zone") else ""
     lines: list[Any] = [
         html.Div([level_badge(level, lang), html.B(f" {t('rule.' + a['rule_kind'], lang)}"),
@@ -115,14 +129,17 @@ def alert_card(a: dict, lang: str, tz: str | None, now: int, names: dict[str, st
         items = [html.Li([html.B(i.get("name") or i["resource_id"]), f" ({i['resource_id']}) · ",
                           names.get(i["department"], i["department"]), f" · {i['distance_km']:.1f} km",
                           html.Div(_trip(i, rec, lang, tz), className="trip"),
-                          html.Div(i["reason"], className="reason")]) for i in rec["items"]]
+                          # the engine's reason is English prose; the trip line above says it in every language
+                          *([html.Div(i["reason"], className="reason")] if lang == "en" else [])])
+                 for i in rec["items"]]
         head = t("map.recommended", lang) + (" · " + t("map.refreshed", lang) if rec.get("refreshed") else "")
         lines.append(html.Div([html.Div(head, className="sub"), html.Ul(items, className="recs")]))
         if rec.get("deadline") is not None and all((i.get("late_min") or 0) > 0 for i in rec["items"]):
             lines.append(html.Div(t("map.none_on_time", lang, target=_target(rec, lang, tz)), className="late"))
         for s in rec.get("shortfall", []):
             lines.append(html.Div(t("map.shortfall", lang, found=s["found"], wanted=s["wanted"],
-                                    type=s["type"].replace("_", " ")), className="shortfall"))
+                                    type=t(f"rtype.{s['type']}", lang) if f"rtype.{s['type']}" in TEXT
+                                    else s["type"].replace("_", " ")), className="shortfall"))
     buttons = []
     if claim:
         lines.append(html.Div(t("map.dispatched_by", lang, who=claim["by"], time=fmt_time(claim["at"], tz)),
