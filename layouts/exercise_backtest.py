@@ -28,7 +28,7 @@ from rq.job import Job
 
 from command import i18n
 from command.config import SAMPLE_DATA
-from command.errors import CommandError, NotFound
+from command.errors import CommandError, InvalidInput, NotFound
 from command.i18n import t
 from command.keys import RQ_QUEUE
 from command.ops.jobs import BACKTEST_TIMEOUT_S, run_backtest_job
@@ -98,6 +98,8 @@ def check_rules_text(name: str, body: str) -> None:
             load_rules(path)
         except CommandError as exc:
             raise type(exc)(exc.message.replace(f"{tmp}/", "")) from None
+        except RecursionError:  # a few kB of brackets nest past the YAML parser's recursion
+            raise InvalidInput(f"{name}.yaml: nested too deeply") from None
 
 
 def _uploaded_rules(v: Any) -> list[dict[str, str]] | None:
@@ -230,6 +232,8 @@ def submit(r, scenario: str, project: list[str], uploaded: list[dict[str, str]],
             inp = prepare(scenario, files)
         except CommandError as exc:
             raise type(exc)(exc.message.replace(f"{rules_dir}/", "")) from None
+        except RecursionError:  # the page's store is the browser's: a crafted one may nest past the parser
+            raise InvalidInput("a rules file is nested too deeply") from None
         final = root / bid
         meta = {"id": bid, "by": by, "at": to_iso(now_ms(), None), "scenario": inp.scenario.name, "folder": scenario,
                 "rule_sets": [sp.name for sp in inp.specs]}
@@ -263,7 +267,7 @@ def _run(n, scenario, project, uploaded, lang):
     allowed_rules = {o["value"] for o in project_rules()}
     project = str_list(project, MAX_RULE_SETS + 1, 1000)
     uploaded = _uploaded_rules(uploaded)
-    if (scenario not in valid or project is NOT or uploaded is None
+    if (not isinstance(scenario, str) or scenario not in valid or project is NOT or uploaded is None
             or not set(project) <= allowed_rules):
         return dbc.Alert("?", color="danger"), no_update
     assert isinstance(project, list)

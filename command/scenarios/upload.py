@@ -45,6 +45,11 @@ _JUNK = ("__MACOSX/",)  # what archivers add beside the files: skipped, never un
 _JUNK_NAMES = (".DS_Store", "Thumbs.db")
 _CHUNK = 64 * 1024
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
+_MAX_NAME_PART = 255  # bytes: what a Linux file system takes for one name (longer fails at unpacking)
+# the drill runner lists every tick of a scenario from its start to its last event at once: a tick of 0
+# would never end that list, and a tiny tick over a far-off inject makes it millions long
+MIN_TICK_MS = 1_000
+MAX_TICKS = 100_000
 
 
 class UploadError(InvalidInput):
@@ -88,6 +93,8 @@ def _member_problem(name: str) -> str | None:
     parts = PurePosixPath(name).parts
     if ".." in parts:
         return "a path that leaves the folder (..)"
+    if any(len(p.encode("utf-8")) > _MAX_NAME_PART for p in parts):
+        return f"a name too long (over {_MAX_NAME_PART} bytes)"
     return None
 
 
@@ -138,6 +145,11 @@ def check_archive(data: bytes, limits: UploadLimits) -> tuple[zipfile.ZipFile, l
     names = [i.filename for i in files]
     if len(set(names)) != len(names):
         raise UploadError("the archive holds the same file twice")
+    paths = {PurePosixPath(n).as_posix() for n in names}
+    folders = {"/".join(PurePosixPath(n).parts[:i]) for n in paths for i in range(1, len(PurePosixPath(n).parts))}
+    clash = sorted(paths & folders)
+    if clash:
+        raise UploadError(f"{clash[0]}: refused: the archive holds a file and a folder of this name")
     if SCENARIO_FILE in names:
         prefix = ""
     else:
@@ -157,9 +169,9 @@ def _unpack(zf: zipfile.ZipFile, members: Sequence[tuple[zipfile.ZipInfo, str]],
         target = dest.joinpath(*PurePosixPath(rel).parts)
         if not target.resolve().is_relative_to(dest.resolve()):
             raise UploadError(f"{info.filename}: refused: a path that leaves the folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, target.open("xb") as out:
                 while chunk := src.read(_CHUNK):
                     written += len(chunk)
@@ -170,7 +182,9 @@ def _unpack(zf: zipfile.ZipFile, members: Sequence[tuple[zipfile.ZipInfo, str]],
         except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
             if isinstance(exc, FileExistsError):
                 raise UploadError(f"{info.filename}: the archive holds this file twice") from None
-            raise UploadError(f"{info.filename}: cannot be unpacked: {exc}") from None
+            # an OSError's text names the server's staging folder: its reason only
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise UploadError(f"{info.filename}: cannot be unpacked: {why}") from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,6 +213,9 @@ def check_own_files(folder: Path) -> None:
     for key in PATH_KEYS:
         value = doc.get(key)
         if not value:
+            default = folder / PATH_KEYS[key]
+            if default.exists() and not default.is_file():
+                raise UploadError(f"{PATH_KEYS[key]}: not a file (a folder of that name)")
             continue
         line = _key_line(sy, key)
         where = f"{SCENARIO_FILE}:{line}" if line else SCENARIO_FILE
@@ -208,6 +225,8 @@ def check_own_files(folder: Path) -> None:
         if PurePosixPath(value).is_absolute() or not target.is_relative_to(root):
             raise UploadError(f"{where}: `{key}`: {value!r} is outside the scenario folder (put the file in the "
                               f"archive, or leave `{key}` out to use the sample's)")
+        if target.exists() and not target.is_file():
+            raise UploadError(f"{where}: `{key}`: {value!r} is not a file")
 
 
 def _relative_message(message: str, folder: Path) -> str:
@@ -236,15 +255,23 @@ def _validate(folder: Path) -> Scenario:
             check_no_aliases(p.read_text(encoding="utf-8-sig", errors="replace"), p.relative_to(folder).as_posix())
     try:
         check_own_files(folder)
-        return load_scenario(folder)
+        sc = load_scenario(folder)
     except UploadError:
         raise
     except ScenarioError as exc:
         raise UploadError(_relative_message(exc.message, folder)) from None
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError,
+            OSError) as exc:
         # a file shaped as the loader never expects (a feature that is not an object ...): refused, not a 500
         raise UploadError(_relative_message(f"the scenario cannot be read: {exc.__class__.__name__}: {exc}",
                                             folder)) from None
+    if sc.tick_ms < MIN_TICK_MS:
+        raise UploadError(f"{SCENARIO_FILE}: `tick` must be at least {MIN_TICK_MS // 1000}s")
+    ticks = (sc.end - sc.start) // sc.tick_ms
+    if ticks > MAX_TICKS:
+        raise UploadError(f"{SCENARIO_FILE}: `tick`: {ticks:,} ticks from the start to the last reading or event "
+                          f"(at most {MAX_TICKS:,}): use a longer tick or a shorter scenario")
+    return sc
 
 
 def new_id(name: str) -> str:
@@ -399,6 +426,8 @@ def items_of(rows: Iterable[Any]) -> dict[str, list[dict[str, Any]]]:
             rest = yaml.safe_load(text) if text.strip() else {}
         except yaml.YAMLError as exc:
             raise UploadError(f"{where}: `fields`: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        except RecursionError:  # a few kB of brackets nest past the parser's recursion
+            raise UploadError(f"{where}: `fields`: nested too deeply") from None
         if not isinstance(rest, dict) or any(not isinstance(k, str) for k in rest):
             raise UploadError(f"{where}: `fields` must be a YAML mapping such as {{resource_id: FR-1, status: available}}")
         if {"at", _TYPE_KEY[section]} & set(rest):

@@ -1,0 +1,328 @@
+"""Crafted requests against the exercise page's authoring (scenario uploads, the events list, the rule
+set comparison), the after-action report, the map's tile route, the alert-sound preferences and a
+department's reopened task, as each role and with hostile values. The real app over HTTP (requests
+shaped as Dash sends them), a real Redis, files on disk. Every refusal is a 4xx or an inline message
+with nothing stored, never a 500."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from command.config import SAMPLE_DATA, Settings
+from command.keys import Keys
+
+from .conftest import SCENARIOS
+from .test_access import UPDATE, callback_body, with_ns
+from .test_exercise_authoring import cid, data_url, listing
+from .test_upload import folder_entries, own_folder, zip_of
+
+DEEP = "[" * 3000 + "]" * 3000  # a few kB of YAML that nests beyond the parser's recursion
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("review") / "var"
+
+
+@pytest.fixture(scope="module")
+def app(redis_url, data_dir):
+    from command.trust import audit, audit_keys
+
+    saved_env, saved_store = os.environ.get(audit_keys.KEY_ENV), audit._store
+    from app import create_app
+
+    yield create_app(Settings(data_dir=data_dir), redis_url=redis_url)
+    if saved_env is None:
+        os.environ.pop(audit_keys.KEY_ENV, None)
+    else:
+        os.environ[audit_keys.KEY_ENV] = saved_env
+    audit._store = saved_store
+
+
+@pytest.fixture(scope="module")
+def rr(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def clients(app):
+    made: dict = {}
+
+    def get(user):
+        if user not in made:
+            c = app.server.test_client()
+            if user:
+                assert c.post("/login", data={"username": user, "password": "flood-demo"}).status_code == 302
+            made[user] = c
+        return made[user]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> dict:
+    """A good scenario folder's files (as an archive's entries)."""
+    return folder_entries(own_folder(tmp_path_factory.mktemp("review-src") / "s"))
+
+
+def kept(data_dir: Path) -> list[str]:
+    return [p for p in listing(data_dir / "scenarios") if not p.startswith(".")]
+
+
+def upload(app, clients, entries: dict) -> tuple[int, str]:
+    """The planner uploads `entries` as a zip: the answer's status and text."""
+    body = callback_body(app, cid(app, "..exu-result"), {}, trigger=data_url(zip_of(entries)))
+    resp = clients("planner").post(UPDATE, json=body)
+    return resp.status_code, resp.get_data(as_text=True)
+
+
+def refused_upload(app, clients, data_dir, entries: dict, expect: str) -> str:
+    before = kept(data_dir)
+    status, text = upload(app, clients, entries)
+    assert status == 200, (status, text[:300])
+    assert "exu-error" in text and expect in text, text[:600]
+    assert str(data_dir) not in text  # no server path in the message
+    assert kept(data_dir) == before and not [p for p in listing(data_dir / "scenarios") if p.startswith(".staging")]
+    return text
+
+
+def scenario_yaml(source: dict) -> str:
+    raw = source["scenario.yaml"]
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+# ---- scenario uploads ----------------------------------------------------------------------------------------
+def test_an_archive_holding_a_file_and_a_folder_of_one_name_is_refused(app, clients, data_dir, source):
+    refused_upload(app, clients, data_dir, {**source, "extra": "a", "extra/inside.txt": "b"},
+                   "a file and a folder")
+
+
+def test_an_archive_member_with_a_name_too_long_for_the_disk_is_refused(app, clients, data_dir, source):
+    refused_upload(app, clients, data_dir, {**source, ("d" * 300) + "/f.txt": "b"}, "too long")
+    refused_upload(app, clients, data_dir, {**source, ("f" * 300) + ".txt": "b"}, "too long")
+
+
+@pytest.mark.parametrize("key", ["stations", "readings", "rules", "incidents", "rivers", "roads"])
+def test_a_scenario_yaml_naming_a_folder_as_a_file_is_refused(app, clients, data_dir, source, key):
+    sy = scenario_yaml(source)
+    sy = "\n".join(line for line in sy.splitlines() if not line.startswith(f"{key}:")) + f"\n{key}: sub\n"
+    refused_upload(app, clients, data_dir, {**source, "scenario.yaml": sy, "sub/a.txt": "x"}, "not a file")
+
+
+@pytest.mark.parametrize("tick", ["0s", "1s"])
+def test_a_scenario_whose_clock_would_tick_without_end_is_refused(app, clients, data_dir, source, tick):
+    """`tick: 0s` would make the drill runner's list of ticks grow without end; a tick of 1 s over an
+    inject a year later, tens of millions of ticks: both refused at upload with the reason."""
+    sy = scenario_yaml(source) + f"\ntick: {tick}\n"
+    if tick == "1s":
+        sy += "injects:\n  - {at: 365d, type: resource_status, resource_id: C1, status: out_of_service}\n"
+    refused_upload(app, clients, data_dir, {**source, "scenario.yaml": sy}, "tick")
+
+
+def test_an_html_scenario_name_is_kept_as_text_on_the_page_and_in_the_report(app, clients, data_dir, source, rr):
+    sy = scenario_yaml(source)
+    sy = "\n".join(line for line in sy.splitlines() if not line.startswith("name:"))
+    sy = 'name: "<img src=x onerror=alert(1)>"\n' + sy
+    before = kept(data_dir)
+    status, text = upload(app, clients, {**source, "scenario.yaml": sy})
+    assert status == 200 and "exu-kept" in text
+    (sid,) = set(kept(data_dir)) - set(before)
+    assert not sid.startswith(("<", ".")) and "/" not in sid
+    # the report of a namespace named after it draws the name as text
+    from command.scenarios.replay import run_replay
+
+    keys = Keys(run_replay(rr, data_dir / "scenarios" / sid).namespace)
+    page = clients("planner").get(f"/exercise/report/{keys.ns}")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    script_src = next(p for p in page.headers["Content-Security-Policy"].split("; ") if p.startswith("script-src"))
+    assert "unsafe-inline" not in script_src
+
+
+# ---- the events list -------------------------------------------------------------------------------------------
+def test_deeply_nested_yaml_in_an_events_row_is_refused_inline(app, clients, data_dir):
+    before = kept(data_dir)
+    rows = [{"section": "injects", "at": "1h", "type": "resource_status", "fields": "{a: " + DEEP[:3990] + "}"}]
+    body = callback_body(app, cid(app, "..exe-result"),
+                         {("state", 0): str(SCENARIOS / "rule_zone_incident"), ("state", 1): rows})
+    resp = clients("planner").post(UPDATE, json=body)
+    assert resp.status_code == 200, resp.status_code
+    assert "exe-error" in resp.get_data(as_text=True) and kept(data_dir) == before
+
+
+@pytest.mark.parametrize("scenario", ["/etc", "../../etc", str(SAMPLE_DATA), str(SCENARIOS / "rule_zone_incident") + "/..",
+                                      {"x": 1}, ["a"], "x" * 100_000])
+def test_a_scenario_outside_the_lists_is_refused_by_every_authoring_callback(app, clients, data_dir, scenario):
+    before = kept(data_dir), listing(data_dir / "backtests")
+    client = clients("planner")
+    rows = [{"section": "injects", "at": "1h", "type": "incident", "fields": "{lat: 30, lon: 114}"}]
+    for prefix, values in (("..exe-grid.rowData...", {("state", 0): scenario}),
+                           ("..exe-result", {("state", 0): scenario, ("state", 1): rows}),
+                           ("..exb-msg", {("state", 0): scenario}),
+                           ("..ex-msg", {("state", 0): scenario, ("state", 1): "60"})):
+        resp = client.post(UPDATE, json=callback_body(app, cid(app, prefix), values))
+        assert resp.status_code in (200, 204), (prefix, resp.status_code)
+        text = resp.get_data(as_text=True)
+        assert "/etc" not in text.replace(json.dumps(scenario), "")
+    assert (kept(data_dir), listing(data_dir / "backtests")) == before
+    assert not any(json.loads(v)["folder"] == scenario for v in redis.Redis.from_url(
+        app.server.config["ECD_REDIS_URL"]).hvals("ecd:drills") if isinstance(scenario, str))
+
+
+# ---- the rule set comparison ------------------------------------------------------------------------------------
+def test_deeply_nested_rules_file_is_refused_inline(app, clients, data_dir):
+    body = callback_body(app, cid(app, "..exb-rules-store.data..."), {("state", 0): "deep.yaml"},
+                         trigger=data_url(f"levels: [yellow, orange, red]\nrules: {DEEP}\n".encode(), "application/x-yaml"))
+    resp = clients("planner").post(UPDATE, json=body)
+    assert resp.status_code == 200, resp.status_code
+    assert "exb-rules-error" in resp.get_data(as_text=True)
+
+
+def test_a_crafted_rules_store_is_checked_again_when_the_backtest_is_run(app, clients, data_dir):
+    before = listing(data_dir / "backtests")
+    for store in ([{"name": "deep", "text": f"levels: [yellow, orange, red]\nrules: {DEEP}\n"}],
+                  [{"name": "../../x", "text": "levels: [red]\nrules: []\n"}],
+                  [{"name": "bomb", "text": "a: &a [x, x]\nb: [*a, *a]\nlevels: [red]\nrules: []\n"}]):
+        body = callback_body(app, cid(app, "..exb-msg"), {("state", 0): str(SAMPLE_DATA / "scenarios" / "jiangcheng_flood"),
+                                                          ("state", 1): [], ("state", 2): store})
+        resp = clients("planner").post(UPDATE, json=body)
+        assert resp.status_code == 200, (store[0]["name"], resp.status_code)
+        assert "exb-queued" not in resp.get_data(as_text=True)
+    after = [p for p in listing(data_dir / "backtests") if not p.startswith(".")]
+    assert after == [p for p in before if not p.startswith(".")]
+
+
+def test_the_backtest_page_route_refuses_crafted_names_and_carries_the_csp(app, clients):
+    client = clients("planner")
+    for name in ("bt-000000000000", "bt-000000000000.html", "bt-zzzzzzzzzzzz.html", "..html", "x" * 5000):
+        assert client.get(f"/exercise/backtest/{name}").status_code == 404, name
+    # a path that leaves the route is the page's shell (the catch-all route), never a file from disk
+    resp = client.get("/exercise/backtest/..%2f..%2f..%2fetc%2fpasswd")
+    assert resp.status_code < 500 and "root:" not in resp.get_data(as_text=True)
+    assert "Content-Security-Policy" in clients("planner").get("/exercise").headers
+
+
+# ---- the after-action report -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ns", ["drills", "..", "%2e%2e", "a" * 70, "live%0a", "x%00", "-x", "ecd:drills"])
+def test_the_report_route_answers_a_crafted_namespace_404(app, clients, ns):
+    resp = clients("planner").get(f"/exercise/report/{ns}")
+    assert resp.status_code == 404, (ns, resp.status_code)
+    # a namespace with a slash is another path: the page's shell (catch-all route), not a report
+    resp = clients("planner").get("/exercise/report/..%2Fx")
+    assert resp.status_code < 500 and "After-action" not in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("user", ["fire", "water", "police", "medical", "works", "meteo", "admin", "auditor"])
+def test_the_report_is_refused_to_every_role_but_planners_and_operators(app, clients, user, rr):
+    from command.scenarios.replay import run_replay
+
+    ns = run_replay(rr, SCENARIOS / "rule_threshold").namespace
+    resp = clients(user).get(f"/exercise/report/{ns}")
+    assert resp.status_code == 403 and "After-action" not in resp.get_data(as_text=True)
+
+
+# ---- the map's tiles -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["25/0/0", "1/2/0", "1/0/2", f"{2**70}/0/0", f"3/{2**64}/0", f"0/0/{2**200}", "0/0/0"])
+def test_the_tile_route_answers_crafted_coordinates_4xx(app, clients, path, tmp_path):
+    from layouts.operator.basemap import MapBase
+
+    from .test_map_basemap import make_mbtiles
+
+    config = app.server.config
+    saved = config.get("ECD_MAP_BASE")
+    config["ECD_MAP_BASE"] = MapBase(kind="mbtiles", vector=False, mbtiles=make_mbtiles(tmp_path / "t.mbtiles"))
+    try:
+        assert clients("planner").get("/map/tiles/1/0/0").status_code == 200  # the one tile it holds
+        resp = clients("planner").get(f"/map/tiles/{path}")
+    finally:
+        config["ECD_MAP_BASE"] = saved
+    assert resp.status_code in ((204,) if path == "0/0/0" else (404,)), (path, resp.status_code)
+
+
+@pytest.mark.parametrize("path", ["-1/0/0", "0/-1/0", "0/0/-1", "a/b/c", "0/0/0/../../x", "0/0/0%00"])
+def test_a_tile_path_the_route_does_not_take_is_never_a_tile(app, clients, path):
+    resp = clients("planner").get(f"/map/tiles/{path}")
+    assert resp.status_code < 500 and not resp.mimetype.startswith("image/"), (path, resp.status_code)
+
+
+@pytest.mark.parametrize("user", ["fire", "admin", "auditor", None])
+def test_the_tile_route_is_for_map_readers(app, clients, user):
+    resp = clients(user).get("/map/tiles/0/0/0")
+    if user is None:
+        assert resp.status_code == 302 and resp.headers["Location"].startswith("/login")
+    else:
+        assert resp.status_code == 403
+
+
+# ---- preferences -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("level", ["purple", "", None, 3, ["red"], {"level": "red"}, "red" * 1000, "RED", "red\n"])
+def test_a_crafted_sound_level_is_refused_inline_and_nothing_is_stored(app, clients, rr, level):
+    from command.keys import preferences as prefs_key
+
+    output = next(c for c in app.callback_map if c.startswith("..attn-prefs.children"))
+    body = callback_body(app, output, {("inputs", 1): level})
+    body["changedPropIds"] = ["attn-level.value"]
+    before = rr.hgetall(prefs_key("planner"))
+    resp = clients("planner").post(UPDATE, json=body)
+    assert resp.status_code in (200, 204), resp.status_code
+    if resp.status_code == 200:
+        assert "attn-msg" in resp.get_data(as_text=True) and "level" in resp.get_data(as_text=True)
+    assert rr.hgetall(prefs_key("planner")) == before
+
+
+def test_preferences_are_the_callers_own_and_departments_have_none(app, clients, rr):
+    from command.keys import preferences as prefs_key
+
+    output = next(c for c in app.callback_map if c.startswith("..attn-prefs.children"))
+    body = callback_body(app, output, {("inputs", 1): "yellow"})
+    body["changedPropIds"] = ["attn-level.value"]
+    operator_before = rr.hgetall(prefs_key("operator"))
+    assert clients("planner").post(UPDATE, json=body).status_code == 200
+    assert rr.hget(prefs_key("planner"), "level") == b"yellow"
+    assert rr.hgetall(prefs_key("operator")) == operator_before
+    for user in ("fire", "admin", "auditor"):
+        assert clients(user).post(UPDATE, json=body).status_code == 403
+        assert rr.hgetall(prefs_key(user)) == {}
+
+
+# ---- a department and another's reopened task --------------------------------------------------------------------
+def test_a_reopened_task_stays_its_departments_own(app, clients, rr):
+    from command.models import Task
+    from command.ops.dispatch import apply_verdict, dispatch, update_task
+    from command.ops.verify import REOPENED, Verdict
+    from command.scenarios.replay import run_replay
+
+    keys = Keys(run_replay(rr, SCENARIOS / "rule_zone_incident").namespace)
+    fp = rr.zrange(keys.alerts_open, 0, 0)[0].decode()
+    level = orjson.loads(rr.get(keys.alert(fp)))["level"]
+    clock = int(rr.get(keys.clock))
+    d = dispatch(rr, keys, fingerprint=fp, level=level, resource_ids=["P1", "B1"], operator="operator", now=clock)
+    task_id = f"{d.id}-water_authority"
+    update_task(rr, keys, task_id=task_id, department="water_authority", user="water", status="completed",
+                now=clock + 1, note="sandbags placed")
+    task = apply_verdict(Task.model_validate_json(rr.get(keys.task(task_id))),
+                         Verdict(REOPENED, "water rose 0.4 m after completion", clock + 2))
+    rr.set(keys.task(task_id), task.model_dump_json())
+    listing_cb = next(c for c in app.callback_map if c.startswith("..dept-tasks.children"))
+    water = clients("water").post(UPDATE, json=with_ns(app, listing_cb, keys.ns)).get_data(as_text=True)
+    assert "water rose 0.4 m" in water  # its own department reads why
+    for user in ("fire", "police", "medical"):
+        text = clients(user).post(UPDATE, json=with_ns(app, listing_cb, keys.ns)).get_data(as_text=True)
+        assert "water rose" not in text and task_id not in text, user
+    submit = next(c for c in app.callback_map if c.startswith("..dept-msg.children"))
+    before = rr.get(keys.task(task_id))
+    body = with_ns(app, submit, keys.ns, fill=task_id)
+    for i, s in enumerate(app.callback_map[submit]["state"]):
+        if "dept-status" in s["id"]:
+            body["state"][i][0]["value"] = "completed"
+    resp = clients("fire").post(UPDATE, json=body)
+    assert resp.status_code == 200 and "unknown task" in resp.get_data(as_text=True)
+    assert rr.get(keys.task(task_id)) == before
