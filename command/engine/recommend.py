@@ -170,11 +170,34 @@ def _item(e: Estimate, d: Deadline, now: int, tz: str | None) -> RecommendedReso
 
 
 # ---- the plan -------------------------------------------------------------------------------------
+class _TripMemo:
+    """The road network as `planning.plan` uses it, remembering each target's trips. One stage call
+    re-plans at every instant with an event, over the same units and (mostly) the same targets and
+    closures: a target's trips depend only on the units, their type's speed and the closures in
+    force, so they are estimated once per stage call, not once per instant (docs/performance.md)."""
+
+    def __init__(self, net: RoadNetwork) -> None:
+        self.net = net
+        self.memo: dict[tuple, Any] = {}
+
+    def trips_many(self, targets: Sequence[tuple[float, float]], units: Any, speed_kmh: float,
+                   closures: Sequence[Any] = ()) -> list:
+        key = (units.tobytes() if hasattr(units, "tobytes") else repr(units), float(speed_kmh),
+               tuple(sorted((c.id, c.lon, c.lat, c.radius_m) for c in closures)))
+        wanted = [(float(x), float(y)) for x, y in targets]
+        missing = list(dict.fromkeys(t for t in wanted if (key, t) not in self.memo))
+        if missing:
+            for t, trips in zip(missing, self.net.trips_many(missing, units, speed_kmh, closures), strict=True):
+                self.memo[(key, t)] = trips
+        return [self.memo[(key, t)] for t in wanted]
+
+
 class _Planner:
     """The open alerts that ask for units, and their current recommendations, as events arrive."""
 
     def __init__(self, ctx: PlanContext, units: list[Resource]) -> None:
         self.ctx, self.units = ctx, units
+        self.network: Any = _TripMemo(ctx.network) if ctx.network is not None else None
         self.book: dict[str, _Open] = {}
         self.current: dict[str, tuple[str, ...]] = {
             fp: tuple(i["resource_id"] for i in rec.get("items", ())) for fp, rec in ctx.recommendations.items()}
@@ -200,7 +223,7 @@ class _Planner:
             reqs = tuple(Request(q.type, q.count, q.profile or DEFAULT_PROFILE) for q in o.rule.recommend)
             needs.append(Need(fp, float(a["lon"]), float(a["lat"]), level_weight(o.rank), now, o.deadline.at, reqs,
                               order=(-o.rank, a.get("opened_at") or 0, fp)))
-        return plan(needs, self.units, self.ctx.network, in_force(self.ctx.closures, now))
+        return plan(needs, self.units, self.network, in_force(self.ctx.closures, now))
 
     def recommendation(self, fp: str, allocs: list[Allocation], now: int, why: str = "") -> Recommendation:
         o = self.book[fp]
