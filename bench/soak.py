@@ -13,8 +13,10 @@ audit anchor loop, the live engine, drill runner, RQ worker, gunicorn) in a temp
 **The load**: a producer process writes ``--rate`` readings a second (default 5,000: each gauge 10 times
 a second) with the feeds' own writer (``command.streams.StreamWriter(record=True)``: the input stream,
 each gauge's latest values and trend series), in batches every 100 ms, the wall clock as reading time.
-Values wander around each gauge's normal level; about 2 % of the gauges cross their thresholds now and
-then, so alerts open and close.
+Values wander around each gauge's normal level; about 2 % of the gauges cross their yellow threshold
+for a minute at a time (a 2-minute tide), which the sample's threshold rule (30 minutes above a level)
+does not yet call an alert: the soak loads the input path (feeds' writer, engine, trimming), not the
+alert path.
 
 **Sampled every ``--every`` seconds (default 30)**: the resident memory (RSS) of every process of the
 stack (by role, gunicorn workers each) and of the producer, Redis ``used_memory`` and the AOF's size,

@@ -468,7 +468,9 @@ def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[
     own: list[float] = []
 
     async def main() -> None:
-        limits = httpx.Limits(max_connections=6, max_keepalive_connections=6)
+        # idle connections dropped before gunicorn closes them (its keep-alive is 2 s), as a browser
+        # resends a request that met a connection closed under it
+        limits = httpx.Limits(max_connections=6, max_keepalive_connections=6, keepalive_expiry=1.5)
         headers = {"Origin": base, "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
         clients = []
         for i in range(n):
