@@ -33,6 +33,7 @@ from command.i18n import t
 from command.keys import RQ_QUEUE
 from command.ops.jobs import BACKTEST_TIMEOUT_S, run_backtest_job
 from command.publish.backtest_html import level_tables
+from command.publish.report import inline_script_hashes
 from command.runtime.redis_client import rq_connection
 from command.scenarios.reference import load_rules
 from command.scenarios.upload import check_no_aliases
@@ -43,6 +44,7 @@ from .access import route_policy, secured_callback
 from .common import rds
 from .exercise_files import PLANNER, all_options, decode_upload, settings
 from .inputs import NOT, lang_of, str_list, text
+from .web_headers import content_security_policy
 
 i18n.add({
     "exb.title": {"en": "Compare rule sets (backtest)", "zh": "规则集对比（回测）"},
@@ -400,4 +402,10 @@ def register_routes(server: flask.Flask) -> None:
         path = settings().backtests_dir / bid / "backtest.html"
         if not _ID_RE.fullmatch(bid) or not path.is_file():
             raise NotFound(f"no such backtest {filename!r}")
-        return flask.send_file(path, mimetype="text/html")
+        page = path.read_text(encoding="utf-8")
+        resp = flask.make_response(page)
+        resp.mimetype = "text/html"
+        # its charts are inline scripts: allowed by hash, as the after-action report's (layouts/exercise.py)
+        resp.headers["Content-Security-Policy"] = content_security_policy(
+            inline_script_hashes(page), server.config.get("ECD_MAP_TILES"))
+        return resp
