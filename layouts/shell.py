@@ -97,6 +97,9 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     with server.test_request_context("/"):
         app._setup_server()
     access.verify(app)  # no callback or route without a declared policy
+    import layouts.polling
+
+    layouts.polling.install(server, settings.web_shed_ms)  # overloaded: department polls wait, operators first
     return app
 
 
