@@ -62,7 +62,8 @@ def writes(r) -> dict:
     """Everything a refused form must not change: tasks, incidents, dispatches, status and drill command
     streams, and the audit trail (reads of secret fields aside: showing is not storing)."""
     namespaces = ["live"] + [k.decode() for k in r.hkeys(DRILLS)]
-    namespaces += sorted({k.decode().split(":")[1] for k in r.scan_iter("ecd:drill-*:meta")})
+    # a namespace's keys are `ecd:{<ns>}:*` (its hash tag): the name is between the braces
+    namespaces += sorted({k.decode().split("{")[1].split("}")[0] for k in r.scan_iter("ecd:{drill-*}:meta")})
     out: dict = {"commands": r.xlen(DRILL_COMMANDS), "drills": r.hlen(DRILLS)}
     for ns in sorted(set(namespaces)):
         keys = Keys(ns)
