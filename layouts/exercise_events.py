@@ -10,6 +10,7 @@ from typing import Any
 
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
+import yaml
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from command import i18n
@@ -18,11 +19,12 @@ from command.i18n import t
 from command.scenarios.reference import ScenarioError
 from command.scenarios.upload import EVENT_SECTIONS, UploadError, UploadLimits, events_of, save_events
 from command.timeutil import now_ms, to_iso
+from command.trust.classification import Redactor, Viewer
 
 from . import access
 from .access import secured_callback
-from .common import grid_locale
-from .exercise_files import PLANNER, all_options, settings
+from .common import current_viewer, grid_locale
+from .exercise_files import PLANNER, all_options, cleared_for_reporters, inject_fields, settings
 from .inputs import lang_of
 
 i18n.add({
@@ -49,6 +51,30 @@ i18n.add({
 })
 
 MAX_ROWS = 500
+
+# the message when the list holds personal data the planner is not cleared for (kept apart: a block of its own)
+i18n.add({
+    "exe.personal": {"en": "The injects name reporters (personal data) your clearance does not show: they are "
+                           "masked here, and this list cannot be saved from this page.",
+                     "zh": "注入中含有报告人信息（个人数据），您的密级无法查看：此处已打码，且不能在本页保存此清单。"},
+})
+
+
+def redacted(rows: list[dict[str, Any]], viewer: Viewer) -> tuple[list[dict[str, Any]], bool]:
+    """The rows as `viewer` may see them (an inject's reporter masked as the drill's injects are, the
+    `events` dataset of classification.yaml), and whether anything was masked."""
+    if cleared_for_reporters(viewer):
+        return rows, False
+    red, out, masked = Redactor(viewer), [], False
+    for row in rows:
+        rest = inject_fields(row)
+        if rest is not None:
+            data = (red.record("events", {"type": row.get("type"), "data": rest}) or {}).get("data") or {}
+            row = {**row, "fields": yaml.safe_dump(data, default_flow_style=True, allow_unicode=True, width=10_000,
+                                                   sort_keys=False).strip()}
+            masked = True
+        out.append(row)
+    return out, masked
 
 
 def columns(lang: str) -> list[dict[str, Any]]:
@@ -94,6 +120,15 @@ def _scenario(value: Any) -> str | None:
     return value if isinstance(value, str) and value in {o["value"] for o in all_options()} else None
 
 
+def _masked(folder: Path) -> bool:
+    """Whether the folder's events list is masked for this request's viewer (a folder that does not
+    read is left to save_events, which says why)."""
+    try:
+        return redacted(events_of(folder), current_viewer())[1]
+    except ScenarioError:
+        return False
+
+
 @secured_callback(Output("exe-grid", "rowData"), Output("exe-msg", "children"), Input("exe-load", "n_clicks"),
                   State("exe-scenario", "value"), State("lang", "data"), prevent_initial_call=True, allow=PLANNER)
 def _load(n, scenario, lang):
@@ -102,10 +137,11 @@ def _load(n, scenario, lang):
     if not n or folder is None:
         return no_update, no_update
     try:
-        rows = events_of(Path(folder))
+        rows, masked = redacted(events_of(Path(folder)), current_viewer())
     except ScenarioError as exc:
         return [], dbc.Alert(exc.message, color="danger")
-    return rows, html.Div(t("exe.loaded", lang, n=len(rows), name=Path(folder).name), className="small")
+    note = [html.Div(t("exe.personal", lang), className="small text-warning")] if masked else []
+    return rows, html.Div([t("exe.loaded", lang, n=len(rows), name=Path(folder).name), *note], className="small")
 
 
 @secured_callback(Output("exe-grid", "rowData", allow_duplicate=True), Input("exe-add", "n_clicks"),
@@ -136,6 +172,9 @@ def _save(n, scenario, rows, lang):
         return (no_update, *nothing)
     if folder is None or not isinstance(rows, list) or len(rows) > MAX_ROWS:
         return (dbc.Alert("?", color="danger"), *nothing)
+    if _masked(Path(folder)):  # the masks would be written over the data
+        return (dbc.Alert(t("exe.refused", lang, why=t("exe.personal", lang)), color="danger", id="exe-error"),
+                *nothing)
     try:
         s = settings()
         saved = save_events(Path(folder), rows, s.uploads_dir,

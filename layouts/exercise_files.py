@@ -13,27 +13,30 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import flask
+import yaml
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from command import i18n
 from command.config import SAMPLE_DATA, Settings
-from command.errors import NotFound
+from command.errors import Forbidden, NotFound
 from command.i18n import t
 from command.ops import drills
 from command.scenarios.upload import (
     UploadError,
     UploadLimits,
     delete_kept,
+    events_of,
     folder_of,
     stored,
     unpack_scenario,
     zip_folder,
 )
 from command.timeutil import now_ms, to_iso
+from command.trust.classification import Redactor, Viewer
 
 from . import access
 from .access import route_policy, secured_callback
-from .common import rds
+from .common import current_viewer, rds
 from .inputs import lang_of, text
 
 i18n.add({
@@ -57,6 +60,10 @@ i18n.add({
     "exu.deleted": {"en": "Deleted {id}.", "zh": "已删除 {id}。"},
     "exu.in_use": {"en": "{id} is used by drill {ns}: stop it first.", "zh": "{id} 正被演练 {ns} 使用，请先结束演练。"},
 })
+
+# an inject's reporter (name, phone) is personal data: graded in classification.yaml as the `events`
+# dataset's data.reporter.* (the drill's injects), so the authoring page applies the same grade
+REPORTER_FIELDS = ("name", "phone")
 
 PLANNER = ("planner",)  # authoring an exercise is the planner's job (docs/drills.md)
 _B64_RE = re.compile(r"data:[\w.+/-]*;base64,")
@@ -84,6 +91,23 @@ def kept_options(lang: str = "en") -> list[dict[str, str]]:
 
 def all_options(lang: str = "en") -> list[dict[str, str]]:
     return sample_options() + kept_options(lang)
+
+
+def cleared_for_reporters(viewer: Viewer) -> bool:
+    red = Redactor(viewer)
+    return all(red.action("events", f"data.reporter.{f}") == "keep" for f in REPORTER_FIELDS)
+
+
+def inject_fields(row: dict[str, Any]) -> dict[str, Any] | None:
+    """An events row's `fields` as a mapping when it is an inject naming a reporter, else None."""
+    if row.get("section") != "injects" or "reporter" not in str(row.get("fields", "")):
+        return None
+    rest = yaml.safe_load(row["fields"])  # events_of wrote it from a folder that loaded
+    return rest if isinstance(rest, dict) and "reporter" in rest else None
+
+
+def holds_reporters(folder: Path) -> bool:
+    return any(inject_fields(row) is not None for row in events_of(folder))
 
 
 def decode_upload(contents: Any, max_bytes: int) -> bytes:
@@ -203,6 +227,8 @@ def register_routes(server: flask.Flask) -> None:
         folder = folder_of(settings().uploads_dir, sid)
         if folder is None:
             raise NotFound(f"no such scenario {filename!r}")
+        if not cleared_for_reporters(current_viewer()) and holds_reporters(folder):
+            raise Forbidden("this scenario's injects name reporters (personal data) your clearance does not show")
         resp = flask.make_response(zip_folder(folder))
         resp.headers["Content-Type"] = "application/zip"
         resp.headers["Content-Disposition"] = f'attachment; filename="{folder.name}.zip"'

@@ -416,3 +416,28 @@ def test_the_loader_refuses_a_tick_of_zero(tmp_path):
     (folder / "scenario.yaml").write_text((folder / "scenario.yaml").read_text() + "\ntick: 0s\n")
     with pytest.raises(ScenarioError):
         load_scenario(folder)
+
+
+# ---- personal data in a scenario's injects ----------------------------------------------------------------------
+def test_an_injects_reporter_is_not_shown_whole_to_a_planner_not_cleared_for_it(app, clients, data_dir, source):
+    """A reporter's name and phone inside an inject are secret (classification.yaml, events): a planner
+    cleared internal (the demo planner) sees them masked in the events list, cannot save that list
+    back (it would write the masks over the data) and cannot download the folder."""
+    sy = scenario_yaml(source) + (
+        "\ninjects:\n  - {at: 1h, type: incident, incident_id: INJ-9, category: trapped_people, lat: 30.02, "
+        "lon: 114.02, severity: red, reporter: {name: 王小明, phone: '13800138000'}}\n")
+    before = kept(data_dir)
+    status, text = upload(app, clients, {**source, "scenario.yaml": sy})
+    assert status == 200 and "exu-kept" in text
+    (sid,) = set(kept(data_dir)) - set(before)
+    folder = str(data_dir / "scenarios" / sid)
+    client = clients("planner")
+    shown = client.post(UPDATE, json=callback_body(app, cid(app, "..exe-grid.rowData..."), {("state", 0): folder}))
+    rows = shown.get_json()["response"]["exe-grid"]["rowData"]
+    listed = json.dumps(rows, ensure_ascii=False)
+    assert "INJ-9" in listed and "13800138000" not in listed and "王小明" not in listed and "138****8000" in listed
+    saved = client.post(UPDATE, json=callback_body(app, cid(app, "..exe-result"),
+                                                   {("state", 0): folder, ("state", 1): rows}))
+    assert saved.status_code == 200 and "exe-error" in saved.get_data(as_text=True)
+    assert kept(data_dir) == sorted(set(before) | {sid})
+    assert client.get(f"/exercise/scenario/{sid}.zip").status_code == 403
