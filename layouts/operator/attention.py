@@ -87,7 +87,8 @@ def attention_data(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> dict:
     rank = views.level_rank(r, keys)
     levels = sorted(rank, key=rank.__getitem__)
     top = levels[-1] if levels else "red"
-    out = {"ns": keys.ns, "title": t("app.title", lang), "levels": levels, "top": top,
+    # the namespace only as a digest: a page's text (even hidden) should not repeat what its menus show
+    out = {"ns": hashlib.sha256(keys.ns.encode()).hexdigest()[:12], "title": t("app.title", lang), "levels": levels, "top": top,
            "top_label": t(f"level.{top}", lang), "alerts": []}
     if not Redactor(viewer).allowed("alerts"):
         return out

@@ -42,6 +42,16 @@ def run_until(client, ns: str, ms_after_start: int) -> None:
     pytest.fail(f"drill {ns} did not reach the point: {drills.drill_state(client, ns)}")
 
 
+# the browser's notifications, counted: asked for permission how often, and what was shown
+NOTIFICATIONS = """
+window.__asked = 0; window.__notes = [];
+function N(title, opts) { window.__notes.push([title, (opts || {}).body]); }
+N.permission = 'default';
+N.requestPermission = function () { window.__asked += 1; N.permission = 'granted'; return Promise.resolve('granted'); };
+window.Notification = N;
+"""
+
+
 def flashing_cards(driver) -> list[str]:
     return driver.execute_script(
         "return Array.from(document.querySelectorAll('.alert-card.attn-flash')).map(c => JSON.parse(c.id).fp);")
@@ -53,6 +63,7 @@ def test_a_new_red_alert_sounds_flashes_and_counts_in_the_title(app_server, brow
     # I1 (red, people trapped in the old town) is open; I4 (red, levee breach) comes at 2 h, INJ-1 at 2 h 30
     ns = start_paused_at(client, "rule_zone_incident", "600", HOUR + 5 * 60_000)
     keys = Keys(ns)
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NOTIFICATIONS})
     sign_in(browser, base, "operator")
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "exercise-banner"), "EXERCISE"))
     wait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".maplibregl-canvas")))
@@ -75,12 +86,20 @@ def test_a_new_red_alert_sounds_flashes_and_counts_in_the_title(app_server, brow
     pulses = browser.find_elements(By.CSS_SELECTOR, "#attn-map-layer .attn-pulse")
     assert {p.get_attribute("data-fp") for p in pulses} == set(flashing_cards(browser))
 
-    # switched off: kept on the server for this user, and the next red alert is silent
+    # switched off: kept on the server for this user, and the next red alert is silent; desktop
+    # notifications switched on: the browser is asked only then, and shows the next red alert
+    assert browser.execute_script("return [window.__asked, window.__notes.length];") == [0, 0]
     click(browser, browser.find_element(By.ID, "attn-sound"))
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "attn-sound"), "Sound off"))
     assert preferences.load(client, "operator").sound is False
+    click(browser, browser.find_element(By.ID, "attn-notify"))
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "attn-notify"), "Desktop alerts on"))
+    assert browser.execute_script("return window.__asked;") == 1
+    assert preferences.load(client, "operator").notify is True
     run_until(client, ns, 2 * HOUR + 35 * 60_000)
     wait(browser).until(lambda d: d.title == "(3) red · Flood command")
+    wait(browser).until(lambda d: d.execute_script("return window.__notes.length;") == 1)
+    assert "INJ-1" in browser.execute_script("return window.__notes[0][1];")
     time.sleep(1.2)
     assert plays(browser) == 1
 
@@ -99,8 +118,11 @@ def test_a_new_red_alert_sounds_flashes_and_counts_in_the_title(app_server, brow
     browser.refresh()
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "attn-sound"), "Sound on"))
     assert Select(browser.find_element(By.ID, "attn-level")).first_selected_option.get_attribute("value") == "orange"
-    # desktop notifications: off until the user presses the button (the browser asks only then)
-    assert "off" in browser.find_element(By.ID, "attn-notify").text
+    assert "Desktop alerts on" in browser.find_element(By.ID, "attn-notify").text
+    # in Chinese, the title says it in Chinese
+    click(browser, browser.find_element(By.ID, "shell-lang"))
+    wait(browser).until(lambda d: d.title == "(2) 红色 · 防汛指挥")
+    assert "声音开" in browser.find_element(By.ID, "attn-sound").text
     assert severe_console_errors(browser) == []
     # another page has no alert count in its title
     browser.get(base + "/feeds")
