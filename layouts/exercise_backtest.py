@@ -236,6 +236,8 @@ def submit(r, scenario: str, project: list[str], uploaded: list[dict[str, str]],
             raise type(exc)(exc.message.replace(f"{rules_dir}/", "")) from None
         except RecursionError:  # the page's store is the browser's: a crafted one may nest past the parser
             raise InvalidInput("a rules file is nested too deeply") from None
+        except OSError as exc:  # e.g. a folder where a file is read (a scenario kept before uploads refused it)
+            raise InvalidInput(f"the scenario cannot be read: {exc.strerror or exc.__class__.__name__}") from None
         final = root / bid
         meta = {"id": bid, "by": by, "at": to_iso(now_ms(), None), "scenario": inp.scenario.name, "folder": scenario,
                 "rule_sets": [sp.name for sp in inp.specs]}

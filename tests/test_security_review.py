@@ -441,3 +441,29 @@ def test_an_injects_reporter_is_not_shown_whole_to_a_planner_not_cleared_for_it(
     assert saved.status_code == 200 and "exe-error" in saved.get_data(as_text=True)
     assert kept(data_dir) == sorted(set(before) | {sid})
     assert client.get(f"/exercise/scenario/{sid}.zip").status_code == 403
+
+
+def test_a_folder_named_like_a_scenario_file_is_refused(app, clients, data_dir, source):
+    """Left out of scenario.yaml, a file is found by its usual name: a folder of that name (or of
+    truth.csv, which the backtest reads) is refused at upload, not met later as a server error."""
+    for name in ("readings.csv", "truth.csv", "rivers.geojson"):
+        entries = {k: v for k, v in source.items() if k != name}
+        sy = "\n".join(line for line in scenario_yaml(source).splitlines()
+                       if not line.startswith(f"{name.split('.')[0]}:"))
+        refused_upload(app, clients, data_dir, {**entries, "scenario.yaml": sy, f"{name}/a.txt": "x"}, "not a file")
+
+
+def test_a_kept_folder_that_cannot_be_read_is_refused_by_the_backtest_inline(app, clients, data_dir, tmp_path):
+    """A folder kept before the uploads refused a truth.csv folder: the comparison says why, no 500."""
+    folder = own_folder(data_dir / "scenarios" / "old-truth-000000")
+    (folder / "truth.csv").mkdir()
+    before = [p for p in listing(data_dir / "backtests") if not p.startswith(".")]
+    try:
+        body = callback_body(app, cid(app, "..exb-msg"), {("state", 0): str(folder), ("state", 1): [], ("state", 2): []})
+        resp = clients("planner").post(UPDATE, json=body)
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
+    assert resp.status_code == 200 and "exb-error" in resp.get_data(as_text=True)
+    assert [p for p in listing(data_dir / "backtests") if not p.startswith(".")] == before

@@ -210,6 +210,9 @@ def check_own_files(folder: Path) -> None:
     if not isinstance(doc, dict):
         return  # load_scenario says what is wrong with it
     root = folder.resolve()
+    truth = folder / TRUTH_FILE  # read by the backtest by this name only
+    if truth.exists() and not truth.is_file():
+        raise UploadError(f"{TRUTH_FILE}: not a file (a folder of that name)")
     for key in PATH_KEYS:
         value = doc.get(key)
         if not value:
