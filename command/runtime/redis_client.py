@@ -39,8 +39,8 @@ from typing import Any, Literal, cast
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.client import list_or_args
-from redis.cluster import ClusterPipeline, RedisCluster
+from redis.client import EMPTY_RESPONSE, list_or_args
+from redis.cluster import ClusterPipeline, RedisCluster, TransactionStrategy
 from redis.commands.cluster import READ_COMMANDS
 from redis.retry import Retry
 
@@ -147,10 +147,14 @@ class _Pipeline(ClusterPipeline):
         self._owner = owner
         self._after_exec: list[tuple[Any, ...]] = []
 
+    def _in_transaction(self) -> bool:
+        # (not `self.transaction`: on a cluster client that name is a method, always true)
+        return isinstance(self._execution_strategy, TransactionStrategy)
+
     def _queued(self) -> bool:
         """Is a command issued now queued in a MULTI (rather than sent at once, or not a transaction)?"""
         strategy = self._execution_strategy
-        return bool(self.transaction) and not (getattr(strategy, "_watching", False)
+        return self._in_transaction() and not (getattr(strategy, "_watching", False)
                                                and not getattr(strategy, "_explicit_transaction", False))
 
     def sadd(self, name: Any, *values: Any) -> Any:
@@ -172,10 +176,28 @@ class _Pipeline(ClusterPipeline):
 
     def execute(self, raise_on_error: bool = True) -> Any:
         after, self._after_exec = self._after_exec, []
+        queued = [(c.args[0], c.options) for c in getattr(self._execution_strategy, "_command_queue", ())] \
+            if self._in_transaction() else []
         result = super().execute(raise_on_error)
+        if queued and len(queued) == len(result):
+            result = self._parsed(queued, result)
         for command in after:
             self._owner.execute_command(*command)
         return result
+
+    def _parsed(self, queued: list[tuple[Any, dict]], replies: list[Any]) -> list[Any]:
+        """redis-py (8.1) runs only its cluster-level callbacks on a transaction's replies: an XRANGE
+        inside MULTI comes back as raw lists, a PEXPIRE as 1. The usual per-command parsing, here."""
+        callbacks = self._owner.get_default_node().redis_connection.response_callbacks
+        out = []
+        for (name, options), reply in zip(queued, replies, strict=True):
+            command = name.decode() if isinstance(name, bytes) else str(name)
+            if not isinstance(reply, Exception) and command not in self.cluster_response_callbacks \
+                    and command in callbacks:
+                opts = {k: v for k, v in options.items() if k not in ("keys", EMPTY_RESPONSE)}
+                reply = callbacks[command](reply, **opts)
+            out.append(reply)
+        return out
 
     def reset(self) -> None:
         super().reset()
