@@ -44,6 +44,15 @@ def test_the_worker_refuses_to_start_on_a_cluster_without_a_queue_redis(cluster_
     assert "ECD_RQ_REDIS_URL" in proc.stderr and "Redis Cluster" in proc.stderr
 
 
+def test_app_refuses_to_start_on_a_cluster_without_a_queue_redis(cluster_url, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": cluster_url, "ECD_DATA_DIR": str(tmp_path / "var"),
+           "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "app.py", "--port", "0", "--no-drill"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "ECD_RQ_REDIS_URL" in proc.stderr and "Redis Cluster" in proc.stderr
+
+
 def test_an_acknowledgement_job_queued_on_the_plain_redis_flags_the_task_on_the_cluster(
         cluster_url, plain_url, monkeypatch):
     monkeypatch.setenv("REDIS_URL", cluster_url)
