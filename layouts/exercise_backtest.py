@@ -76,6 +76,14 @@ i18n.add({
 MAX_RULE_SETS = 3
 MAX_RULES_BYTES = 200_000
 MAX_CHARTS = 12  # on the page; the full report has every station
+# backtests share the RQ queue with live tasks' acknowledgement checks (command/ops/jobs.py): a few at
+# once, so a burst of them cannot hold those checks up for hours
+MAX_PENDING = 2
+
+i18n.add({
+    "exb.busy": {"en": "{n} backtests are queued or running: wait for one to finish.",
+                 "zh": "已有 {n} 个回测在排队或运行：请等待其中一个完成。"},
+})
 _ID_RE = re.compile(r"bt-[0-9a-f]{12}")
 _NAME_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -255,6 +263,12 @@ def submit(r, scenario: str, project: list[str], uploaded: list[dict[str, str]],
     return bid
 
 
+def pending(r) -> int:
+    """Backtests waiting in the job queue or running."""
+    q = Queue(RQ_QUEUE, connection=rq_connection(r))
+    return sum(1 for jid in q.get_job_ids() + q.started_job_registry.get_job_ids() if _ID_RE.fullmatch(jid))
+
+
 def _mkdir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
@@ -277,6 +291,9 @@ def _run(n, scenario, project, uploaded, lang):
     assert isinstance(project, list)
     if len(project) + len(uploaded) > MAX_RULE_SETS:
         return dbc.Alert(t("exb.too_many", lang), color="warning", id="exb-error"), no_update
+    busy = pending(rds())
+    if busy >= MAX_PENDING:
+        return dbc.Alert(t("exb.busy", lang, n=busy), color="warning", id="exb-error"), no_update
     try:
         bid = submit(rds(), scenario, project, uploaded, access.user()["username"])
     except CommandError as exc:

@@ -477,3 +477,60 @@ def test_a_crafted_id_deletes_nothing(app, clients, data_dir, source, sid):
     before = listing(data_dir / "scenarios")
     resp = clients("planner").post(UPDATE, json=callback_body(app, cid(app, "..exu-delete-msg"), fill=sid))
     assert resp.status_code in (200, 204, 400) and listing(data_dir / "scenarios") == before  # 400: not an id
+
+
+# ---- the job queue ----------------------------------------------------------------------------------------------
+def _run_backtest(app, clients):
+    body = callback_body(app, cid(app, "..exb-msg"), {("state", 0): str(SCENARIOS / "rule_threshold"),
+                                                      ("state", 1): [], ("state", 2): []})
+    resp = clients("planner").post(UPDATE, json=body)
+    assert resp.status_code == 200, resp.status_code
+    return resp.get_data(as_text=True)
+
+
+def test_backtests_queued_at_once_are_capped(app, clients, data_dir):
+    """Backtests share the job queue with the acknowledgement checks of live tasks (command/ops/jobs.py):
+    a planner queuing backtest after backtest (each up to BACKTEST_TIMEOUT_S of the worker) would hold
+    those checks up for hours. At most MAX_PENDING wait or run at once; the next is refused inline."""
+    from rq import Queue
+    from rq.job import Job
+
+    from command.keys import RQ_QUEUE
+    from layouts.exercise_backtest import MAX_PENDING
+
+    r = redis.Redis.from_url(app.server.config["ECD_REDIS_URL"])
+    queue = Queue(RQ_QUEUE, connection=r)
+    mine: list[str] = []
+    try:
+        for _ in range(MAX_PENDING):
+            text = _run_backtest(app, clients)
+            assert "Backtest bt-" in text, text[:300]
+            mine += [j for j in queue.get_job_ids() if j.startswith("bt-") and j not in mine]
+        before = listing(data_dir / "backtests")
+        text = _run_backtest(app, clients)
+        assert "exb-error" in text and "Backtest bt-" not in text
+        assert listing(data_dir / "backtests") == before
+        assert len([j for j in queue.get_job_ids() if j.startswith("bt-")]) == MAX_PENDING
+    finally:  # no worker here: the queued jobs must not be left to another module's worker
+        for jid in mine:
+            Job.fetch(jid, connection=r).delete()
+
+
+@pytest.mark.xfail(strict=True, reason="backtests go to the same RQ queue (command.keys.RQ_QUEUE) as live tasks' "
+                   "acknowledgement checks, so even one backtest (up to BACKTEST_TIMEOUT_S, 15 min) delays them. "
+                   "Proposed: a queue of its own for backtests (command/keys.py RQ_BACKTEST_QUEUE, enqueued there "
+                   "by layouts/exercise_backtest.submit) with the worker (command/ops/jobs.run_worker) listening "
+                   "to the ack queue first, or a second worker for backtests")
+def test_a_backtest_never_waits_in_front_of_an_acknowledgement_check(app, clients):
+    from rq.job import Job
+
+    from command.keys import RQ_QUEUE
+
+    r = redis.Redis.from_url(app.server.config["ECD_REDIS_URL"])
+    text = _run_backtest(app, clients)
+    bid = text[text.index("Backtest bt-") + len("Backtest "):][:15]
+    job = Job.fetch(bid, connection=r)
+    try:
+        assert job.origin != RQ_QUEUE
+    finally:
+        job.delete()
