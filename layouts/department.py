@@ -151,6 +151,14 @@ i18n.add({
     "dept.category_hint": {"en": "Choose what happened…", "zh": "请选择事件类别…"},
     "dept.description_hint": {"en": "e.g. water 40 cm deep in the underpass, two cars stuck",
                               "zh": "例如：地下通道积水约 40 厘米，两辆车被困"},
+    # what to correct, per field, where the intake's own (English) message is not in the page's language
+    "dept.err.category": {"en": "Choose a category.", "zh": "请选择事件类别。"},
+    "dept.err.severity": {"en": "Choose a severity.", "zh": "请选择严重程度。"},
+    "dept.err.lat": {"en": "A latitude from -90 to 90.", "zh": "纬度须为 -90 至 90 之间的数字。"},
+    "dept.err.lon": {"en": "A longitude from -180 to 180.", "zh": "经度须为 -180 至 180 之间的数字。"},
+    "dept.err.description": {"en": "Say what is happening.", "zh": "请描述现场情况。"},
+    "dept.err.other": {"en": "Check the reporter's name and phone.", "zh": "请检查报告人姓名和电话。"},
+    "dept.err.refused": {"en": "This report was refused.", "zh": "上报被拒绝。"},
 })
 
 
@@ -369,6 +377,9 @@ def report_incident(r, keys, user: dict, form: dict, lang: str) -> tuple:
     except CommandError as exc:  # InvalidInput: a message per field; Forbidden and the rest: the message
         e = _by_field(exc, REPORT_FIELDS)
         other = e.pop("", "")
+        if lang != "en":  # the intake speaks English: each field's own hint in the page's language
+            e = {f: t(f"dept.err.{f}", lang) for f in e}
+            other = t("dept.err.other" if isinstance(exc, InvalidInput) else "dept.err.refused", lang) if other else ""
         text = t("dept.fix", lang) + (f" ({other})" if other else "") if isinstance(exc, InvalidInput) else other
         return (dbc.Alert(text, color="warning"), *[e.get(f, "") for f in REPORT_FIELDS])
     inc = done.incident

@@ -163,6 +163,10 @@ def test_every_page_in_chinese_has_no_english_left(app_server, browser):
     # a department on its own page
     sign_in_zh(browser, base, "fire", "/department")
     visit("/department (fire)", lambda d: shell_ready(d) and d.find_elements(By.CSS_SELECTOR, "#dept-tasks .task-card"))
+    # an empty incident report: what to correct, in Chinese too
+    click(browser, browser.find_element(By.ID, "dept-inc-submit"))
+    visit("/department form errors (fire)", lambda d: d.find_element(By.ID, "dept-inc-err-category").text
+          and d.find_element(By.ID, "dept-inc-err-description").text)
 
     # the planner: the exercise page
     sign_in_zh(browser, base, "planner", "/exercise")
