@@ -25,7 +25,9 @@ Of N clients, 2 are operators (as in a command centre), the rest department phon
 
 **Measured** per request: the time from sending to the whole answer. p50/p95/p99 and errors (an HTTP
 status >= 400 or a transport error or timeout: 204, Dash's "nothing to update", is a success) over every
-request of a run, and operators' map requests (``map-graph``) apart. While a run lasts, each process of
+request of a run, and operators' map requests (``map-graph``) apart; ``shed`` counts the department and
+shell polls an overloaded worker answered 204 at once (layouts/polling.py: those clients got nothing
+new at that tick). While a run lasts, each process of
 the stack (and this benchmark itself: it shares the machine) is sampled with psutil; the busiest
 process and the machine's total CPU say where it saturates. The clients of a run all start within the
 first second (spread evenly), and the run's first 3 s are not counted (sign-in and first full pages).
@@ -519,6 +521,8 @@ def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[
     return {
         "clients": n, "operators": n_ops, "seconds": seconds,
         "requests": len(counted), "errors": errors,
+        # answered 204 at once: a department or shell poll shed by an overloaded worker (layouts/polling.py)
+        "shed": sum(1 for s in counted if s.status == 204),
         "p50_ms": round(_pct(ms, 50), 1), "p95_ms": round(_pct(ms, 95), 1), "p99_ms": round(_pct(ms, 99), 1),
         "max_ms": round(max(ms), 1) if ms else None,
         "requests_per_s": round(len(counted) / max(seconds - WARMUP_S, 1e-9), 1),
@@ -582,10 +586,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{'clients':>7} {'requests':>9} {'req/s':>7} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+    print(f"{'clients':>7} {'requests':>9} {'req/s':>7} {'errors':>6} {'shed':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
           f"{'op map p95':>10} {'machine %':>9}  busiest process (CPU %)")
     for x in runs:
-        print(f"{x['clients']:>7} {x['requests']:>9} {x['requests_per_s']:>7} {x['errors']:>6} {x['p50_ms']:>8} "
+        print(f"{x['clients']:>7} {x['requests']:>9} {x['requests_per_s']:>7} {x['errors']:>6} {x['shed']:>6} "
+              f"{x['p50_ms']:>8} "
               f"{x['p95_ms']:>8} {x['p99_ms']:>8} {str(x['operator_map_p95_ms']):>10} "
               f"{str(x['machine_cpu_percent']):>9}  {x['busiest_process']} ({x['cpu_percent'].get(x['busiest_process'])}),"
               f" bench itself {x['bench_cpu_percent']}")
