@@ -405,10 +405,6 @@ def test_html_in_station_names_and_incident_text_stays_text_in_the_report(app, c
     assert len(inline_script_hashes(page)) == 2 and all(h in script_src for h in inline_script_hashes(page))
 
 
-@pytest.mark.xfail(strict=True, reason="command/scenarios/load.py takes `tick: 0s` (the uploads refuse it, "
-                   "command/scenarios/upload.py MIN_TICK_MS, but a folder kept before, or given to the command "
-                   "line, still loads; its feed's list of ticks then never ends). Proposed: load_scenario raises "
-                   "ScenarioError when tick_ms < 1000")
 def test_the_loader_refuses_a_tick_of_zero(tmp_path):
     from command.scenarios.load import load_scenario
     from command.scenarios.reference import ScenarioError

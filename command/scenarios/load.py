@@ -51,6 +51,9 @@ INJECT_TYPES = ("incident", "reading", "resource_status")
 _OFFSET_RE = r"(?:Z|[+-]\d{2}:?\d{2})\Z"  # `\Z`, never `$`: that lets a trailing newline through
 
 
+MIN_TICK_MS = 1_000  # the shortest scenario clock tick
+
+
 @dataclass
 class Inject:
     at: int  # epoch ms
@@ -364,6 +367,8 @@ def load_scenario(folder: str | Path) -> Scenario:
             tick_ms = parse_duration(doc["tick"])
         except ValueError as exc:
             raise ScenarioError(f"{sy}: `tick`: {exc}") from None
+    if tick_ms < MIN_TICK_MS:  # a zero tick would make a drill's list of ticks grow without end
+        raise ScenarioError(f"{sy}: `tick` must be at least {MIN_TICK_MS // 1000}s")
     zones = load_zones(resolve(folder, doc, "zones", "zones.geojson"))
     stations = load_stations(resolve(folder, doc, "stations", "stations.geojson"), zones)
     resources = load_resources(resolve(folder, doc, "resources", "resources.csv"))

@@ -48,7 +48,6 @@ _ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
 _MAX_NAME_PART = 255  # bytes: what a Linux file system takes for one name (longer fails at unpacking)
 # the drill runner lists every tick of a scenario from its start to its last event at once: a tick of 0
 # would never end that list, and a tiny tick over a far-off inject makes it millions long
-MIN_TICK_MS = 1_000
 MAX_TICKS = 100_000
 
 
@@ -268,8 +267,6 @@ def _validate(folder: Path) -> Scenario:
         # a file shaped as the loader never expects (a feature that is not an object ...): refused, not a 500
         raise UploadError(_relative_message(f"the scenario cannot be read: {exc.__class__.__name__}: {exc}",
                                             folder)) from None
-    if sc.tick_ms < MIN_TICK_MS:
-        raise UploadError(f"{SCENARIO_FILE}: `tick` must be at least {MIN_TICK_MS // 1000}s")
     ticks = (sc.end - sc.start) // sc.tick_ms
     if ticks > MAX_TICKS:
         raise UploadError(f"{SCENARIO_FILE}: `tick`: {ticks:,} ticks from the start to the last reading or event "
