@@ -18,8 +18,10 @@ with a recommendation. ``meta.mode`` is ``exercise``; the ``DRILLS`` registry li
     called directly inside a Flask request context of ``app.create_app(redis_url=...)`` signed in as the
     operator, N times per case: ``full`` (the whole map: first load, language or view change),
     ``full_cold`` (the same with the per-process station cache empty: a worker's first request),
-    ``no_change``, ``alert_change`` (one new alert), ``station_changes`` (100 gauges report new values);
-    ``build_figure`` alone too. Server time = the call plus ``plotly.io.json.to_json_plotly`` of the
+    ``no_change``, ``alert_change`` (one new alert), ``alert_change_whole_layer`` (the baseline: the same
+    change sent as before point-by-point patches, the whole station layer and every zone layer),
+    ``station_changes`` (100 gauges report new values); ``build_figure`` alone too. CPU time of this
+    process is given beside the wall-clock time. Server time = the call plus ``plotly.io.json.to_json_plotly`` of the
     response Dash sends (``{"multi": true, "response": {...}}``); payload = that JSON's bytes (no_update:
     Dash's empty answer, 28 bytes). The same cases through Dash itself (Flask test client,
     ``POST /_dash-update-component``), and over HTTP against the running app (gunicorn), are reported
