@@ -11,10 +11,16 @@
   var state = {ns: null, seen: null, plays: 0, notified: 0, flashing: [], title: null, baseTitle: document.title};
   window.ecdAttention = state;
 
+  var parsed = {};  // id -> [text, value]: parse again only when the server drew something new
   function readJson(id) {
     var el = document.getElementById(id);
     if (!el || !el.textContent) return null;
-    try { return JSON.parse(el.textContent); } catch (e) { return null; }
+    var text = el.textContent;
+    if (parsed[id] && parsed[id][0] === text) return parsed[id][1];
+    var value = null;
+    try { value = JSON.parse(text); } catch (e) { value = null; }
+    parsed[id] = [text, value];
+    return value;
   }
 
   function cardFp(card) {
