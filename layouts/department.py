@@ -159,6 +159,14 @@ i18n.add({
     "dept.err.description": {"en": "Say what is happening.", "zh": "请描述现场情况。"},
     "dept.err.other": {"en": "Check the reporter's name and phone.", "zh": "请检查报告人姓名和电话。"},
     "dept.err.refused": {"en": "This report was refused.", "zh": "上报被拒绝。"},
+    # the same for a task's status form (update_task's messages are English)
+    "dept.err.status": {"en": "Choose a status.", "zh": "请选择状态。"},
+    "dept.err.note": {"en": "The note is too long or not text.", "zh": "说明过长或包含无效字符。"},
+    "dept.err.people_assisted": {"en": "People assisted: a whole number, 0 or more.", "zh": "救助人数须为 0 或正整数。"},
+    "dept.err.position": {"en": "Both a latitude (-90 to 90) and a longitude (-180 to 180), or neither.",
+                          "zh": "请同时填写纬度（-90 至 90）和经度（-180 至 180），或都不填。"},
+    "dept.err.task": {"en": "This update was not taken: check the person assisted, or reload and try again.",
+                      "zh": "此次更新未被接受：请检查获救人员信息，或刷新页面后重试。"},
 })
 
 
@@ -277,7 +285,10 @@ def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, 
                            now=command_time(r, keys),
                            **_status_form(status, note, people, lat, lon, person_name, person_phone))
     except CommandError as exc:
-        return no_update, _by_field(exc, TASK_FIELDS)
+        problems = _by_field(exc, TASK_FIELDS)
+        if lang != "en":  # update_task speaks English: each field's own hint in the page's language
+            problems = {f: t(f"dept.err.{f or 'task'}", lang) for f in problems}
+        return no_update, problems
     return dbc.Alert(t("dept.saved", lang, task=task.subject, status=t(f"status.{task.status}", lang)), color="success",
                      dismissable=True, id="dept-saved"), {}
 

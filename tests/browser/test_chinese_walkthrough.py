@@ -163,6 +163,13 @@ def test_every_page_in_chinese_has_no_english_left(app_server, browser):
     # a department on its own page
     sign_in_zh(browser, base, "fire", "/department")
     visit("/department (fire)", lambda d: shell_ready(d) and d.find_elements(By.CSS_SELECTOR, "#dept-tasks .task-card"))
+    # a status update with a position out of range, and an empty incident report: what to correct, in Chinese too
+    task = "//div[contains(@class,'task-card')]"
+    browser.find_element(By.XPATH, task + "//input[contains(@id, 'dept-lat')]").send_keys("95")
+    browser.find_element(By.XPATH, task + "//input[contains(@id, 'dept-lon')]").send_keys("114")
+    click(browser, browser.find_element(By.XPATH, task + "//button[normalize-space()='提交']"))
+    visit("/department status errors (fire)", lambda d: d.find_element(By.XPATH, task + "//div[contains(@class,"
+                                                                        "'field-error')][normalize-space()]"))
     # an empty incident report: what to correct, in Chinese too
     click(browser, browser.find_element(By.ID, "dept-inc-submit"))
     visit("/department form errors (fire)", lambda d: d.find_element(By.ID, "dept-inc-err-category").text
