@@ -5,7 +5,8 @@
  * - the list and the map together: a click on an alert card centres the map on its subject, rings it
  *   (`#map-highlight`, class `map-highlight`, `data-subject`) and asks the server for its trend (store
  *   `map-focus`); a click on a station or incident of the map, or on a district name, scrolls to its
- *   card and marks it (class `card-selected`).
+ *   card and marks it (class `card-selected`);
+ * - the list's level and zone filters (`#map-filter-state`) dim the stations they leave out.
  * For other scripts: `window.ecdMap.locate(subject)` -> {lon, lat} or null, `ecdMap.highlight(subject)`,
  * `ecdMap.focus(subject)` (centre + ring + trend), `ecdMap.showCard(subject)`.
  */
@@ -118,6 +119,27 @@
     drawHighlight();
   }
 
+  /* ---- the list's level and zone filters, on the map: the stations they leave out are dimmed ---- */
+  var DIM = 0.15;
+  function applyFilter() {
+    var gd = state.gd, el = document.getElementById("map-filter-state");
+    if (!gd || !gd.data || !gd.data[0] || !window.Plotly) return;
+    var f = el && el.dataset.filter ? JSON.parse(el.dataset.filter) : null;
+    var op = gd.data[0].marker && gd.data[0].marker.opacity;
+    if (!f) {
+      if (Array.isArray(op)) window.Plotly.restyle(gd, {"marker.opacity": 1}, [0]);
+      return;
+    }
+    var cd = gd.data[0].customdata || [];
+    var want = cd.map(function (c) {
+      var lv = (c && c[4]) || "", zone = (c && c[2]) || "";
+      var ok = (!f.levels || f.levels.indexOf(lv) >= 0) && (!f.zones.length || f.zones.indexOf(zone) >= 0);
+      return ok ? 1 : DIM;
+    });
+    if (Array.isArray(op) && op.length === want.length && op.every(function (v, i) { return v === want[i]; })) return;
+    window.Plotly.restyle(gd, {"marker.opacity": [want]}, [0]);
+  }
+
   /* ---- the list and the map ---------------------------------------------------------------- */
   function anchorOf(subject) {
     var all = document.querySelectorAll(".alert-card .card-anchor");
@@ -177,6 +199,7 @@
   function attach() {
     var gd = graph(), map = mapOf(gd);
     if (!gd || !map) return;
+    if (state.gd === gd) applyFilter();  // after a new filter, or a new figure that dropped the dimming
     if (gd !== state.gd) {
       state.gd = gd;
       gd.on("plotly_afterplot", draw);

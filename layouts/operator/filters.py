@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from dash import dcc, html
 
 from command.i18n import t
@@ -64,6 +65,15 @@ def keep(a: dict[str, Any], f: Filter) -> bool:
         if not depts & f.departments:
             return False
     return True
+
+
+def marker(f: Filter) -> list[html.Span]:
+    """The level and zone filter in force, for the map (assets/map-overlay.js dims the stations it
+    leaves out); nothing when there is none."""
+    if f.levels is None and not f.zones:
+        return []
+    state = {"levels": sorted(f.levels) if f.levels is not None else None, "zones": sorted(f.zones)}
+    return [html.Span(id="map-filter-state", className="card-anchor", **{"data-filter": orjson.dumps(state).decode()})]
 
 
 def controls(lang: str, zones: dict[str, Any], departments: dict[str, str]) -> html.Div:

@@ -177,7 +177,7 @@ def queue_view(r, keys: Keys, lang: str, show_all: bool = False, viewer: Viewer 
     if not queue:
         return [html.Div(t("map.no_alerts", lang), className="muted empty", id="map-queue-empty"),
                 *([html.Div(t("filter.hidden", lang, n=hidden), className="muted", id="map-queue-hidden")]
-                  if hidden else [])]
+                  if hidden else []), *filters.marker(filt)]
     tz = ns_tz(r, keys)
     now = command_time(r, keys)
     names = dept_names(lang)
@@ -194,6 +194,7 @@ def queue_view(r, keys: Keys, lang: str, show_all: bool = False, viewer: Viewer 
         label = t("map.show_fewer", lang) if show_all else t("map.show_all", lang, n=len(rest), counts=counts)
         cards.append(html.Div(dbc.Button(label, id="map-queue-toggle", color="link", size="sm", n_clicks=0),
                               className="queue-more"))
+    cards += filters.marker(filt)
     return cards
 
 

@@ -164,9 +164,22 @@ def test_the_list_filters_by_level_and_a_dispatch_draws_its_route(app_server, br
 
     wait(browser).until(lambda d: shown(d)[0] and all("lvl-border-red" in c for c in shown(d)[0]))
     assert re.match(r"\d+ alerts hidden by the filters", shown(browser)[1] or "")
+
+    def dimming(d):  # [[station level, opacity]] on the map, or None when nothing is dimmed
+        return d.execute_script(
+            "const t = document.querySelector('#map-graph .js-plotly-plot').data[0];"
+            "const op = t.marker.opacity; if (!Array.isArray(op)) return null;"
+            "return t.customdata.map((c, i) => [c[4], op[i]]);")
+
+    # the map dims the stations the filter leaves out: only the red ones stay bright
+    wait(browser).until(lambda d: dimming(d) is not None)
+    dim = dimming(browser)
+    assert any(lv == "red" for lv, _ in dim) and any(lv != "red" for lv, _ in dim)
+    assert all((op == 1) == (lv == "red") for lv, op in dim)
     for lv in ("orange", "yellow"):
         click(browser, browser.find_element(By.XPATH, f"//*[@id='map-filter-level']//input[@value='{lv}']"))
     wait(browser).until(EC.invisibility_of_element_located((By.ID, "map-queue-hidden")))
+    wait(browser).until(lambda d: dimming(d) is None)
 
     # dispatch one card's recommendation: its units' routes appear on the map, along the roads
     button = "//div[contains(@class,'alert-card')]//button[normalize-space()='Dispatch']"
