@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -16,6 +17,7 @@ from command.keys import preferences as prefs_key
 from command.ops import drills, preferences
 from command.ops.dispatch import alert_action
 
+from ..conftest import SCENARIOS
 from .conftest import click, severe_console_errors, sign_in, wait
 from .test_dashboard import start_paused_at, wait_until
 
@@ -128,4 +130,37 @@ def test_a_new_red_alert_sounds_flashes_and_counts_in_the_title(app_server, brow
     browser.get(base + "/feeds")
     wait(browser).until(EC.presence_of_element_located((By.ID, "page")))
     wait(browser).until(lambda d: not d.title.startswith("("))
+    drills.send(client, "stop", ns=ns, by="test")
+
+
+def test_the_chosen_level_decides_what_sounds_and_flashes(app_server, browser):
+    """From orange: the yellow alerts of a rising gauge stay quiet and still; its rise to orange sounds."""
+    base, client, _ = app_server
+    preferences.save(client, "operator", {"sound": True, "level": "orange", "notify": False})
+    # rule_threshold: WL-A and WL-F yellow at 1 h, WL-A orange at 1 h 45; nothing open at 40 min
+    ns = drills.start_drill(client, SCENARIOS / "rule_threshold", "600", by="test")
+    wait_until(lambda: drills.drill_state(client, ns).get("clock") is not None, 60)
+    drills.send(client, "pause", ns=ns, by="test")
+    wait_until(lambda: drills.drill_state(client, ns).get("paused") == "1")
+    st = drills.drill_state(client, ns)
+    assert int(st["clock"]) - int(st["start"]) < HOUR, "the drill ran past its first alerts before the pause"
+    sign_in(browser, base, "operator")
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "exercise-banner"), "EXERCISE"))
+    assert Select(browser.find_element(By.ID, "attn-level")).first_selected_option.get_attribute("value") == "orange"
+    wait(browser).until(lambda d: d.execute_script("return window.ecdAttention.ns !== null;"))
+
+    run_until(client, ns, HOUR + 5 * 60_000)
+    keys = Keys(ns)
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#map-queue .alert-card")) == 2)
+    time.sleep(1.2)
+    assert plays(browser) == 0 and flashing_cards(browser) == []  # yellow: below the chosen level
+
+    run_until(client, ns, HOUR + 50 * 60_000)
+    wait(browser).until(lambda d: plays(d) == 1)
+    alerts = [orjson.loads(client.get(keys.alert(fp.decode())) or b"{}") for fp in client.zrange(keys.alerts_open, 0, -1)]
+    orange = [a["fingerprint"] for a in alerts if a.get("level") == "orange"]
+    assert len(orange) == 1 and len(alerts) == 2
+    wait(browser).until(lambda d: flashing_cards(d) == orange)
+    assert browser.title == "Flood command"  # no red alert: nothing to count
+    assert severe_console_errors(browser) == []
     drills.send(client, "stop", ns=ns, by="test")
