@@ -23,6 +23,10 @@ B, so the ratio compares like with like.
     time seen - time of the probe's XADD (``time.time()`` in both processes). Target p99 < 250 ms.
 (d) replay: a generated 72-hour, 500-station scenario at 15-minute steps (144,000 readings) through
     ``command.scenarios.replay.run_replay(r, folder, speed=None, batch=B)``, timed around that call. Target < 10 s.
+
+(a), (b) and (d) also give this process's CPU time (``time.process_time()``; Redis's own excluded):
+per entry for the raw side and the engine, in all for the replay. On a shared machine the rates move
+with the other work on it; the CPU per entry hardly does.
 """
 
 from __future__ import annotations
@@ -231,7 +235,7 @@ def bench_raw(url: str, entries: list[dict[str, bytes]]) -> dict[str, Any]:
         r.xgroup_create(stream, ENGINE_GROUP, id="0")
         log(f"(a) raw: XREADGROUP COUNT {BATCH} + XACK until empty")
         done = 0
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         while True:
             resp = r.xreadgroup(ENGINE_GROUP, "bench-raw", {stream: ">"}, count=BATCH)
             if not resp or not resp[0][1]:
@@ -239,11 +243,11 @@ def bench_raw(url: str, entries: list[dict[str, bytes]]) -> dict[str, Any]:
             batch = resp[0][1]
             r.xack(stream, ENGINE_GROUP, *[eid for eid, _ in batch])
             done += len(batch)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         if done != len(entries):
             raise RuntimeError(f"raw read {done} entries, expected {len(entries)}")
         log(f"(a) raw: {done:,} entries in {dt:.2f} s = {done / dt:,.0f}/s")
-        return {"raw_rate": done / dt, "raw_seconds": dt}
+        return {"raw_rate": done / dt, "raw_seconds": dt, "raw_cpu_us_per_entry": cpu / done * 1e6}
     finally:
         delete_namespace(r, keys)
         r.close()
@@ -268,9 +272,9 @@ def bench_engine(url: str, scenario_dir: Path, entries: list[dict[str, bytes]]) 
         eng = Engine(r, keys, batch=BATCH, consumer="bench-engine")
         eng.start()
         log(f"(b) engine: Engine.drain() (batch {BATCH})")
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         n = eng.drain()
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         eng.release()
         if n != len(entries):
             raise RuntimeError(f"engine processed {n} entries, expected {len(entries)}")
@@ -278,8 +282,10 @@ def bench_engine(url: str, scenario_dir: Path, entries: list[dict[str, bytes]]) 
         still_open = r.zcard(keys.alerts_open)
         log(f"(b) engine: {n:,} entries in {dt:.2f} s = {n / dt:,.0f}/s; {alerts} alerts opened "
             f"({eng.alert_events} alert events, {still_open} still open), "
-            f"{r.xlen(keys.recommendations_stream)} recommendations")
-        return {"engine_rate": n / dt, "engine_seconds": dt, "engine_entries": n, "alerts": alerts,
+            f"{r.xlen(keys.recommendations_stream)} recommendations; CPU {cpu / n * 1e6:.1f} us per entry")
+        # this process's CPU (Redis's excluded): unlike the rate, hardly moved by other work on the machine
+        return {"engine_rate": n / dt, "engine_seconds": dt, "engine_cpu_us_per_entry": cpu / n * 1e6,
+                "engine_entries": n, "alerts": alerts,
                 "alert_events": eng.alert_events}
     finally:
         if keys is not None:
@@ -510,12 +516,13 @@ def bench_replay(url: str, tmp: Path, city: City, stations: Path, hours: int) ->
     keys = new_keys("replay")
     try:
         log("(d) replay: run_replay(speed=None)")
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         res = run_replay(r, folder, speed=None, namespace=keys.ns, batch=BATCH)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         log(f"(d) replay: {res.readings:,} readings ({res.entries:,} stream entries) in {dt:.2f} s, "
             f"{res.alerts} alerts")
         return {"replay_readings": res.readings, "replay_entries": res.entries, "replay_seconds": dt,
+                "replay_cpu_seconds": cpu,
                 "replay_alerts": res.alerts}
     finally:
         delete_namespace(r, keys)
@@ -550,8 +557,10 @@ def print_table(res: dict[str, Any]) -> None:
     rows = []
     if "raw_rate" in res:
         rows.append(("raw_rate (XREADGROUP+XACK)", f"{res['raw_rate']:,.0f} entries/s", "", None))
+        rows.append(("raw CPU per entry (this process)", f"{res['raw_cpu_us_per_entry']:.1f} us", "", None))
     if "engine_rate" in res:
         rows.append(("engine_rate (stream -> alerts)", f"{res['engine_rate']:,.0f} entries/s", "", None))
+        rows.append(("engine CPU per entry (this process)", f"{res['engine_cpu_us_per_entry']:.1f} us", "", None))
         rows.append(("alerts opened (engine part)", f"{res['alerts']:,}", "> 0", res["alerts"] > 0))
     if "ratio" in res:
         rows.append(("ratio engine/raw", f"{res['ratio']:.3f}", f">= {TARGET_RATIO}", res["ratio"] >= TARGET_RATIO))
@@ -566,6 +575,7 @@ def print_table(res: dict[str, Any]) -> None:
     if "replay_seconds" in res:
         rows.append(("replay", f"{res['replay_readings']:,} readings in {res['replay_seconds']:.2f} s",
                      f"< {TARGET_REPLAY_S:g} s", res["replay_seconds"] < TARGET_REPLAY_S))
+        rows.append(("replay CPU (this process)", f"{res['replay_cpu_seconds']:.2f} s", "", None))
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     head = ("figure", "value", "target")
     w = [max(w[i], len(head[i])) for i in range(3)]
