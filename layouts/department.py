@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -9,7 +10,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from command import i18n
 from command.clock import command_time
-from command.errors import CommandError, InvalidInput
+from command.errors import CommandError, InvalidInput, RateLimited
 from command.i18n import t
 from command.models import TASK_NEXT
 from command.ops.dispatch import update_task
@@ -144,6 +145,15 @@ def tasks_view(r, keys, department: str, lang: str, viewer: Viewer = INTERNAL) -
     order = {"need_support": 0, "reopened": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
     tasks.sort(key=lambda x: (order.get(x.task.status, 5), -x.task.created_at))
     return [task_card(x.task, lang, tz, now, x.reporter) for x in tasks]
+
+
+# back-pressure (command/trust/throttle.py): a report or status update refused because the user or the
+# department sent too many in a short time
+i18n.add({
+    "dept.rate_limited": {"en": "Too many submissions from you or your department in a short time: "
+                                "try again in {s} s.",
+                          "zh": "您或您所在部门短时间内提交过多：请 {s} 秒后再试。"},
+})
 
 
 # the incident form's hints: a field left as it came says what it wants
@@ -284,6 +294,8 @@ def submit_status(r, keys, user: dict, task_id: str, status, note, people, lat, 
         task = update_task(r, keys, task_id=task_id, department=user["department"], user=user["username"],
                            now=command_time(r, keys),
                            **_status_form(status, note, people, lat, lon, person_name, person_phone))
+    except RateLimited as exc:  # back-pressure: say how long to wait, in the page's language
+        return no_update, {"": t("dept.rate_limited", lang, s=math.ceil(exc.retry_after))}
     except CommandError as exc:
         problems = _by_field(exc, TASK_FIELDS)
         if lang != "en":  # update_task speaks English: each field's own hint in the page's language
@@ -385,6 +397,9 @@ def report_incident(r, keys, user: dict, form: dict, lang: str) -> tuple:
         form = {**form, "description": form["description"].strip()}
     try:
         done = submit(r, keys, form, Actor.of_user(user), FORM)
+    except RateLimited as exc:  # back-pressure: say how long to wait, in the page's language
+        return (dbc.Alert(t("dept.rate_limited", lang, s=math.ceil(exc.retry_after)), color="warning"),
+                *[""] * len(REPORT_FIELDS))
     except CommandError as exc:  # InvalidInput: a message per field; Forbidden and the rest: the message
         e = _by_field(exc, REPORT_FIELDS)
         other = e.pop("", "")

@@ -164,4 +164,20 @@ def test_the_department_page_says_inline_when_a_user_bursts(r, tight):
         assert ok[0].color == "success"
     refused = report_incident(r, keys, user, form, "en")
     assert refused[0].color == "warning" and "try again in" in refused[0].children
+    zh = report_incident(r, keys, user, form, "zh")
+    assert "秒后再试" in zh[0].children  # in the page's language
     assert len(r.hkeys(keys.incidents)) == 3
+
+
+def test_the_status_form_says_inline_when_a_user_bursts(r, tight):
+    from layouts.department import submit_status
+
+    ns = run_replay(r, SCENARIOS / "rule_zone_incident").namespace
+    keys = Keys(ns)
+    user = {"username": "crew", "department": "fire_rescue", "role": "department"}
+    for _ in range(3):  # the user's allowance (3 at once) spent, whatever becomes of the updates
+        _msg, problems = submit_status(r, keys, user, "no-such-task", "acknowledged", "", None, None, None, "en")
+        assert "try again" not in " ".join(problems.values())
+    n_status = r.xlen(keys.status_stream)
+    _msg, problems = submit_status(r, keys, user, "no-such-task", "on_scene", "", None, None, None, "zh")
+    assert "秒后再试" in problems[""] and r.xlen(keys.status_stream) == n_status
