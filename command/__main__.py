@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("drills", help="run the drill runner (the exercise page's replays) until stopped")
     wp = sub.add_parser("worker", help="run an RQ worker for background jobs (acknowledgement timers)")
     wp.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    wp.add_argument("--backtests", action="store_true",
+                    help="work the backtests' queue instead (a worker of their own: they run for minutes)")
 
     xp = sub.add_parser("export", help="write a namespace's alerts and after-action report")
     xp.add_argument("--namespace", required=True)
@@ -151,7 +153,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return run_worker(client(queue_url, "app", settings=settings), client(url, "loop", settings=settings),
-                          burst=args.burst)
+                          burst=args.burst, backtests=args.backtests)
 
 
 def main(argv: list[str] | None = None) -> int:

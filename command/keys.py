@@ -25,6 +25,9 @@ from command.errors import InvalidInput
 PREFIX = "ecd"
 ENGINE_GROUP = "engine"  # the engine's consumer group on every shard stream
 RQ_QUEUE = PREFIX  # the RQ queue of background jobs (RQ keeps its own `rq:*` keys for it)
+# backtests have a queue and a worker of their own: one takes up to 15 min, and no acknowledgement
+# check may wait behind it (command/ops/jobs.py)
+RQ_BACKTEST_QUEUE = f"{PREFIX}-backtests"
 CAP_ID_PREFIX = PREFIX  # CAP message identifiers are `ecd.<ns>.<fp>...` (docs/cap.md)
 LIVE = "live"
 _NS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always fullmatch: `$` lets a trailing newline in

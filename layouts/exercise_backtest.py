@@ -30,7 +30,7 @@ from command import i18n
 from command.config import SAMPLE_DATA
 from command.errors import CommandError, InvalidInput, NotFound
 from command.i18n import t
-from command.keys import RQ_QUEUE
+from command.keys import RQ_BACKTEST_QUEUE
 from command.ops.jobs import BACKTEST_TIMEOUT_S, run_backtest_job
 from command.publish.backtest_html import level_tables
 from command.publish.report import inline_script_hashes
@@ -256,7 +256,7 @@ def submit(r, scenario: str, project: list[str], uploaded: list[dict[str, str]],
             shutil.rmtree(staging, ignore_errors=True)
     keep = int(s.backtest_keep_hours * 3600)
     rules = [str(p) if p.parent != rules_dir else str(final / "rules" / p.name) for p in files]
-    Queue(RQ_QUEUE, connection=rq_connection(r)).enqueue(run_backtest_job, scenario, rules, str(final), job_id=bid,
+    Queue(RQ_BACKTEST_QUEUE, connection=rq_connection(r)).enqueue(run_backtest_job, scenario, rules, str(final), job_id=bid,
                                           job_timeout=BACKTEST_TIMEOUT_S, result_ttl=keep, failure_ttl=keep,
                                           description=f"backtest {meta['scenario']}")
     _cleanup(root, keep)
@@ -265,7 +265,7 @@ def submit(r, scenario: str, project: list[str], uploaded: list[dict[str, str]],
 
 def pending(r) -> int:
     """Backtests waiting in the job queue or running."""
-    q = Queue(RQ_QUEUE, connection=rq_connection(r))
+    q = Queue(RQ_BACKTEST_QUEUE, connection=rq_connection(r))
     return sum(1 for jid in q.get_job_ids() + q.started_job_registry.get_job_ids() if _ID_RE.fullmatch(jid))
 
 

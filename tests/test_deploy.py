@@ -22,7 +22,7 @@ UNITS = sorted(DEPLOY.glob("*.service"))
 INSTALL = "/opt/flood-command"
 PYTHON = f"{INSTALL}/.venv/bin/python"
 ENV_FILE = "/etc/flood-command/flood-command.env"
-ROLES = {"web", "engine@", "drills", "worker", "feeds", "audit"}
+ROLES = {"web", "engine@", "drills", "worker", "backtests", "feeds", "audit"}
 
 
 def unit(path: Path) -> configparser.ConfigParser:

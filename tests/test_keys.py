@@ -95,6 +95,7 @@ MODULE = {
     "PREFIX": "ecd",
     "ENGINE_GROUP": "engine",
     "RQ_QUEUE": "ecd",
+    "RQ_BACKTEST_QUEUE": "ecd-backtests",
     "CAP_ID_PREFIX": "ecd",
     "LIVE": "live",
     "DRILLS": "ecd:drills",

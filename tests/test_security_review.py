@@ -485,17 +485,17 @@ def _run_backtest(app, clients):
 
 
 def test_backtests_queued_at_once_are_capped(app, clients, data_dir):
-    """Backtests share the job queue with the acknowledgement checks of live tasks (command/ops/jobs.py):
-    a planner queuing backtest after backtest (each up to BACKTEST_TIMEOUT_S of the worker) would hold
-    those checks up for hours. At most MAX_PENDING wait or run at once; the next is refused inline."""
+    """A planner queuing backtest after backtest (each up to BACKTEST_TIMEOUT_S of the backtests'
+    worker) would keep the others waiting for hours: at most MAX_PENDING wait or run at once; the
+    next is refused inline."""
     from rq import Queue
     from rq.job import Job
 
-    from command.keys import RQ_QUEUE
+    from command.keys import RQ_BACKTEST_QUEUE
     from layouts.exercise_backtest import MAX_PENDING
 
     r = redis.Redis.from_url(app.server.config["ECD_REDIS_URL"])
-    queue = Queue(RQ_QUEUE, connection=r)
+    queue = Queue(RQ_BACKTEST_QUEUE, connection=r)
     mine: list[str] = []
     try:
         for _ in range(MAX_PENDING):
@@ -512,11 +512,6 @@ def test_backtests_queued_at_once_are_capped(app, clients, data_dir):
             Job.fetch(jid, connection=r).delete()
 
 
-@pytest.mark.xfail(strict=True, reason="backtests go to the same RQ queue (command.keys.RQ_QUEUE) as live tasks' "
-                   "acknowledgement checks, so even one backtest (up to BACKTEST_TIMEOUT_S, 15 min) delays them. "
-                   "Proposed: a queue of its own for backtests (command/keys.py RQ_BACKTEST_QUEUE, enqueued there "
-                   "by layouts/exercise_backtest.submit) with the worker (command/ops/jobs.run_worker) listening "
-                   "to the ack queue first, or a second worker for backtests")
 def test_a_backtest_never_waits_in_front_of_an_acknowledgement_check(app, clients):
     from rq.job import Job
 

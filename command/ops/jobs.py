@@ -28,7 +28,7 @@ from rq.job import Job
 from command.clock import namespace_now
 from command.engine.consumer import backoff_delay
 from command.errors import InvalidInput, NotFound
-from command.keys import ACK_TIMER_NAMESPACES, RQ_QUEUE, Keys
+from command.keys import ACK_TIMER_NAMESPACES, RQ_BACKTEST_QUEUE, RQ_QUEUE, Keys
 from command.ops.dispatch import flag_unacknowledged, get_task
 from command.runtime.redis_client import as_unavailable, job_data
 
@@ -136,26 +136,31 @@ def run_sweeper(r: redis.Redis, stop: threading.Event, every: float = SWEEP_EVER
         stop.wait(every)
 
 
-def run_worker(r: redis.Redis, sweep_r: redis.Redis, *, burst: bool = False,
+def run_worker(r: redis.Redis, sweep_r: redis.Redis, *, burst: bool = False, backtests: bool = False,
                backoff: tuple[float, float] = (0.5, 30.0)) -> int:
-    """`python -m command worker`: the RQ worker (with its scheduler) and the ack-timer sweep beside it.
+    """`python -m command worker`: the RQ worker (with its scheduler) and the ack-timer sweep beside it;
+    with `backtests` (`worker --backtests`), the backtests' worker instead (their queue only, no sweep),
+    so that a long backtest never holds up an acknowledgement check.
 
     RQ's worker quits its loop when Redis times out or drops it; it is started again after a back-off
     until SIGTERM or SIGINT asks it to stop (a warm stop: the job at hand finishes). `burst`: work
-    until the queue is empty, sweep once, return."""
+    until every queue is empty (acknowledgement checks first, then backtests), sweep once, return."""
     from rq import Worker
 
     if burst:
-        Worker([Queue(RQ_QUEUE, connection=r)], connection=r).work(with_scheduler=True, burst=True)
+        Worker([Queue(RQ_QUEUE, connection=r), Queue(RQ_BACKTEST_QUEUE, connection=r)],
+               connection=r).work(with_scheduler=True, burst=True)
         sweep_ack_timers(sweep_r)
         return 0
+    queue = RQ_BACKTEST_QUEUE if backtests else RQ_QUEUE
     stop = threading.Event()
-    sweeper = threading.Thread(target=run_sweeper, args=(sweep_r, stop), name="ack-timer-sweep", daemon=True)
-    sweeper.start()
+    if not backtests:
+        sweeper = threading.Thread(target=run_sweeper, args=(sweep_r, stop), name="ack-timer-sweep", daemon=True)
+        sweeper.start()
     failures = 0
     try:
         while not stop.is_set():
-            worker = Worker([Queue(RQ_QUEUE, connection=r)], connection=r)
+            worker = Worker([Queue(queue, connection=r)], connection=r)
             began = time.monotonic()
             try:
                 worker.work(with_scheduler=True)

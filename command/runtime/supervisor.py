@@ -2,7 +2,8 @@
 
 It takes the data folder's lock (one copy per data folder), starts a real Redis (embedded unless
 REDIS_URL is set), makes the audit key once, loads live's reference data once, then runs as child
-processes the audit anchor loop, the live rule engine, the drill runner, the RQ worker, the live feeds
+processes the audit anchor loop, the live rule engine, the drill runner, the RQ workers (one for
+acknowledgement checks, one for backtests), the live feeds
 (when feeds.yaml enables any) and the web server (gunicorn on `app:create_server()`); it starts the
 sample exercise and waits for the web server's /health.
 
@@ -375,6 +376,7 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
                                 "--consumer", engine_consumer(settings.data_dir)))
         children.append(command("drills", "drills"))
         children.append(command("worker", "worker"))
+        children.append(command("backtests", "worker", "--backtests"))
         if feeds_enabled is not None and feeds_enabled():
             children.append(command("feeds", "feeds", "run"))
         else:
