@@ -94,7 +94,7 @@ def test_shedding_starts_when_answers_are_slow_and_stops_when_they_are_fast_agai
 def app(redis_url, tmp_path, r):
     from app import create_app
 
-    return create_app(Settings(data_dir=tmp_path / "var"), redis_url=redis_url)
+    return create_app(Settings(data_dir=tmp_path / "var", web_shed_ms=100), redis_url=redis_url)
 
 
 def test_the_real_app_sheds_department_polls_and_serves_the_operator_map(app, r):
