@@ -76,10 +76,10 @@ def _batch_without_gc() -> Iterator[None]:
     """Hold off the cyclic garbage collector while a batch is read and evaluated. A batch allocates
     tens of thousands of short-lived objects (the parsed entries, points, outputs) and makes no
     reference cycles, yet each few hundred allocations would start a collection, and the older
-    generations' ones scan the whole rule state (and whatever else the process holds): about a
-    fifth of the engine's time in bench/engine.py. Reference counting still frees everything at
-    once; the collector runs as usual between batches. Left as it was when a caller (or another
-    thread) turned it off already."""
+    generations' ones scan the whole rule state (and whatever else the process holds): about 30 %
+    of the engine's CPU per entry in bench/engine.py (docs/performance.md). Reference counting still
+    frees everything at once; the collector runs as usual between batches (the batch's commit is
+    inside it too). Left as it was when a caller (or another thread) turned it off already."""
     if not gc.isenabled():
         yield
         return
