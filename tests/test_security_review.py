@@ -329,10 +329,6 @@ def test_a_reopened_task_stays_its_departments_own(app, clients, rr):
 
 
 # ---- namespaces that do not exist ---------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="layouts/common.namespace takes any well-formed name: a department's incident "
-                   "report in a namespace that does not exist creates it (meta, shards, incidents). Proposed: "
-                   "namespace() raises NotFound for a name whose keys.meta does not exist, as layouts/interop "
-                   "does for /api/<ns>/ (not a fall-back to live, which would make a stale drill's report real)")
 def test_a_report_into_a_namespace_that_does_not_exist_writes_nothing(app, clients, rr):
     ghost = Keys("ghost-review-1")
     report = next(c for c in app.callback_map if c.startswith("..dept-inc-msg.children"))

@@ -62,7 +62,7 @@ import orjson
 import redis
 
 from command.clock import command_time
-from command.errors import Forbidden, InvalidInput
+from command.errors import Forbidden, InvalidInput, NotFound
 from command.keys import Keys, shard_of
 from command.models import Incident, Person
 from command.ops import people
@@ -350,7 +350,9 @@ def submit(r: redis.Redis, keys: Keys, payload: Any, actor: Actor, source: Sourc
            now: int | None = None) -> Submitted:
     """Validate a report and write it: the one path for the form, the HTTP intake and drill injects.
     `now` defaults to the time a command is stamped with (`command.clock.command_time`). Raises
-    InvalidInput, Forbidden or RateLimited; nothing is stored then."""
+    InvalidInput, NotFound (no such namespace), Forbidden or RateLimited; nothing is stored then."""
+    if not r.exists(keys.meta):  # a crafted namespace name must not bring a namespace into being
+        raise NotFound(f"no such namespace {keys.ns!r}")
     if source is not DRILL:  # a person's report (form, intake): RateLimited when they or theirs burst
         check_submission(r, keys, actor.username, actor.department, "incident reports")
     now = command_time(r, keys) if now is None else now
