@@ -301,7 +301,7 @@ def recommendation_stage(alerts: Iterable[tuple[Any, ...]], resources: Callable[
         for fp in own:
             if fp in pl.book:
                 out.append(pl.recommendation(fp, allocs[fp], now))
-                pl.current[fp] = tuple(e.unit.id for al in allocs[fp] for e in al.chosen)
+                pl.current[fp] = tuple(i for al in allocs[fp] for i in al.unit_ids)
         if triggers:
             first, event = triggers[0]
             more = len(triggers) - 1
@@ -312,7 +312,7 @@ def recommendation_stage(alerts: Iterable[tuple[Any, ...]], resources: Callable[
         for fp, al in allocs.items():
             if fp in own:
                 continue
-            ids = tuple(e.unit.id for x in al for e in x.chosen)
+            ids = tuple(i for x in al for i in x.unit_ids)
             if ids != pl.current.get(fp, ()):
                 out.append(pl.recommendation(fp, al, now, why))
                 pl.current[fp] = ids

@@ -8,13 +8,14 @@ units are shared out by `assignment.assign`. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from command.models import Resource
-from command.planning.assignment import assign, late_minutes
+from command.planning.assignment import UNSERVED_MIN, assign
 from command.planning.closures import Closure
 from command.planning.profiles import DEFAULT_PROFILE, DETOUR_FACTOR, TypeProfile
 from command.planning.roads import RoadNetwork, Route, Trips, haversine_m_array
@@ -57,14 +58,35 @@ class Estimate:
 
 @dataclass(slots=True)
 class Allocation:
-    """What one alert gets of one type."""
+    """What one alert gets of one type.
+
+    The assignment itself (`unit_ids`, `unreachable`, `none_on_time`) is decided for every alert;
+    the per-unit estimates (`chosen`, `held`) are built on first use, since a re-plan outputs only
+    the recommendations of the alerts whose units changed (docs/performance.md)."""
 
     type: str
     wanted: int
-    chosen: list[Estimate] = field(default_factory=list)  # earliest working first
-    held: list[tuple[Estimate, str]] = field(default_factory=list)  # (its own best units, the alert holding it)
     unreachable: int = 0  # available units of the type that no open road takes there
     none_on_time: bool = False  # it has a deadline, and no available unit of the type can make it
+    unit_ids: tuple[str, ...] = ()  # the chosen units' ids, earliest working first
+    _build: Callable[[], tuple[list[Estimate], list[tuple[Estimate, str]]]] | None = None
+    _built: tuple[list[Estimate], list[tuple[Estimate, str]]] | None = None
+
+    def _estimates(self) -> tuple[list[Estimate], list[tuple[Estimate, str]]]:
+        if self._built is None:
+            self._built = self._build() if self._build is not None else ([], [])
+            self._build = None
+        return self._built
+
+    @property
+    def chosen(self) -> list[Estimate]:
+        """The chosen units' estimates, earliest working first."""
+        return self._estimates()[0]
+
+    @property
+    def held(self) -> list[tuple[Estimate, str]]:
+        """(its own best units, the alert holding it)."""
+        return self._estimates()[1]
 
 
 def _straight_trips(target: tuple[float, float], units: np.ndarray, speed_kmh: float) -> Trips:
@@ -72,9 +94,32 @@ def _straight_trips(target: tuple[float, float], units: np.ndarray, speed_kmh: f
     return Trips(straight * DETOUR_FACTOR / (speed_kmh / 3.6), np.zeros(len(units), dtype=bool), straight)
 
 
-def _estimate(unit: Resource, t: Trips, j: int, working: float, setup: int, deadline: int | None) -> Estimate:
-    return Estimate(unit, float(t.seconds[j]), setup, int(round(working)),
-                    int(late_minutes(np.array([working]), deadline)[0]), float(t.straight_m[j]), bool(t.by_road[j]), t, j)
+def _estimate(unit: Resource, t: Trips, j: int, working: float, setup: int, late: float) -> Estimate:
+    return Estimate(unit, float(t.seconds[j]), setup, int(round(working)), int(late), float(t.straight_m[j]),
+                    bool(t.by_road[j]), t, j)
+
+
+def _estimates(pool: Sequence[Resource], trips: Trips, working: np.ndarray, late: np.ndarray, setup: int,
+               mine: list[int], wanted: int, key: str, holder: dict[int, str],
+               ) -> tuple[list[Estimate], list[tuple[Estimate, str]]]:
+    """One alert's chosen units' estimates, and those of the units it would have had on its own,
+    now held for another alert."""
+    chosen = [_estimate(pool[j], trips, j, working[j], setup, late[j]) for j in mine]
+    own = sorted((j for j in range(len(pool)) if np.isfinite(working[j])),
+                 key=lambda j: (late[j], working[j], pool[j].id))[:wanted]
+    held = [(_estimate(pool[j], trips, j, working[j], setup, late[j]), holder[j])
+            for j in own if holder.get(j, key) != key]
+    return chosen, held
+
+
+def _late_rows(working: np.ndarray, deadlines: Sequence[int | None]) -> np.ndarray:
+    """`assignment.late_minutes` of each row against its own deadline (None: never late)."""
+    has = np.array([d is not None for d in deadlines])
+    dl = np.array([float(d) if d is not None else 0.0 for d in deadlines])[:, None]
+    with np.errstate(invalid="ignore"):
+        late = np.ceil(np.maximum(working - dl, 0.0) / 60_000.0)
+    late = np.where(np.isfinite(late), late, UNSERVED_MIN)
+    return np.where(has[:, None], late, 0.0)
 
 
 def plan(needs: Sequence[Need], units: Sequence[Resource], network: RoadNetwork | None = None,
@@ -110,42 +155,40 @@ def plan(needs: Sequence[Need], units: Sequence[Resource], network: RoadNetwork 
         else:
             trips = [_straight_trips(t, pos, profile.speed_kmh) for t in targets]
         setup = int(profile.setup_ms)
+        # every alert's row at once (one numpy call per step, not one per alert: a re-plan runs at
+        # each instant with an event, over every open alert)
+        sec = np.vstack([t.seconds for t in trips])
+        reach = np.isfinite(sec)
+        nows = np.array([float(n.now) for n in asking])[:, None]
+        working_all = np.where(reach, nows + np.where(reach, sec, 0.0) * 1000.0 + setup, np.inf)
+        late_all = _late_rows(working_all, [n.deadline for n in asking])
+        unreachable = (~reach).sum(axis=1)
+        any_reach = reach.any(axis=1)
+        earliest = working_all.min(axis=1)
         rows: list[int] = []  # need index (into `asking`) of each slot
-        travel, late, weight = [], [], []
-        working_of: list[np.ndarray] = []
+        weight: list[int] = []
         for k, n in enumerate(asking):
-            sec = trips[k].seconds
-            working = n.now + np.where(np.isfinite(sec), sec, 0.0) * 1000.0 + setup
-            working = np.where(np.isfinite(sec), working, np.inf)
-            working_of.append(working)
-            lm = late_minutes(working, n.deadline)
             a = allocs[(n.key, rtype)]
-            a.unreachable = int((~np.isfinite(sec)).sum())
-            reach = np.isfinite(sec)
-            a.none_on_time = bool(n.deadline is not None and reach.any()
-                                  and float(working[reach].min()) > n.deadline)
-            for _ in range(a.wanted):
-                rows.append(k)
-                travel.append(sec)
-                late.append(lm)
-                weight.append(n.weight)
+            a.unreachable = int(unreachable[k])
+            a.none_on_time = bool(n.deadline is not None and any_reach[k] and float(earliest[k]) > n.deadline)
+            rows += [k] * a.wanted
+            weight += [n.weight] * a.wanted
         if not rows:
             continue
-        chosen = assign(np.vstack(travel), np.vstack(late), weight)
+        working_of = list(working_all)
+        late_of = list(late_all)
+        chosen = assign(sec[rows], late_all[rows], weight)
         holder: dict[int, str] = {}
+        mine_of: list[list[int]] = [[] for _ in asking]
         for slot, j in enumerate(chosen):
             if j is not None:
                 holder[j] = asking[rows[slot]].key
+                mine_of[rows[slot]].append(j)
 
         for k, n in enumerate(asking):
             a = allocs[(n.key, rtype)]
-            mine = sorted((j for slot, j in enumerate(chosen) if j is not None and rows[slot] == k),
-                          key=lambda j: (working_of[k][j], pool[j].id))
-            a.chosen = [_estimate(pool[j], trips[k], j, working_of[k][j], setup, n.deadline) for j in mine]
-            # the units this alert would have had on its own, now held for another one
-            lm = late_minutes(working_of[k], n.deadline)
-            own = sorted((j for j in range(len(pool)) if np.isfinite(working_of[k][j])),
-                         key=lambda j: (lm[j], working_of[k][j], pool[j].id))[: a.wanted]
-            a.held = [(_estimate(pool[j], trips[k], j, working_of[k][j], setup, n.deadline), holder[j])
-                      for j in own if holder.get(j, n.key) != n.key]
+            wk = working_of[k]
+            mine = sorted(mine_of[k], key=lambda j: (wk[j], pool[j].id))
+            a.unit_ids = tuple(pool[j].id for j in mine)
+            a._build = partial(_estimates, pool, trips[k], wk, late_of[k], setup, mine, a.wanted, n.key, holder)
     return out
