@@ -34,9 +34,14 @@ _NETWORKS: OrderedDict[str, tuple[bytes | None, RoadNetwork | None]] = OrderedDi
 CACHED_NETWORKS = 32  # namespaces per process (live and the drills being run or watched)
 
 
-def road_network(r: redis.Redis, keys: Keys) -> RoadNetwork | None:
-    """The namespace's road network (None: it has none), built once per registry version."""
-    version = r.hget(keys.meta, "registry_version")
+_READ = object()
+
+
+def road_network(r: redis.Redis, keys: Keys, version: Any = _READ) -> RoadNetwork | None:
+    """The namespace's road network (None: it has none), built once per registry version
+    (`version`: the registry version when the caller has already read it)."""
+    if version is _READ:
+        version = r.hget(keys.meta, "registry_version")
     cached = _NETWORKS.get(keys.ns)
     if cached is not None and cached[0] == version:
         _NETWORKS.move_to_end(keys.ns)
@@ -58,16 +63,17 @@ def read_plan_context(r: redis.Redis, keys: Keys, ruleset: RuleSet | None, *, no
             p.mget([keys.recommendation(fp) for fp in fps])
         p.hvals(keys.road_closures)
         p.hget(keys.meta, "timezone")
+        p.hget(keys.meta, "registry_version")  # read here: one round trip less per batch that re-plans
         got = p.execute()
     raw_alerts, raw_recs = (got[0], got[1]) if fps else ([], [])
-    raw_closures, tz = got[-2], got[-1]
+    raw_closures, tz, version = got[-3], got[-2], got[-1]
     alerts = [orjson.loads(x) for x in raw_alerts if x is not None]
     recs = {fp: orjson.loads(x) for fp, x in zip(fps, raw_recs, strict=False) if x is not None}
     asking = [a for a in alerts if a["fingerprint"] in recs]
     claimed = r.mget([keys.dispatch_claim(a["fingerprint"], a["level"]) for a in asking]) if asking else []
     served = frozenset(a["fingerprint"] for a, c in zip(asking, claimed, strict=True) if c is not None)
     return PlanContext(alerts=alerts, recommendations=recs, served=served, ruleset=ruleset,
-                       network=road_network(r, keys), closures=[orjson.loads(x) for x in raw_closures],
+                       network=road_network(r, keys, version), closures=[orjson.loads(x) for x in raw_closures],
                        tz=(tz.decode() if tz else None) or None, now=now)
 
 
