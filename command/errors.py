@@ -34,10 +34,14 @@ class CommandError(Exception):
     retryable = False
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, key: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.message = message  # English: logs, the API's JSON, the audit trail
         self.field = field
+        # the page's words for it (command/i18n.py; layouts/common.py `refusal_text`); never in to_json
+        self.key = key
+        self.params: dict[str, Any] = dict(params or {})
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.code, "message": self.message}
@@ -52,7 +56,8 @@ class InvalidInput(CommandError, ValueError):
     status = 422
     code = "invalid"
 
-    def __init__(self, errors: dict[str, str] | str, *, field: str | None = None) -> None:
+    def __init__(self, errors: dict[str, str] | str, *, field: str | None = None, key: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
         if isinstance(errors, str):
             message, errors = errors, ({field: errors} if field else {})
         else:
@@ -60,7 +65,7 @@ class InvalidInput(CommandError, ValueError):
         self.errors: dict[str, str] = dict(errors)
         if field is None and len(self.errors) == 1:
             field = next(iter(self.errors))
-        super().__init__(message, field=field)
+        super().__init__(message, field=field, key=key, params=params)
 
     def to_json(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, "errors": self.errors}
@@ -90,8 +95,9 @@ class Unavailable(CommandError):
     retryable = True
     code = "unavailable"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, field: str | None = None) -> None:
-        super().__init__(message, field=field)
+    def __init__(self, message: str, *, retry_after: float | None = None, field: str | None = None, key: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
+        super().__init__(message, field=field, key=key, params=params)
         self.retry_after = retry_after
 
 
@@ -103,8 +109,9 @@ class RateLimited(CommandError):
     retryable = True
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float, field: str | None = None) -> None:
-        super().__init__(message, field=field)
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None, key: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
+        super().__init__(message, field=field, key=key, params=params)
         self.retry_after = retry_after
 
 
@@ -120,5 +127,5 @@ def unavailable_from(exc: BaseException) -> Unavailable | None:
     `BusyLoadingError`); None for anything else. The edges (CLI, HTTP, the engine loop) call this, so
     a Redis outage is one retryable error wherever it surfaces."""
     if isinstance(exc, REDIS_DOWN) and not isinstance(exc, _REDIS_REFUSED):
-        return Unavailable(f"Redis is unavailable: {exc}")
+        return Unavailable(f"Redis is unavailable: {exc}", key="err.redis_down")
     return None

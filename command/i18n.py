@@ -135,6 +135,34 @@ TEXT: dict[str, dict[str, str]] = {
     "grid.ariaFilterInput": {"en": "Filter Input", "zh": "筛选输入"},
     "grid.ariaLabelColumnMenu": {"en": "Column Menu", "zh": "列菜单"},
     "grid.ariaMenuColumn": {"en": "Press CTRL ENTER to open column menu", "zh": "按 Ctrl+回车键打开列菜单"},
+    # refusals as the pages show them (layouts/common.py `refusal_text`): a CommandError's `key`, else
+    # its class's lead sentence followed by its English detail
+    "err.alert_gone": {"en": "This alert no longer exists.", "zh": "该警报已不存在。"},
+    "err.no_resources": {"en": "Choose at least one resource.", "zh": "请至少选择一个资源。"},
+    "err.resource_twice": {"en": "A resource is listed twice.", "zh": "有资源被重复选择。"},
+    "err.unknown_resource": {"en": "Resource {id} does not exist.", "zh": "资源 {id} 不存在。"},
+    "err.unit_unavailable": {"en": "{name} is no longer available: choose another resource.",
+                             "zh": "{name} 已不可用，请选择其他资源。"},
+    "err.resolve_why": {"en": "Say why the alert is resolved.", "zh": "请说明解除警报的原因。"},
+    "err.comment_long": {"en": "The comment is too long (2,000 characters at most).",
+                         "zh": "备注过长（最多 2000 字）。"},
+    "err.rate_limited": {"en": "Too many requests in a short time: try again in {s} s.",
+                         "zh": "短时间内请求过多，请 {s} 秒后重试。"},
+    "err.redis_down": {"en": "Data is unavailable (the data store does not answer): try again shortly.",
+                       "zh": "数据暂不可用（数据存储无响应），请稍后重试。"},
+    "err.drill_not_running": {"en": "This drill is no longer running: the command was not sent.",
+                              "zh": "该演练已不在进行中，命令未发送。"},
+    "err.drill_already_paused": {"en": "This drill is already paused.", "zh": "该演练已暂停。"},
+    "err.drill_already_running": {"en": "This drill is already running.", "zh": "该演练已在进行中。"},
+    # a refusal without a key of its own: its kind, in the page's language, then its detail
+    "err.invalid": {"en": "This input was refused:", "zh": "输入被拒绝："},
+    "err.not_found": {"en": "Not found:", "zh": "未找到："},
+    "err.forbidden": {"en": "You may not do this:", "zh": "您无权执行此操作："},
+    "err.not_signed_in": {"en": "Your session has ended (sign in again):", "zh": "会话已结束，请重新登录："},
+    "err.conflict": {"en": "The situation changed meanwhile (look again and retry):", "zh": "情况已发生变化，请刷新后重试："},
+    "err.unavailable": {"en": "Data is unavailable for now (try again shortly):", "zh": "数据暂不可用，请稍后重试："},
+    "err.rate_limited_any": {"en": "Too many requests in a short time (wait and retry):", "zh": "短时间内请求过多，请稍后重试："},
+    "err.refused": {"en": "Refused:", "zh": "操作被拒绝："},
 }
 
 

@@ -11,7 +11,7 @@ import flask
 import redis
 from dash import html
 
-from command.errors import Forbidden, InvalidInput
+from command.errors import CommandError, Forbidden, InvalidInput
 from command.i18n import TEXT, t
 from command.keys import LIVE, Keys
 from command.runtime.redis_client import pooled
@@ -81,6 +81,41 @@ def exercise_banner(lang: str, scenario: str = "") -> html.Div:
 def drill_status(status: str, lang: str) -> str:
     """A drill's state in the page's language (an unknown one as it is)."""
     return t(f"drill.{status}", lang) if f"drill.{status}" in TEXT else status
+
+
+# a refusal without a key of its own: its kind's lead sentence (command/i18n.py `err.*`), by error code
+_REFUSAL_LEAD = {"invalid": "err.invalid", "not_found": "err.not_found", "forbidden": "err.forbidden",
+                 "not_signed_in": "err.not_signed_in", "conflict": "err.conflict", "unavailable": "err.unavailable",
+                 "rate_limited": "err.rate_limited_any"}
+
+
+def refusal_text(exc: CommandError, lang: str) -> str | list[Any]:
+    """A refusal as a page shows it, in the page's language: its own sentence when it carries a known
+    `key` (with `params`), else its kind's lead sentence followed by its English `message`, marked
+    lang="en" (the detail, e.g. a file's line, has no translation). `message` itself stays English for
+    the API, the logs and the audit trail."""
+    if exc.key and exc.key in TEXT:
+        try:
+            return t(exc.key, lang).format(**exc.params)  # always: a sentence missing a param falls back
+        except (KeyError, IndexError, ValueError):  # params that do not fit the sentence: the fallback
+            pass
+    if lang not in TEXT["err.refused"] or lang == "en":
+        return exc.message  # already in the page's language
+    lead = t(_REFUSAL_LEAD.get(exc.code, "err.refused"), lang)
+    return [lead, " ", html.Span(exc.message, lang="en", className="refusal-detail")]
+
+
+def refusal_with(lead_key: str, exc: CommandError | str, lang: str) -> list[Any]:
+    """A page's own lead sentence (a `{why}` at its end, e.g. "Rules file refused: {why}") with the
+    refusal after it: its own sentence when it has a known key, else its English detail (a file's name
+    and line) marked lang="en". A plain string is such a detail."""
+    lead = t(lead_key, lang, why="").rstrip()
+    if isinstance(exc, CommandError):
+        said = refusal_text(exc, lang)
+        if isinstance(said, str):
+            return [lead, " ", said]
+        exc = exc.message
+    return [lead, " ", html.Span(exc, lang="en", className="refusal-detail")]
 
 
 def grid_locale(lang: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 
 from command import i18n
 from command.config import SAMPLE_DATA
-from command.errors import InvalidInput, NotFound
+from command.errors import CommandError, InvalidInput, NotFound
 from command.i18n import t
 from command.keys import Keys
 from command.ops import drills
@@ -21,7 +21,7 @@ from command.trust.classification import INTERNAL, Viewer
 
 from . import access, exercise_backtest, exercise_events, exercise_files
 from .access import route_policy, secured_callback
-from .common import current_viewer, drill_status, fmt_time, namespace, rds, require_user
+from .common import current_viewer, drill_status, fmt_time, namespace, rds, refusal_text, require_user
 from .inputs import NOT, lang_of, number, one_of, text
 from .web_headers import content_security_policy
 
@@ -185,10 +185,11 @@ def _start(n, scenario, speed, lang):
 
 @secured_callback(Output("ex-tick", "n_intervals"), Output("ex-stop-confirm", "displayed"),
                   Output("ex-stop-confirm", "message"), Output("ex-stop-ns", "data"),
+                  Output("ex-msg", "children", allow_duplicate=True),
                   Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL}, "n_clicks"), State("lang", "data"),
                   prevent_initial_call=True, allow=EXERCISE_ROLES)
 def _control(_clicks, lang):
-    nothing = (no_update,) * 4
+    nothing = (no_update,) * 5
     trig = ctx.triggered_id
     if not isinstance(trig, dict) or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0, False):
         return nothing  # the list was drawn again, nobody clicked
@@ -198,9 +199,15 @@ def _control(_clicks, lang):
     drill = next((d for d in drills.list_drills(rds()) if d["namespace"] == ns), None)
     if drill is None:
         return nothing  # not a drill: nothing to send
+    st = drills.drill_state(rds(), ns)
+    try:  # the list was drawn before the drill moved on (finished, paused elsewhere): say so, send nothing
+        drills.check_command(cmd, st.get("status") or drill.get("status", ""), st.get("paused") == "1")
+    except CommandError as exc:
+        return no_update, no_update, no_update, no_update, dbc.Alert(refusal_text(exc, lang_of(lang)), color="warning",
+                                                             dismissable=True, id="ex-refused")
     if cmd == "stop":  # final: ask first (`_stop_confirmed` sends it)
         message = t("ex.confirm_stop", lang_of(lang), name=drill.get("scenario", ""), ns=ns)
-        return no_update, True, message, ns
+        return no_update, True, message, ns, no_update
     by = access.user()["username"]
     if cmd == "speed":
         drills.send(rds(), "speed", ns=ns, speed=speed, by=by)

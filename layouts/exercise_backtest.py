@@ -41,7 +41,7 @@ from command.timeutil import now_ms, to_iso
 
 from . import access
 from .access import route_policy, secured_callback
-from .common import rds
+from .common import rds, refusal_with
 from .exercise_files import PLANNER, all_options, decode_upload, settings
 from .inputs import NOT, lang_of, str_list, text
 from .web_headers import content_security_policy
@@ -173,13 +173,13 @@ def _add_rules(contents, filename, current, lang):
     try:
         body = decode_upload(contents, MAX_RULES_BYTES).decode("utf-8-sig")
     except (CommandError, UnicodeDecodeError) as exc:
-        why = exc.message if isinstance(exc, CommandError) else "not UTF-8 text"
-        return no_update, dbc.Alert(t("exb.bad_rules", lang, why=why), color="danger", id="exb-rules-error")
+        why = exc if isinstance(exc, CommandError) else "not UTF-8 text"
+        return no_update, dbc.Alert(refusal_with("exb.bad_rules", why, lang), color="danger", id="exb-rules-error")
     name = rules_name(filename)
     try:
         check_rules_text(name, body)
     except CommandError as exc:
-        return no_update, dbc.Alert(t("exb.bad_rules", lang, why=exc.message), color="danger", id="exb-rules-error")
+        return no_update, dbc.Alert(refusal_with("exb.bad_rules", exc, lang), color="danger", id="exb-rules-error")
     kept = [r for r in current if r["name"] != name] + [{"name": name, "text": body}]
     if len(kept) > MAX_RULE_SETS:
         return no_update, dbc.Alert(t("exb.too_many", lang), color="warning")
@@ -297,7 +297,7 @@ def _run(n, scenario, project, uploaded, lang):
     try:
         bid = submit(rds(), scenario, project, uploaded, access.user()["username"])
     except CommandError as exc:
-        return dbc.Alert(t("exb.bad_input", lang, why=exc.message), color="danger", id="exb-error"), no_update
+        return dbc.Alert(refusal_with("exb.bad_input", exc, lang), color="danger", id="exb-error"), no_update
     return dbc.Alert(t("exb.queued", lang, id=bid), color="info", dismissable=True), bid
 
 

@@ -23,7 +23,7 @@ from command.trust.classification import Redactor, Viewer
 
 from . import access
 from .access import secured_callback
-from .common import current_viewer, grid_locale
+from .common import current_viewer, grid_locale, refusal_text, refusal_with
 from .exercise_files import PLANNER, all_options, cleared_for_reporters, inject_fields, settings
 from .inputs import lang_of
 
@@ -139,7 +139,7 @@ def _load(n, scenario, lang):
     try:
         rows, masked = redacted(events_of(Path(folder)), current_viewer())
     except ScenarioError as exc:
-        return [], dbc.Alert(exc.message, color="danger")
+        return [], dbc.Alert(refusal_text(exc, lang), color="danger")
     note = [html.Div(t("exe.personal", lang), className="small text-warning")] if masked else []
     return rows, html.Div([t("exe.loaded", lang, n=len(rows), name=Path(folder).name), *note], className="small")
 
@@ -181,7 +181,7 @@ def _save(n, scenario, rows, lang):
                             {"by": access.user()["username"], "at": to_iso(now_ms(), None), "source": "events",
                              "from": Path(folder).name}, UploadLimits.of(s))
     except UploadError as exc:
-        return (dbc.Alert(t("exe.refused", lang, why=exc.message), color="danger", id="exe-error"), *nothing)
+        return (dbc.Alert(refusal_with("exe.refused", exc, lang), color="danger", id="exe-error"), *nothing)
     sc = saved.scenario
     msg = dbc.Alert([t("exe.saved", lang, id=saved.id, injects=len(sc.injects), actions=len(sc.actions),
                        objectives=len(getattr(sc, "objectives", []) or [])), " ",

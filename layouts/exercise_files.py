@@ -36,7 +36,7 @@ from command.trust.classification import Redactor, Viewer
 
 from . import access
 from .access import route_policy, secured_callback
-from .common import current_viewer, rds
+from .common import current_viewer, rds, refusal_with
 from .inputs import lang_of, text
 
 i18n.add({
@@ -208,7 +208,7 @@ def _upload(contents, filename, lang):
                                {"by": access.user()["username"], "at": to_iso(now_ms(), None), "source": "upload",
                                 "file": name if isinstance(name, str) else ""})
     except UploadError as exc:
-        return dbc.Alert(t("exu.refused", lang, why=exc.message), color="danger", id="exu-error"), *nothing
+        return dbc.Alert(refusal_with("exu.refused", exc, lang), color="danger", id="exu-error"), *nothing
     meta = kept.meta
     out: list[Any] = [dbc.Alert([
         t("exu.kept", lang, id=kept.id, name=kept.scenario.name, readings=meta["readings"], q=meta["quarantined"]), " ",

@@ -48,7 +48,7 @@ class AlreadyDispatched:
 def _load_alert(r: redis.Redis, keys: Keys, fingerprint: str) -> dict[str, Any]:
     raw = r.get(keys.alert(fingerprint))
     if raw is None:
-        raise NotFound(f"unknown alert {fingerprint}")
+        raise NotFound(f"unknown alert {fingerprint}", key="err.alert_gone")
     return orjson.loads(raw)
 
 
@@ -66,9 +66,9 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
              operator: str, now: int, note: str = "", ack_ms: int = DEFAULT_ACK_MS) -> Dispatch | AlreadyDispatched:
     """Send `resource_ids` to the alert; one task per department involved."""
     if not resource_ids:
-        raise InvalidInput("choose at least one resource", field="resources")
+        raise InvalidInput("choose at least one resource", field="resources", key="err.no_resources")
     if len(set(resource_ids)) != len(resource_ids):
-        raise InvalidInput("a resource is listed twice", field="resources")
+        raise InvalidInput("a resource is listed twice", field="resources", key="err.resource_twice")
     alert = _load_alert(r, keys, fingerprint)
     claim_key = keys.dispatch_claim(fingerprint, level)
     dispatch_id = f"{fingerprint}-{level}"
@@ -90,7 +90,8 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
         resources: list[Resource] = []
         for rid, raw in zip(resource_ids, raws, strict=True):
             if raw is None:
-                raise NotFound(f"unknown resource {rid}", field="resources")
+                raise NotFound(f"unknown resource {rid}", field="resources", key="err.unknown_resource",
+                               params={"id": rid})
             res = Resource.model_validate_json(raw)
             if res.status != ResourceStatus.available:
                 # a rival's dispatch of this same alert may have landed between our two reads:
@@ -98,7 +99,8 @@ def dispatch(r: redis.Redis, keys: Keys, *, fingerprint: str, level: str, resour
                 if (other := lost()) is not None:
                     return other
                 raise Conflict(f"{res.name or rid} is {res.status.value.replace('_', ' ')}, not available",
-                                   field="resources")
+                               field="resources", key="err.unit_unavailable",
+                               params={"name": res.name or rid, "status": res.status.value})
             resources.append(res)
         by_dept: dict[str, list[str]] = {}
         for res in resources:
@@ -302,9 +304,9 @@ def alert_action(r: redis.Redis, keys: Keys, *, fingerprint: str, action: str, u
     if action not in ALERT_ACTIONS:
         raise InvalidInput(f"unknown action {action!r}")
     if action == "resolve" and not comment.strip():
-        raise InvalidInput("say why the alert is resolved", field="comment")
+        raise InvalidInput("say why the alert is resolved", field="comment", key="err.resolve_why")
     if len(comment) > 2000:
-        raise InvalidInput("comment is too long (2,000 characters at most)", field="comment")
+        raise InvalidInput("comment is too long (2,000 characters at most)", field="comment", key="err.comment_long")
     alert = _load_alert(r, keys, fingerprint)
     notes_key = keys.alert_notes(fingerprint)
 

@@ -30,6 +30,7 @@ import redis
 from command.clock import namespace_now
 from command.config import DEFAULT_TRIM_SECONDS
 from command.engine.consumer import Engine, backoff_delay
+from command.errors import Conflict
 from command.geo import ZoneLocator
 from command.keys import DRILL_COMMANDS, DRILL_CURSOR, DRILLS, Keys
 from command.models import Incident, Resource, ResourceStatus
@@ -48,6 +49,20 @@ log = logging.getLogger(__name__)
 def send(r: redis.Redis, cmd: str, **fields: Any) -> str:
     body = {"cmd": cmd, **{k: (v if isinstance(v, str) else orjson.dumps(v).decode()) for k, v in fields.items()}}
     return r.xadd(DRILL_COMMANDS, body, maxlen=10_000, approximate=True).decode()
+
+
+CONTROLLABLE = ("starting", "running", "paused")
+
+
+def check_command(cmd: str, status: str, paused: bool) -> None:
+    """Conflict when a drill in `status` cannot take `cmd` (a page drawn before the drill moved on, or a
+    second click): the runner would ignore it, so the page says so instead of seeming to do it."""
+    if status not in CONTROLLABLE:
+        raise Conflict(f"the drill is {status or 'gone'}, not running", key="err.drill_not_running")
+    if cmd == "pause" and paused:
+        raise Conflict("the drill is already paused", key="err.drill_already_paused")
+    if cmd == "resume" and not paused:
+        raise Conflict("the drill is already running", key="err.drill_already_running")
 
 
 def start_drill(r: redis.Redis, scenario: str | Path, speed: str, by: str) -> str:

@@ -237,7 +237,7 @@ class RateLimiter:
                     continue
                 worst = max(taken, key=lambda t: t.retry_after)
                 return Taken(granted, min(t.level for t in taken), worst.retry_after if granted < want else 0.0)
-        raise RateLimited("too busy to decide: try again", retry_after=1.0)
+        raise RateLimited("too busy to decide: try again", retry_after=1.0, key="err.rate_limited", params={"s": 1})
 
 
 def submit_buckets() -> tuple[Bucket, Bucket]:
@@ -264,4 +264,4 @@ def check_submission(r: redis.Redis, keys: Keys, username: str, department: str,
     if not got.granted:
         wait = max(1, math.ceil(min(got.retry_after, 3600)))
         raise RateLimited(f"too many {what} from {username} ({department}) in a short time: "
-                          f"try again in {wait} s", retry_after=wait)
+                          f"try again in {wait} s", retry_after=wait, key="err.rate_limited", params={"s": wait})

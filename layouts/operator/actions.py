@@ -1,6 +1,7 @@
 """What the operator's buttons do, as plain functions the callbacks call: dispatch the recommendation (or
 the operator's own choice), fill the action dialog, confirm an alert action. Each answers with what the
-page shows; a refusal from the domain (a `command.errors.CommandError`) is shown as its `message`.
+page shows; a refusal from the domain (a `command.errors.CommandError`) is shown in the page's language
+(`layouts.common.refusal_text`).
 Commands are stamped with `command.clock.command_time`."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from command.ops.jobs import schedule_ack_check
 from command.publish import views
 from command.runtime.redis_client import rq_connection
 
-from ..common import dept_names, fmt_time, ns_tz
+from ..common import dept_names, fmt_time, ns_tz, refusal_text
 from . import words  # noqa: F401 - the page's words
 
 
@@ -46,7 +47,7 @@ def dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: s
         res = dispatch(r, keys, fingerprint=fp, level=level, resource_ids=ids, operator=user["username"], now=now,
                        ack_ms=ack_ms())
     except CommandError as exc:
-        return dbc.Alert(exc.message, color="warning", dismissable=True, id="map-toast-msg")
+        return dbc.Alert(refusal_text(exc, lang), color="warning", dismissable=True, id="map-toast-msg")
     if isinstance(res, AlreadyDispatched):
         return dbc.Alert(t("map.dispatch_lost", lang, who=res.by, time=fmt_time(res.at, tz)), color="warning",
                          dismissable=True, id="map-toast-msg")
@@ -98,7 +99,7 @@ def resource_options(r, keys: Keys, alert: dict, lang: str) -> list[dict]:
 
 
 def confirm_action(r, keys: Keys, target: dict, chosen: list | None, comment: str | None, user: dict,
-                   lang: str) -> tuple[bool, str, Any, bool]:
+                   lang: str) -> tuple[bool, Any, Any, bool]:
     """The dialog's Confirm: (keep the dialog open, its error, the toast or None, whether anything changed)."""
     if target["action"] == "change":
         msg = dispatch_recommended(r, keys, target["fp"], target["level"], user, lang, resource_ids=chosen or [])
@@ -107,7 +108,7 @@ def confirm_action(r, keys: Keys, target: dict, chosen: list | None, comment: st
         alert_action(r, keys, fingerprint=target["fp"], action=target["action"], user=user["username"],
                      now=command_time(r, keys), comment=comment or "")
     except CommandError as exc:  # its only field is the comment, right above the dialog's error line
-        return True, exc.message, None, False
+        return True, refusal_text(exc, lang), None, False
     label = t({"acknowledge": "map.ack", "escalate": "map.escalate", "resolve": "map.resolve"}[target["action"]], lang)
     return False, "", dbc.Alert(t("map.done", lang, action=label), color="info", dismissable=True,
                                 id="map-toast-msg"), True
