@@ -1,7 +1,8 @@
 """Signed in from the Chinese sign-in page, every page of every role is in Chinese: the test walks them
 in a real browser (the operator map, the department page, the exercise page and its after-action report,
 feeds, the audit trail, the data catalogue, the accounts page) and finds no English word left on screen,
-in a placeholder or in a tooltip, names aside.
+in a placeholder or in a tooltip, names aside. Refusals too: a dispatch conflict on the map (a chosen unit
+went out of service before the operator confirmed) and a drill command the drill cannot take.
 
 "Names aside" is an allowlist built from the data the pages show (every string of the scenario's files and
 of the demo accounts: station, zone, resource and incident ids and names, rule ids, descriptions as they
@@ -20,12 +21,14 @@ import re
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
 from command.config import SAMPLE_DATA
+from command.keys import Keys
 
 from ..conftest import SCENARIOS
 from .conftest import click, severe_console_errors, wait
@@ -61,6 +64,15 @@ document.querySelectorAll('[placeholder], [title], [aria-label]').forEach(e => {
 });
 return out.join('\\n');
 """
+
+
+# the drill list's "resume" button, clicked at once (no round trip between finding and clicking it)
+RESUME_CLICK = """
+const b = Array.from(document.querySelectorAll('#ex-drills button')).find(e => e.innerText.trim() === '继续');
+if (b) { b.click(); return true; }
+return false;
+"""
+PAUSE_BUTTON = "//div[@id='ex-drills']//button[normalize-space()='暂停']"
 
 
 def _strings(value, out: set[str]) -> None:
@@ -149,8 +161,19 @@ def test_every_page_in_chinese_has_no_english_left(app_server, browser):
     # the operator: the map, the department page, the exercise page, feeds, the catalogue
     sign_in_zh(browser, base, "operator", "/")
     wait(browser, 30).until(lambda d: shell_ready(d) and d.find_elements(By.XPATH, I4 + "//button[normalize-space()='一键调派']"))
+    # a refusal first: the dialog's resources are chosen, then one of them goes out of service before the
+    # operator confirms (a dispatch conflict); the toast says so in Chinese
+    click(browser, browser.find_element(By.XPATH, I4 + "//button[normalize-space()='调整…']"))
+    chosen = wait(browser, 30).until(lambda d: [e.get_attribute("value") for e in
+                                                d.find_elements(By.CSS_SELECTOR, "#map-modal-resources input:checked")])
+    keys = Keys(ns)
+    saved = client.hget(keys.resources, chosen[0])
+    client.hset(keys.resources, chosen[0], orjson.dumps({**orjson.loads(saved), "status": "out_of_service"}))
+    click(browser, browser.find_element(By.ID, "map-modal-confirm"))
+    visit("/ dispatch refused (operator)", lambda d: "已不可用" in d.find_element(By.ID, "map-toast").text)
+    client.hset(keys.resources, chosen[0], saved)
     # a dispatch, so the map's dispatch board, the department's tasks and the audit trail have something
-    click(browser, browser.find_element(By.XPATH, I4 + "//button[normalize-space()='一键调派']"))
+    click(browser, wait(browser, 30).until(EC.element_to_be_clickable((By.XPATH, I4 + "//button[normalize-space()='一键调派']"))))
     visit("/ (operator)", lambda d: d.find_elements(By.CSS_SELECTOR, "#map-dispatches .dispatch")
           and "调派" in d.find_element(By.ID, "map-toast").text)
     for path, ready in (("/department", (By.ID, "dept-title")), ("/exercise", (By.CSS_SELECTOR, "#ex-drills .drill-row")),
@@ -178,6 +201,20 @@ def test_every_page_in_chinese_has_no_english_left(app_server, browser):
     # the planner: the exercise page
     sign_in_zh(browser, base, "planner", "/exercise")
     visit("/exercise (planner)", lambda d: shell_ready(d) and d.find_elements(By.CSS_SELECTOR, "#ex-drills .drill-row"))
+    # a drill command the drill cannot take: the page still offers "resume" while the drill already runs
+    # (as after a click elsewhere); refused in Chinese, nothing sent. The list is redrawn every second, so
+    # the state is changed right before the click, and again if a redraw came in between.
+    control = keys.replay_control
+    for _ in range(5):
+        client.hset(control, mapping={"paused": "1", "status": "paused"})  # as the paused drill really is
+        wait(browser, 30).until(lambda d: d.find_elements(By.XPATH, "//div[@id='ex-drills']//button[normalize-space()='继续']"))
+        client.hset(control, mapping={"paused": "0", "status": "running"})
+        if browser.execute_script(RESUME_CLICK) and wait(browser, 10).until(
+                lambda d: d.find_elements(By.ID, "ex-refused") or d.find_elements(By.XPATH, PAUSE_BUTTON)):
+            if browser.find_elements(By.ID, "ex-refused"):
+                break
+    client.hset(control, mapping={"paused": "1", "status": "paused"})
+    visit("/exercise drill command refused (planner)", lambda d: "已在进行中" in d.find_element(By.ID, "ex-refused").text)
 
     # the auditor and the admin
     sign_in_zh(browser, base, "auditor", "/audit")
