@@ -194,3 +194,23 @@ def test_a_drill_command_the_drill_cannot_take_is_refused_in_chinese_and_not_sen
     r.hset(Keys(ns).replay_control, mapping={"status": "running", "paused": "0"})
     got = click("pause")
     assert not any(k.startswith("ex-msg") for k in got) and r.xlen(DRILL_COMMANDS) == sent + 1
+
+
+def test_a_click_while_redis_is_down_is_refused_in_chinese_not_lost():
+    import socket
+
+    import redis
+
+    from layouts.operator import actions
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = redis.Redis(port=port, socket_connect_timeout=0.2, retry_on_timeout=False)
+    keys = Keys("live")
+    op = {"username": "operator", "department": "emergency_management", "role": "operator"}
+    toast = actions.dispatch_recommended(down, keys, "0" * 16, "red", op, "zh", resource_ids=["B1"])
+    assert toast.color == "danger" and toast.children == TEXT["err.redis_down"]["zh"]
+    is_open, err, _, changed = actions.confirm_action(down, keys, {"fp": "0" * 16, "level": "red",
+                                                                  "action": "acknowledge"}, None, "", op, "zh")
+    assert is_open and not changed and err == TEXT["err.redis_down"]["zh"]

@@ -14,7 +14,7 @@ import orjson
 from rq import Queue
 
 from command.clock import command_time
-from command.errors import CommandError
+from command.errors import REDIS_DOWN, CommandError, unavailable_from
 from command.i18n import t
 from command.keys import RQ_QUEUE, Keys
 from command.ops.dispatch import DEFAULT_ACK_MS, AlreadyDispatched, alert_action, dispatch
@@ -35,7 +35,18 @@ def ack_ms() -> int:
 
 
 def dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: str, resource_ids=None):
-    """Dispatch the recommendation (or the operator's own choice); the message the operator sees."""
+    """Dispatch the recommendation (or the operator's own choice); the message the operator sees (also when
+    Redis is down: the click was not lost silently, it was refused)."""
+    try:
+        return _dispatch_recommended(r, keys, fp, level, user, lang, resource_ids)
+    except REDIS_DOWN as exc:
+        down = unavailable_from(exc)
+        if down is None:
+            raise
+        return dbc.Alert(refusal_text(down, lang), color="danger", dismissable=True, id="map-toast-msg")
+
+
+def _dispatch_recommended(r, keys: Keys, fp: str, level: str, user: dict, lang: str, resource_ids=None):
     ids = resource_ids
     if ids is None:
         raw = r.get(keys.alert(fp))
@@ -105,8 +116,11 @@ def confirm_action(r, keys: Keys, target: dict, chosen: list | None, comment: st
         msg = dispatch_recommended(r, keys, target["fp"], target["level"], user, lang, resource_ids=chosen or [])
         return False, "", msg, True
     try:
-        alert_action(r, keys, fingerprint=target["fp"], action=target["action"], user=user["username"],
-                     now=command_time(r, keys), comment=comment or "")
+        try:
+            alert_action(r, keys, fingerprint=target["fp"], action=target["action"], user=user["username"],
+                         now=command_time(r, keys), comment=comment or "")
+        except REDIS_DOWN as down:
+            raise unavailable_from(down) or down from None
     except CommandError as exc:  # its only field is the comment, right above the dialog's error line
         return True, refusal_text(exc, lang), None, False
     label = t({"acknowledge": "map.ack", "escalate": "map.escalate", "resolve": "map.resolve"}[target["action"]], lang)
