@@ -11,6 +11,9 @@
     ├── RateLimited               too many from one user/department: wait retry_after 429 / exit 2
     └── Unavailable               a dependency (Redis, a feed) is down: retry       503 / exit 75
 
+An error may carry an i18n ``key`` (and ``params``) for the pages: they show it in the page's language
+(layouts/common.py ``refusal_text``), ``message`` staying the English for logs, the API and the audit trail.
+
 The edges: Dash callbacks show ``message`` (and ``errors`` per field) to the user, HTTP routes
 answer ``status`` with a JSON body, the CLI exits with ``exit_code``, the engine loop backs off and
 retries on ``retryable``. Nothing below an edge turns these into strings or status codes itself.
