@@ -24,9 +24,12 @@ batch that ends between two alerts of one instant only adds a passing recommenda
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from command.models import Recommendation, RecommendedResource, Resource, ResourceStatus
 from command.planning.closures import in_force
@@ -171,25 +174,49 @@ def _item(e: Estimate, d: Deadline, now: int, tz: str | None) -> RecommendedReso
 
 # ---- the plan -------------------------------------------------------------------------------------
 class _TripMemo:
-    """The road network as `planning.plan` uses it, remembering each target's trips. One stage call
-    re-plans at every instant with an event, over the same units and (mostly) the same targets and
-    closures: a target's trips depend only on the units, their type's speed and the closures in
-    force, so they are estimated once per stage call, not once per instant (docs/performance.md)."""
+    """The road network as `planning.plan` uses it, remembering each target's trips. The engine
+    re-plans at every instant with an event, batch after batch, over the same units and (mostly) the
+    same open alerts and closures: a target's trips depend only on the network, the units, their
+    type's speed and the closures in force, so they are estimated once, not once per instant or per
+    batch (docs/performance.md). One memo per network (`_trip_memo`), the least recently used
+    entries dropped beyond `TRIP_MEMO_TARGETS`."""
 
     def __init__(self, net: RoadNetwork) -> None:
         self.net = net
-        self.memo: dict[tuple, Any] = {}
+        self.memo: OrderedDict[tuple, Any] = OrderedDict()
+        self.lock = threading.Lock()  # the read model may plan from several threads
 
     def trips_many(self, targets: Sequence[tuple[float, float]], units: Any, speed_kmh: float,
                    closures: Sequence[Any] = ()) -> list:
         key = (units.tobytes() if hasattr(units, "tobytes") else repr(units), float(speed_kmh),
                tuple(sorted((c.id, c.lon, c.lat, c.radius_m) for c in closures)))
-        wanted = [(float(x), float(y)) for x, y in targets]
-        missing = list(dict.fromkeys(t for t in wanted if (key, t) not in self.memo))
+        wanted = [(key, (float(x), float(y))) for x, y in targets]
+        with self.lock:
+            found = {w: self.memo[w] for w in wanted if w in self.memo}
+            for w in found:
+                self.memo.move_to_end(w)
+        missing = list(dict.fromkeys(w for w in wanted if w not in found))
         if missing:
-            for t, trips in zip(missing, self.net.trips_many(missing, units, speed_kmh, closures), strict=True):
-                self.memo[(key, t)] = trips
-        return [self.memo[(key, t)] for t in wanted]
+            trips = self.net.trips_many([t for _, t in missing], units, speed_kmh, closures)
+            found.update(zip(missing, trips, strict=True))
+            with self.lock:
+                self.memo.update(zip(missing, trips, strict=True))
+                while len(self.memo) > TRIP_MEMO_TARGETS:
+                    self.memo.popitem(last=False)
+        return [found[w] for w in wanted]
+
+
+TRIP_MEMO_TARGETS = 256  # per network; each holds one route tree row: about 10 MB on a 10,000-vertex road map
+_TRIP_MEMOS: WeakKeyDictionary[RoadNetwork, _TripMemo] = WeakKeyDictionary()
+_TRIP_MEMOS_LOCK = threading.Lock()
+
+
+def _trip_memo(net: RoadNetwork) -> _TripMemo:
+    with _TRIP_MEMOS_LOCK:
+        memo = _TRIP_MEMOS.get(net)
+        if memo is None:
+            memo = _TRIP_MEMOS[net] = _TripMemo(net)
+        return memo
 
 
 class _Planner:
@@ -197,7 +224,7 @@ class _Planner:
 
     def __init__(self, ctx: PlanContext, units: list[Resource]) -> None:
         self.ctx, self.units = ctx, units
-        self.network: Any = _TripMemo(ctx.network) if ctx.network is not None else None
+        self.network: Any = _trip_memo(ctx.network) if ctx.network is not None else None
         self.book: dict[str, _Open] = {}
         self.current: dict[str, tuple[str, ...]] = {
             fp: tuple(i["resource_id"] for i in rec.get("items", ())) for fp, rec in ctx.recommendations.items()}

@@ -270,8 +270,8 @@ class _State:
         missing = sorted({t for t in targets if (speed_key, t) not in self._trees})
         if missing:
             dist, pred = dijkstra(self._graph(speed_key), directed=True, indices=missing, return_predecessors=True)
-            for k, t in enumerate(missing):
-                self._trees[(speed_key, t)] = (dist[k], pred[k])
+            for k, t in enumerate(missing):  # rows copied: a kept row must not keep the whole batch alive
+                self._trees[(speed_key, t)] = (dist[k].copy(), pred[k].copy())
         out = []
         for t in targets:
             self._trees.move_to_end((speed_key, t))
