@@ -206,7 +206,7 @@ class _TripMemo:
         return [found[w] for w in wanted]
 
 
-TRIP_MEMO_TARGETS = 256  # per network; each holds one route tree row: about 10 MB on a 10,000-vertex road map
+TRIP_MEMO_TARGETS = 1024  # per network, above a city's open alerts x types; at most ~40 MB on 10,000 road vertices
 _TRIP_MEMOS: WeakKeyDictionary[RoadNetwork, _TripMemo] = WeakKeyDictionary()
 _TRIP_MEMOS_LOCK = threading.Lock()
 

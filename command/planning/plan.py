@@ -105,8 +105,9 @@ def _estimates(pool: Sequence[Resource], trips: Trips, working: np.ndarray, late
     """One alert's chosen units' estimates, and those of the units it would have had on its own,
     now held for another alert."""
     chosen = [_estimate(pool[j], trips, j, working[j], setup, late[j]) for j in mine]
-    own = sorted((j for j in range(len(pool)) if np.isfinite(working[j])),
-                 key=lambda j: (late[j], working[j], pool[j].id))[:wanted]
+    # by lateness, then arrival, then id (the pool is in id order, so its index breaks ties alike)
+    order = np.lexsort((np.arange(len(pool)), working, late))
+    own = [int(j) for j in order[np.isfinite(working[order])][:wanted]]
     held = [(_estimate(pool[j], trips, j, working[j], setup, late[j]), holder[j])
             for j in own if holder.get(j, key) != key]
     return chosen, held
