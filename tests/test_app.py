@@ -48,7 +48,7 @@ def test_starts_everything_refuses_a_second_copy_and_stops_cleanly(tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        assert set(info["children"]) >= {"engine", "drills", "worker", "web"}
+        assert set(info["children"]) >= {"engine", "drills", "worker", "backtests", "web"}
         assert info["redis_pid"] and _alive(info["redis_pid"])
 
         second = subprocess.run([sys.executable, "app.py", "--port", str(_port())], cwd=ROOT, env=env,
@@ -68,6 +68,8 @@ def test_starts_everything_refuses_a_second_copy_and_stops_cleanly(tmp_path):
             time.sleep(0.1)
         assert not [p for p in pids if _alive(p)]
         assert not info_file.exists()
+        for log in (tmp_path / "var" / "logs").iterdir():  # every process stopped without an error
+            assert "Traceback" not in log.read_text(errors="replace"), log.name
     finally:
         if proc.poll() is None:
             proc.kill()

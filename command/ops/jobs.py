@@ -154,8 +154,9 @@ def run_worker(r: redis.Redis, sweep_r: redis.Redis, *, burst: bool = False, bac
         return 0
     queue = RQ_BACKTEST_QUEUE if backtests else RQ_QUEUE
     stop = threading.Event()
-    if not backtests:
-        sweeper = threading.Thread(target=run_sweeper, args=(sweep_r, stop), name="ack-timer-sweep", daemon=True)
+    sweeper = None if backtests else threading.Thread(target=run_sweeper, args=(sweep_r, stop),
+                                                      name="ack-timer-sweep", daemon=True)
+    if sweeper is not None:
         sweeper.start()
     failures = 0
     try:
@@ -181,7 +182,8 @@ def run_worker(r: redis.Redis, sweep_r: redis.Redis, *, burst: bool = False, bac
         return 0
     finally:
         stop.set()
-        sweeper.join(5)
+        if sweeper is not None:
+            sweeper.join(5)
 
 
 # ---- backtests started on the exercise page -------------------------------------------------------------
