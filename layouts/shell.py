@@ -12,6 +12,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from command import i18n
 from command.config import PROJECT_ROOT, Settings
 from command.i18n import t
+from command.runtime.redis_client import is_cluster
 
 from . import access
 from .access import secured_callback
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
                          SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     if not server.config["ECD_REDIS_URL"]:
         raise RuntimeError("the web app needs REDIS_URL (python app.py sets it)")
+    # learn now, while Redis answers, whether it is a cluster (asked once per process): a web worker
+    # asking first at a /health during a Redis stall would answer late
+    is_cluster(server.config["ECD_REDIS_URL"])
     server.config["ECD_ACK_MS"] = int(settings.ack_minutes * 60_000)
     register_routes(server, settings)
     import layouts.audit

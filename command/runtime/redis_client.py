@@ -105,17 +105,19 @@ def _configured_cluster() -> bool | None:
     return Settings().redis_cluster
 
 
-def is_cluster(url: str, settings: Settings | None = None, *, fresh: bool = False) -> bool:
+def is_cluster(url: str, settings: Settings | None = None, *, fresh: bool = False, timeout: float = 2.0) -> bool:
     """Is `url` a node of a Redis Cluster? `settings.redis_cluster` when set, else the server's own
     `INFO cluster`: asked once per URL and process, or again with `fresh` (`client` does: a client is
     built rarely, and a URL may name another server since, e.g. a port reused). A server that does
-    not answer is taken for one server, not remembered: the next client built asks again."""
+    not answer is taken for one server, not remembered: the next client built asks again. `timeout`:
+    how long to wait for the answer (/health's probe waits less: it must answer within a second or so)."""
     said = settings.redis_cluster if settings is not None else _configured_cluster()
     if said is not None:
         return said
     if url in _CLUSTER_MODE and not fresh:
         return _CLUSTER_MODE[url]
-    probe = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    probe = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=min(1.0, timeout),
+                                 retry=Retry(NoBackoff(), 0))
     try:
         enabled = str(probe.info("cluster").get("cluster_enabled", 0)) == "1"
     except redis.ResponseError:
@@ -349,7 +351,7 @@ def _shared_cluster(url: str, purpose: Purpose) -> RedisCluster:
 def pooled(url: str, purpose: Purpose = "app") -> redis.Redis:
     """A client on the process's shared pool for `url` and `purpose` (cheap: make one per request).
     On a cluster, the process's one `RedisCluster` for them (it keeps a pool per node)."""
-    if is_cluster(url):
+    if is_cluster(url, timeout=0.3 if purpose == "probe" else 2.0):
         return cast(redis.Redis, _shared_cluster(url, purpose))
     return redis.Redis(connection_pool=shared_pool(url, purpose))
 
