@@ -42,7 +42,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from command.engine.recommend import PlanContext, haversine_km, recommend, recommendation_stage  # noqa: E402
+from command.engine.recommend import (  # noqa: E402
+    PlanContext,
+    forget_trips,
+    haversine_km,
+    recommend,
+    recommendation_stage,
+)
 from command.models import Resource  # noqa: E402
 from command.planning.deadlines import level_weight  # noqa: E402
 from command.planning.profiles import TypeProfile  # noqa: E402
@@ -236,6 +242,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def replan() -> tuple[float, list]:
         for st in net._states.values():
             st._trees.clear()
+        forget_trips(net)  # and the travel times the stage remembers across batches: truly cold
         t0 = time.perf_counter()
         recs = recommendation_stage([(a, rules[a["rule"]]) for a in alerts], lambda: pool,
                                     PlanContext(now=T0, **ctx_kw))

@@ -219,6 +219,12 @@ def _trip_memo(net: RoadNetwork) -> _TripMemo:
         return memo
 
 
+def forget_trips(net: RoadNetwork) -> None:
+    """Drop the travel times remembered for `net` (a benchmark's cold start)."""
+    with _TRIP_MEMOS_LOCK:
+        _TRIP_MEMOS.pop(net, None)
+
+
 class _Planner:
     """The open alerts that ask for units, and their current recommendations, as events arrive."""
 
