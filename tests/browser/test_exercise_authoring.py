@@ -75,9 +75,12 @@ def test_the_events_list_is_edited_in_the_table_and_saved_as_a_new_scenario(app_
     wait(browser).until(EC.presence_of_element_located((By.ID, "exe-panel")))
     click(browser, browser.find_element(By.ID, "exe-scenario"))
     click(browser, wait(browser).until(EC.element_to_be_clickable((By.XPATH, "//*[text()='rule_zone_incident']"))))
+    # the choice is in the dropdown before Load is pressed (else the default scenario's events load)
+    wait(browser).until(EC.text_to_be_present_in_element((By.ID, "exe-scenario"), "rule_zone_incident"))
     click(browser, browser.find_element(By.ID, "exe-load"))
-    cell = wait(browser).until(EC.element_to_be_clickable(
-        (By.CSS_SELECTOR, "#exe-grid .ag-row[row-index='0'] .ag-cell[col-id='at']")))
+    first_at = (By.CSS_SELECTOR, "#exe-grid .ag-row[row-index='0'] .ag-cell[col-id='at']")
+    wait(browser).until(EC.text_to_be_present_in_element(first_at, "2h30m"))  # the grid redraws when loaded
+    cell = wait(browser).until(EC.element_to_be_clickable(first_at))
     assert cell.text == "2h30m"
     click(browser, cell)
     editor = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#exe-grid .ag-cell[col-id='at'] input")))
