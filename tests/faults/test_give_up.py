@@ -19,14 +19,16 @@ from .conftest import alive, children_of, free_port, wait_for
 
 pytestmark = pytest.mark.faults
 
-# app.py, with one child's command replaced by one that exits at once (status 3)
+# app.py, with one child's command replaced by one that exits at once (status 3): the child whose
+# command line names `which`, followed by exactly the arguments `then` when given (the backtests'
+# worker is `worker --backtests`, the other RQ worker `worker`)
 BROKEN = """
 import sys
 sys.path.insert(0, {root!r})
 from command.runtime import supervisor
 real = supervisor.spawn
 def spawn(args, env, log):
-    if {which!r} in args:
+    if {which!r} in args and ({then!r} is None or args[args.index({which!r}) + 1:] == {then!r}):
         args = [sys.executable, "-c", "import sys; sys.exit(3)"]
     return real(args, env, log)
 supervisor.spawn = spawn
@@ -35,18 +37,18 @@ sys.exit(app.main(sys.argv[1:]))
 """
 
 
-def start_broken(tmp_path, which: str, port: int) -> subprocess.Popen:
+def start_broken(tmp_path, which: str, port: int, then: list[str] | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(ECD_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1", ECD_RESTART_FIRST_S="0.1",
                ECD_RESTART_MAX_S="0.4")
-    return subprocess.Popen([sys.executable, "-c", BROKEN.format(root=str(ROOT), which=which), "--port", str(port),
+    return subprocess.Popen([sys.executable, "-c", BROKEN.format(root=str(ROOT), which=which, then=then), "--port", str(port),
                              "--no-drill"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
 
 def test_a_child_given_up_on_leaves_the_rest_serving_and_health_says_so(tmp_path):
     port = free_port()
-    proc = start_broken(tmp_path, "worker", port)
+    proc = start_broken(tmp_path, "worker", port, then=[])
     base = f"http://127.0.0.1:{port}"
     try:
         def degraded():
