@@ -74,7 +74,10 @@ def test_the_events_list_is_edited_in_the_table_and_saved_as_a_new_scenario(app_
     sign_in(browser, base, "planner", path="/exercise")
     wait(browser).until(EC.presence_of_element_located((By.ID, "exe-panel")))
     click(browser, browser.find_element(By.ID, "exe-scenario"))
-    click(browser, wait(browser).until(EC.element_to_be_clickable((By.XPATH, "//*[text()='rule_zone_incident']"))))
+    # an option of the open menu (the page also names an uploaded copy, "rule_zone_incident (uploaded ...)",
+    # in its list of kept scenarios)
+    click(browser, wait(browser).until(EC.element_to_be_clickable(
+        (By.XPATH, "//*[contains(@class, 'dash-dropdown-option')][normalize-space(.)='rule_zone_incident']"))))
     # the choice is in the dropdown before Load is pressed (else the default scenario's events load)
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "exe-scenario"), "rule_zone_incident"))
     click(browser, browser.find_element(By.ID, "exe-load"))
