@@ -172,10 +172,12 @@ def test_the_list_filters_by_level_and_a_dispatch_draws_its_route(app_server, br
             "return t.customdata.map((c, i) => [c[4], op[i]]);")
 
     # the map dims the stations the filter leaves out: only the red ones stay bright
-    wait(browser).until(lambda d: dimming(d) is not None)
-    dim = dimming(browser)
-    assert any(lv == "red" for lv, _ in dim) and any(lv != "red" for lv, _ in dim)
-    assert all((op == 1) == (lv == "red") for lv, op in dim)
+    def only_red_bright(d) -> bool:  # waited for: the map redraws once per filter click
+        dim = dimming(d)
+        return bool(dim) and any(lv == "red" for lv, _ in dim) and any(lv != "red" for lv, _ in dim) \
+            and all((op == 1) == (lv == "red") for lv, op in dim)
+
+    wait(browser).until(only_red_bright)
     for lv in ("orange", "yellow"):
         click(browser, browser.find_element(By.XPATH, f"//*[@id='map-filter-level']//input[@value='{lv}']"))
     wait(browser).until(EC.invisibility_of_element_located((By.ID, "map-queue-hidden")))
