@@ -3,6 +3,7 @@ started once per session in a temporary folder, flushed before each test (as rq'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -60,3 +61,22 @@ def cli_env(redis_url, tmp_path) -> dict[str, str]:
     env["ECD_DATA_DIR"] = str(tmp_path / "var")
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+@contextlib.contextmanager
+def module_app(data_dir: Path, redis_url: str):
+    """The real Dash app on `data_dir` for a test module. create_app points this process's audit keys
+    at its data folder: undone afterwards, for the other modules."""
+    from app import create_app
+    from command.config import Settings
+    from command.trust import audit, audit_keys
+
+    saved_env, saved_store = os.environ.get(audit_keys.KEY_ENV), audit._store
+    try:
+        yield create_app(Settings(data_dir=data_dir), redis_url=redis_url)
+    finally:
+        if saved_env is None:
+            os.environ.pop(audit_keys.KEY_ENV, None)
+        else:
+            os.environ[audit_keys.KEY_ENV] = saved_env
+        audit._store = saved_store

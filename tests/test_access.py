@@ -10,7 +10,6 @@ also runs (and fails) on the code from before the authorization layer.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
@@ -18,10 +17,9 @@ import orjson
 import pytest
 import redis
 
-from command.config import Settings
 from command.keys import Keys
 
-from .conftest import SCENARIOS
+from .conftest import SCENARIOS, module_app
 
 WHO = {"operator": "operator", "planner": "planner", "admin": "admin", "auditor": "auditor", "fire": "department",
        "water": "department", None: None}  # user name -> role (None: nobody signed in)
@@ -31,18 +29,8 @@ WILD = ("ALL", "ALLSMALLER", "MATCH")
 
 @pytest.fixture(scope="module")
 def app(redis_url, tmp_path_factory):
-    from command.trust import audit, audit_keys
-
-    saved_env, saved_store = os.environ.get(audit_keys.KEY_ENV), audit._store
-    from app import create_app
-
-    yield create_app(Settings(data_dir=tmp_path_factory.mktemp("access") / "var"), redis_url=redis_url)
-    # create_app pointed this process's audit keys at its data folder: undo that for the other modules
-    if saved_env is None:
-        os.environ.pop(audit_keys.KEY_ENV, None)
-    else:
-        os.environ[audit_keys.KEY_ENV] = saved_env
-    audit._store = saved_store
+    with module_app(tmp_path_factory.mktemp("access") / "var", redis_url) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")

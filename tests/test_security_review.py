@@ -7,17 +7,16 @@ with nothing stored, never a 500."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
 
-from command.config import SAMPLE_DATA, Settings
+from command.config import SAMPLE_DATA
 from command.keys import Keys
 
-from .conftest import SCENARIOS
+from .conftest import SCENARIOS, module_app
 from .test_access import UPDATE, callback_body, with_ns
 from .test_exercise_authoring import cid, data_url, listing
 from .test_upload import folder_entries, own_folder, zip_of
@@ -32,17 +31,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app(redis_url, data_dir):
-    from command.trust import audit, audit_keys
-
-    saved_env, saved_store = os.environ.get(audit_keys.KEY_ENV), audit._store
-    from app import create_app
-
-    yield create_app(Settings(data_dir=data_dir), redis_url=redis_url)
-    if saved_env is None:
-        os.environ.pop(audit_keys.KEY_ENV, None)
-    else:
-        os.environ[audit_keys.KEY_ENV] = saved_env
-    audit._store = saved_store
+    with module_app(data_dir, redis_url) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
