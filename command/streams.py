@@ -12,6 +12,7 @@ One field per entry, named by its type, so an entry is cheap to write and to rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -66,6 +67,12 @@ def decode(fields: dict[bytes, bytes]) -> Reading | Incident | ExternalWarning |
         sid, kind, issued, series = orjson.loads(raw)
         return sid, kind, issued, [tuple(x) for x in series]
     return None
+
+
+def field_map(fields: Sequence[bytes]) -> dict[bytes, bytes]:
+    """An entry's fields as the server sends them, ``[name, value, ...]``, by name (a name given twice:
+    the last value, as redis-py's own parsing does)."""
+    return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 def shard_count(r: redis.Redis, keys: Keys, default: int = 1) -> int:

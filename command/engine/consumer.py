@@ -51,7 +51,7 @@ from command.models import ExternalWarning, Incident, Resource, Station, Zone
 from command.ops.dispatch import queue_verdict
 from command.rules import AlertChange, RuleSet, ShardEvaluator, parse_rules
 from command.runtime.redis_client import as_unavailable
-from command.streams import ensure_group, shard_count, tick_entry, trim_acknowledged
+from command.streams import ensure_group, field_map, shard_count, tick_entry, trim_acknowledged
 from command.timeutil import now_ms
 
 log = logging.getLogger(__name__)
@@ -363,7 +363,7 @@ class Engine:
         while sh.index in self.shards:
             cursor, entries, *_ = self.r.xautoclaim(sh.stream, ENGINE_GROUP, self.consumer, min_idle_time=0,
                                                    start_id=cursor, count=self.batch)
-            entries = [e for e in entries if e is not None and e[1] is not None]
+            entries = slots.flat([e for e in entries if e is not None and e[1] is not None])
             if entries:
                 log.info("engine %s reclaimed %d pending entries of shard %d", self.consumer, len(entries), sh.index)
                 with _batch_without_gc():
@@ -387,37 +387,43 @@ class Engine:
             pipe.execute()
 
     def _handle(self, sh: OwnedShard, entries: list) -> int:
+        """Evaluate a batch of entries, each ``[id, [field, value, ...]]`` as the server sends it
+        (`slots.read_groups`), then commit it."""
         ev = sh.evaluator
         changes: list[AlertChange] = []
         incidents: list[Incident] = []  # in order: the road closures they open or end (planning)
-        ids = []
+        ids = [e[0] for e in entries]  # every entry is acknowledged, an unknown one too
         reading, on_tick = ev.reading, ev.on_tick
         loads = orjson.loads
+        extend = changes.extend
         for eid, fields in entries:
-            ids.append(eid)
-            raw = fields.get(b"r")
+            # an entry has one field (command/streams.py): look at the first, no dict per entry
+            name = fields[0]
+            if name == b"r" and len(fields) == 2:
+                out = reading(*loads(fields[1]))  # [station, kind, t, value]
+                if out:
+                    extend(out)
+                continue
+            f = field_map(fields)  # anything else: by name, as before
+            raw = f.get(b"r")
             if raw is not None:
-                out = reading(*loads(raw))  # [station, kind, t, value]
+                out = reading(*loads(raw))
+            elif (raw := f.get(b"t")) is not None:
+                out = on_tick(int(raw))
+            elif (raw := f.get(b"i")) is not None:
+                inc = Incident.model_validate_json(raw)
+                incidents.append(inc)
+                out = ev.on_incident(inc)
+            elif (raw := f.get(b"w")) is not None:
+                out = ev.on_warning(ExternalWarning.model_validate_json(raw))
+            elif (raw := f.get(b"f")) is not None:
+                sid, kind, issued, series = loads(raw)
+                out = ev.on_forecast(sid, kind, issued, series)
             else:
-                raw = fields.get(b"t")
-                if raw is not None:
-                    out = on_tick(int(raw))
-                else:
-                    raw = fields.get(b"i")
-                    if raw is not None:
-                        inc = Incident.model_validate_json(raw)
-                        incidents.append(inc)
-                        out = ev.on_incident(inc)
-                    elif (raw := fields.get(b"w")) is not None:
-                        out = ev.on_warning(ExternalWarning.model_validate_json(raw))
-                    elif (raw := fields.get(b"f")) is not None:
-                        sid, kind, issued, series = loads(raw)
-                        out = ev.on_forecast(sid, kind, issued, series)
-                    else:
-                        log.warning("shard %d: entry %s has no known field, skipped", sh.index, eid)
-                        continue
+                log.warning("shard %d: entry %s has no known field, skipped", sh.index, eid)
+                continue
             if out:
-                changes.extend(out)
+                extend(out)
         try:
             self._commit(sh, ids, changes, incidents, entries)
         except ShardLost:

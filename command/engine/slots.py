@@ -158,17 +158,60 @@ def apply_pending(r: Any, k: Keys, shard: int) -> int:
             r.xtrim(outbox, minid=newest)
 
 
+def _raw_command(r: Any, *args: Any) -> Any:
+    """One command's reply as the server sent it, without redis-py's response callback (for
+    XREADGROUP that callback builds a dict per entry: a third of the engine's read cost). The
+    connection's own retry policy applies, as in `Redis.execute_command`; a connection that failed
+    is dropped, never returned to the pool with a reply left unread on it."""
+    pool = r.connection_pool
+    conn = pool.get_connection()
+
+    def send_read() -> Any:
+        conn.send_command(*args)
+        return conn.read_response()
+
+    try:
+        return conn.retry.call_with_retry(send_read, lambda _err: conn.disconnect())
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+
+
+def flat(entries: list) -> list:
+    """Parsed entries, (id, {field: value}), as the server sends them: [id, [field, value, ...]]."""
+    return [[eid, [x for kv in fields.items() for x in kv]] for eid, fields in entries]
+
+
 def read_groups(r: Any, consumer: str, streams: dict[str, str], count: int, block_ms: int | None) -> list:
-    """XREADGROUP over the shard streams an engine owns. One command on one server; on a cluster one
-    per stream (a multi-key command cannot span slots), pipelined without blocking, then a pause of
-    `block_ms` when nothing came (so an idle engine does not spin)."""
-    if not split_commit(r) or len(streams) == 1:
-        return r.xreadgroup(ENGINE_GROUP, consumer, streams, count=count, block=block_ms) or []
-    with r.pipeline(transaction=False) as p:
-        for s, start in streams.items():
-            p.xreadgroup(ENGINE_GROUP, consumer, {s: start}, count=count)
-        got = p.execute()
-    resp = [item for one in got if one for item in one]
-    if block_ms and not any(entries for _, entries in resp):
+    """XREADGROUP over the shard streams an engine owns: [(stream name, entries)], each entry as the
+    server sends it, ``[id, [field, value, ...]]`` (no dict per entry). One command on one server; on
+    a cluster one per stream (a multi-key command cannot span slots), pipelined without blocking, then
+    a pause of `block_ms` when nothing came (so an idle engine does not spin)."""
+    if not split_commit(r):
+        args: list[Any] = ["XREADGROUP", "GROUP", ENGINE_GROUP, consumer, "COUNT", count]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", *streams, *streams.values()]
+        resp = _raw_command(r, *args)
+        if not resp:
+            return []
+        # RESP3 answers a map of stream -> entries, RESP2 a list of [stream, entries]
+        return list(resp.items()) if isinstance(resp, dict) else resp
+    if len(streams) == 1:
+        got = [r.xreadgroup(ENGINE_GROUP, consumer, streams, count=count, block=block_ms)]
+    else:
+        with r.pipeline(transaction=False) as p:
+            for s, start in streams.items():
+                p.xreadgroup(ENGINE_GROUP, consumer, {s: start}, count=count)
+            got = p.execute()
+    resp = [(name, flat(entries)) for one in got if one for name, entries in _pairs(one)]
+    if block_ms and len(streams) > 1 and not any(entries for _, entries in resp):
         time.sleep(block_ms / 1000)
     return resp
+
+
+def _pairs(resp: Any) -> list:
+    """redis-py's parsed XREADGROUP reply as [(stream, entries)] (a dict under RESP3, a list under RESP2)."""
+    return list(resp.items()) if isinstance(resp, dict) else resp

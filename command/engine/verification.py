@@ -24,6 +24,7 @@ from command.models import Station, Task
 from command.ops.dispatch import apply_verdict
 from command.ops.verify import REOPENED, VERIFIED, WATCHING, level_bounds, verify_completion
 from command.rules import AlertChange, RuleSet
+from command.streams import field_map
 
 
 @dataclass
@@ -38,13 +39,14 @@ class VerifyWrites:
         return bool(self.tasks or self.drop or self.keep)
 
 
-def _readings(entries: Sequence[tuple[Any, Mapping[bytes, bytes]]], subjects: set[str]) -> dict[tuple[str, str], list]:
+def _readings(entries: Sequence[tuple[Any, Sequence[bytes]]], subjects: set[str]) -> dict[tuple[str, str], list]:
     """(station, kind) -> [(t, value)] of the watched stations in the batch (a second pass, only
-    when something is watched: the engine's per-entry loop stays as it is)."""
+    when something is watched: the engine's per-entry loop stays as it is). An entry is
+    ``[id, [field, value, ...]]`` as the server sends it (`command.engine.slots.read_groups`)."""
     out: dict[tuple[str, str], list] = {}
     loads = orjson.loads
     for _, fields in entries:
-        raw = fields.get(b"r")
+        raw = field_map(fields).get(b"r")
         if raw is None:
             continue
         sid, kind, t, v = loads(raw)
@@ -54,7 +56,7 @@ def _readings(entries: Sequence[tuple[Any, Mapping[bytes, bytes]]], subjects: se
 
 
 def verification_step(r: redis.Redis | Pipeline, keys: Keys, ruleset: RuleSet, stations: Mapping[str, Station],
-                      shard: int, nshards: int, entries: Sequence[tuple[Any, Mapping[bytes, bytes]]],
+                      shard: int, nshards: int, entries: Sequence[tuple[Any, Sequence[bytes]]],
                       changes: Sequence[AlertChange], now: int | None) -> VerifyWrites:
     """The verdicts on the watched tasks of shard `shard`'s stations after a batch; `now` is the
     shard's clock after it. `r` may be the commit's pipeline, in WATCH (immediate) mode: the task keys
