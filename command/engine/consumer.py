@@ -130,7 +130,7 @@ class Engine:
                  block_ms: int = 200, lease_ms: int = 10_000, max_shards: int | None = None,
                  live_tick_s: float | None = None, clock: Callable[[], int] = now_ms,
                  backoff: tuple[float, float] = (BACKOFF_FIRST_S, BACKOFF_MAX_S),
-                 trim_every_s: float | None = None) -> None:
+                 trim_every_s: float | None = None, read_ahead: bool = True) -> None:
         self.r, self.keys = r, keys
         # every this many seconds, trim the owned input streams below what every group acknowledged
         # (None: never; a headless replay keeps its input for whoever reads it afterwards)
@@ -152,6 +152,9 @@ class Engine:
         self._last_lease_check = 0.0
         self._last_tick = 0.0
         self._forgotten: set[int] = set()  # shards dropped by `forget` whose lease may still be ours
+        # read the next batch while the current one is evaluated (one server only; slots.ReadAhead)
+        self.read_ahead = read_ahead
+        self._ahead: slots.ReadAhead | None = None
 
     # ---- shard ownership ------------------------------------------------------------------------
     def start(self) -> None:
@@ -260,6 +263,7 @@ class Engine:
         """Give the shards up at once (a clean stop), so another engine need not wait for the lease
         (those it holds, and those it forgot but may still hold the lease of). With Redis down the
         leases cannot be given back: they expire by themselves."""
+        self._drop_read_ahead()  # what it delivered is pending: the next owner of each shard reclaims it
         try:
             # no longer counted among the live engines: the others take our shares at once
             with self.r.pipeline(transaction=False) as pipe:
@@ -286,6 +290,7 @@ class Engine:
         self._forgotten |= set(self.shards)
         self.shards.clear()
         self._last_lease_check = 0.0
+        self._drop_read_ahead()  # its connection may be broken; what it delivered is reclaimed on taking the shards again
 
     def _renew_leases(self) -> None:
         now = time.monotonic()
@@ -334,21 +339,40 @@ class Engine:
             if not sh.reclaimed:
                 done += self._reclaim(sh)
         if not self.shards:
+            self._drop_read_ahead()
             if block_ms:
                 time.sleep(block_ms / 1000)
             return done
         streams = {sh.stream: ">" for sh in self.shards.values()}
         with _batch_without_gc():
-            resp = slots.read_groups(self.r, self.consumer, streams, self.batch, block_ms if block_ms else None)
+            # the batch read ahead during the last one (taken even if the shards changed since: what it
+            # delivered is ours to process, or pending for the next owner of a shard given back)
             by_stream = {sh.stream.encode(): sh for sh in self.shards.values()}
-            for stream_name, entries in resp or ():
+            ahead, self._ahead = self._ahead, None
+            resp = ahead.result() if ahead is not None else []
+            if not any(entries for name, entries in resp if name in by_stream):
+                resp = slots.read_groups(self.r, self.consumer, streams, self.batch, block_ms if block_ms else None)
+            if (self.read_ahead and any(len(entries) >= self.batch for _, entries in resp)
+                    and not slots.split_commit(self.r)):
+                # a full batch: more is waiting. Ask for it now, so the server gathers it while this one
+                # is evaluated and committed (its reply is read by the next poll)
+                self._ahead = slots.ReadAhead(self.r, self.consumer, {sh.stream: sh.lease_key for sh in self.shards.values()},
+                                              self.batch)
+            entries: list = []
+            for stream_name, entries in resp:
                 owned = by_stream.get(stream_name)
                 if owned is not None and entries:
                     done += self._handle(owned, entries)
-            del resp  # freed by reference counting, before the collector runs again
+            del resp, entries  # freed by reference counting, before the collector runs again
         if self.trim_every_s is not None and time.monotonic() - self._last_trim >= self.trim_every_s:
             self.trim_inputs()
         return done
+
+    def _drop_read_ahead(self) -> None:
+        """Forget the read sent ahead, unanswered: what it delivered stays pending (XAUTOCLAIM takes it)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.discard()
 
     def trim_inputs(self) -> int:
         """Trim each owned input stream below what every consumer group acknowledged."""

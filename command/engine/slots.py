@@ -184,21 +184,27 @@ def flat(entries: list) -> list:
     return [[eid, [x for kv in fields.items() for x in kv]] for eid, fields in entries]
 
 
+def _read_args(consumer: str, streams: dict[str, str], count: int, block_ms: int | None) -> list[Any]:
+    args: list[Any] = ["XREADGROUP", "GROUP", ENGINE_GROUP, consumer, "COUNT", count]
+    if block_ms is not None:
+        args += ["BLOCK", block_ms]
+    return [*args, "STREAMS", *streams, *streams.values()]
+
+
+def _pairs(resp: Any) -> list:
+    """An XREADGROUP reply as [(stream, entries)]: RESP3 answers a map, RESP2 a list of pairs, nil for nothing."""
+    if not resp:
+        return []
+    return list(resp.items()) if isinstance(resp, dict) else resp
+
+
 def read_groups(r: Any, consumer: str, streams: dict[str, str], count: int, block_ms: int | None) -> list:
     """XREADGROUP over the shard streams an engine owns: [(stream name, entries)], each entry as the
     server sends it, ``[id, [field, value, ...]]`` (no dict per entry). One command on one server; on
     a cluster one per stream (a multi-key command cannot span slots), pipelined without blocking, then
     a pause of `block_ms` when nothing came (so an idle engine does not spin)."""
     if not split_commit(r):
-        args: list[Any] = ["XREADGROUP", "GROUP", ENGINE_GROUP, consumer, "COUNT", count]
-        if block_ms is not None:
-            args += ["BLOCK", block_ms]
-        args += ["STREAMS", *streams, *streams.values()]
-        resp = _raw_command(r, *args)
-        if not resp:
-            return []
-        # RESP3 answers a map of stream -> entries, RESP2 a list of [stream, entries]
-        return list(resp.items()) if isinstance(resp, dict) else resp
+        return _pairs(_raw_command(r, *_read_args(consumer, streams, count, block_ms)))
     if len(streams) == 1:
         got = [r.xreadgroup(ENGINE_GROUP, consumer, streams, count=count, block=block_ms)]
     else:
@@ -206,12 +212,66 @@ def read_groups(r: Any, consumer: str, streams: dict[str, str], count: int, bloc
             for s, start in streams.items():
                 p.xreadgroup(ENGINE_GROUP, consumer, {s: start}, count=count)
             got = p.execute()
-    resp = [(name, flat(entries)) for one in got if one for name, entries in _pairs(one)]
+    resp = [(name, flat(entries)) for one in got for name, entries in _pairs(one)]
     if block_ms and len(streams) > 1 and not any(entries for _, entries in resp):
         time.sleep(block_ms / 1000)
     return resp
 
 
-def _pairs(resp: Any) -> list:
-    """redis-py's parsed XREADGROUP reply as [(stream, entries)] (a dict under RESP3, a list under RESP2)."""
-    return list(resp.items()) if isinstance(resp, dict) else resp
+class ReadAhead:
+    """The next XREADGROUP (no BLOCK), sent on a connection of its own and answered later (`result`),
+    so that the server gathers the next batch while this process evaluates and commits the current
+    one. One server only (`split_commit` false).
+
+    It is fenced by the shard leases like a commit: WATCH on the leases, read them, and only for the
+    streams whose lease is `consumer`'s, MULTI/XREADGROUP/EXEC (sent, not waited for). An engine that
+    lost a shard meanwhile gets nothing (EXEC aborts), so it never takes entries it would leave
+    pending under its name. What it does deliver is pending for `consumer` from then on, like any
+    read: an engine that stops or fails before using it leaves it to XAUTOCLAIM (its own after
+    `Engine.forget`, or the next owner's on taking the shard)."""
+
+    def __init__(self, r: Any, consumer: str, leases: dict[str, str], count: int) -> None:
+        """`leases`: shard stream -> its lease key."""
+        self._pool = r.connection_pool
+        self._conn: Any = self._pool.get_connection()
+        try:
+            conn = self._conn
+            conn.send_packed_command(conn.pack_commands([("WATCH", *leases.values()), ("MGET", *leases.values())]))
+            conn.read_response()
+            held = conn.read_response()
+            me = consumer.encode()
+            streams = {s: ">" for s, v in zip(leases, held, strict=True) if v == me}
+            if not streams:
+                conn.send_command("UNWATCH")
+                conn.read_response()
+                self._pool.release(conn)
+                self._conn = None
+                return
+            conn.send_packed_command(conn.pack_commands(
+                [("MULTI",), tuple(_read_args(consumer, streams, count, None)), ("EXEC",)]))
+        except BaseException:
+            self.discard()
+            raise
+
+    def result(self) -> list:
+        """The reply, as `read_groups` gives it ([] when a lease was no longer ours)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return []
+        try:
+            conn.read_response()  # MULTI: OK
+            conn.read_response()  # XREADGROUP: QUEUED
+            got = conn.read_response()  # EXEC: [the reply], or nil when a lease changed
+            return _pairs(got[0]) if got else []
+        except BaseException:
+            conn.disconnect()  # the reply's state is unknown: never back in the pool as it is
+            raise
+        finally:
+            self._pool.release(conn)
+
+    def discard(self) -> None:
+        """Drop the read unanswered (its connection closed: the replies are never read)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()
+            self._pool.release(conn)
