@@ -57,6 +57,7 @@ class ShardEvaluator:
         self.late = 0  # readings older than the newest of their station and kind, ignored
         self._plans: dict[tuple[str, str], _Plan] = {}
         self._stale_rules = [r for r in ruleset.rules if r.kind == "stale"]
+        self._silence: tuple[tuple[int, int, int, int], list] | None = None  # `_silence_watch`, worked out
         self._incident_rules = [r for r in ruleset.rules if r.kind == "zone_incident"]
         self._forecast_rules = [r for r in ruleset.rules if r.kind == "forecast_accumulation"]
         self._warning_rules = [r for r in ruleset.rules if r.kind == "zone_warning"]
@@ -218,35 +219,52 @@ class ShardEvaluator:
             changes = self._tick_external(t)
         if not self._stale_rules:
             return changes
-        for rule in self._stale_rules:
-            for sid in self.shard_stations:
-                st = self.stations.get(sid)
-                if st is None or not rule.matches_station(st):
-                    continue
-                s = self.state.get(sid)
-                last = None
-                if s is not None:
-                    last = s.last.get(rule.silence_kind(st))
-                base = last if last is not None else self.clock_start
-                assert base is not None  # _tick_clock(t) above set clock_start
+        clock_start, state = self.clock_start, self.state
+        assert clock_start is not None  # _tick_clock(t) above set it
+        for rule, watched in self._silence_watch():
+            after = rule.after_ms
+            for sid, st, kind in watched:
+                s = state.get(sid)
+                last = s.last.get(kind) if s is not None else None
+                base = last if last is not None else clock_start
                 silent = t - base
+                if silent < after:
+                    continue  # the usual case: heard from within `after`
                 ls = s.rules.get(rule.id) if s is not None else None
-                if silent >= rule.after_ms:
-                    if ls is None or ls.alert is None:
-                        assert rule.level is not None  # a stale rule has its one level (rules/parse.py)
-                        if s is None:
-                            s = self.state[sid] = SubjectState()
-                        ls = s.rules.setdefault(rule.id, LevelState())
-                        ch = open_alert(ls, rule, sid, rule.level, silent / 60_000, base + rule.after_ms, t,
-                                        station=st, unit="min")
-                        self.dirty.add(sid)
-                        changes.append(ch)
-                    else:
-                        ls.alert["value"] = silent / 60_000
-                        ls.alert["peak_value"] = max(ls.alert["peak_value"], silent / 60_000)
-                        ls.alert["updated_at"] = t
-                        self.dirty.add(sid)
+                if ls is None or ls.alert is None:
+                    assert rule.level is not None  # a stale rule has its one level (rules/parse.py)
+                    if s is None:
+                        s = state[sid] = SubjectState()
+                    ls = s.rules.setdefault(rule.id, LevelState())
+                    ch = open_alert(ls, rule, sid, rule.level, silent / 60_000, base + after, t,
+                                    station=st, unit="min")
+                    self.dirty.add(sid)
+                    changes.append(ch)
+                else:
+                    ls.alert["value"] = silent / 60_000
+                    ls.alert["peak_value"] = max(ls.alert["peak_value"], silent / 60_000)
+                    ls.alert["updated_at"] = t
+                    self.dirty.add(sid)
         return changes
+
+    def _silence_watch(self) -> list[tuple[Rule, list[tuple[str, Station, str]]]]:
+        """Each stale rule with the shard's stations it watches, each with the kind it listens for,
+        in the order of `shard_stations` (the order a tick opens their alerts in). Worked out once
+        (a tick went over every station and rule each time: most of a replay's tick cost); again
+        only if `stations` or `shard_stations` is replaced or changes size (the engine builds a new
+        evaluator when the registry changes)."""
+        key = (id(self.stations), len(self.stations), id(self.shard_stations), len(self.shard_stations))
+        if self._silence is None or self._silence[0] != key:
+            watch = []
+            for rule in self._stale_rules:
+                watched = []
+                for sid in self.shard_stations:
+                    st = self.stations.get(sid)
+                    if st is not None and rule.matches_station(st):
+                        watched.append((sid, st, rule.silence_kind(st)))
+                watch.append((rule, watched))
+            self._silence = (key, watch)
+        return self._silence[1]
 
     def _tick_external(self, t: int) -> list[AlertChange]:
         """Slide forecast windows to `t`; drop warnings whose time is over."""
