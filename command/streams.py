@@ -111,9 +111,10 @@ class StreamWriter:
         self.pending = 0
         self._added: dict[int, int] = {}
         self._latest: dict[str, dict[str, tuple[int, float]]] = {}
+        self._heads: dict[int, tuple] = {}  # shard -> the XADD arguments before the fields (`_xadd`)
 
     def reading(self, station_id: str, kind: str, t: int, value: float) -> None:
-        self._add(shard_of(station_id, self.shards), reading_entry(station_id, kind, t, value))
+        self._xadd(shard_of(station_id, self.shards), "r", orjson.dumps((station_id, kind, t, value)))  # reading_entry
         if self.record:
             self._pipe.xadd(self.keys.series(station_id), {"k": kind, "t": t, "v": repr(value)},
                             maxlen=SERIES_MAXLEN, approximate=True)
@@ -143,8 +144,18 @@ class StreamWriter:
         return self._pipe
 
     def _add(self, shard: int, fields: dict[str, Any]) -> None:
-        kw = {"maxlen": self.maxlen, "approximate": True} if self.maxlen else {}
-        self._pipe.xadd(self.keys.shard_stream(shard), fields, **kw)
+        self._xadd(shard, *(x for kv in fields.items() for x in kv))
+
+    def _xadd(self, shard: int, *fields: Any) -> None:
+        """Queue XADD of one entry (`fields`: name, value, ...) on shard `shard`'s stream: the command
+        redis-py's `xadd` sends (MAXLEN ~ when `maxlen` is set, id `*`), its arguments worked out
+        once per shard (a replay adds one entry per reading)."""
+        head = self._heads.get(shard)
+        if head is None:
+            stream = self.keys.shard_stream(shard)
+            head = self._heads[shard] = ((stream, b"MAXLEN", b"~", str(self.maxlen), "*") if self.maxlen
+                                         else (stream, "*"))
+        self._pipe.execute_command("XADD", *head, *fields)
         self._added[shard] = self._added.get(shard, 0) + 1
         self.pending += 1
 
