@@ -286,12 +286,12 @@ def patch_ops(fig: Any) -> int | None:
 
 
 def map_request_body(ns: str, client: dict | None, n: int = 1) -> dict:
-    """The body Dash's renderer posts for `_update_map` on a map-tick."""
+    """The body Dash's renderer posts for `_update_map` when /_changes says the map changed (`chg-map`)."""
     return {"output": "..map-graph.figure...map-version.data..",
             "outputs": [{"id": "map-graph", "property": "figure"}, {"id": "map-version", "property": "data"}],
-            "inputs": [{"id": "map-tick", "property": "n_intervals", "value": n},
+            "inputs": [{"id": "chg-map", "property": "data", "value": f"t{n}"},
                        {"id": "map-poke", "property": "data", "value": 0}],
-            "changedPropIds": ["map-tick.n_intervals"],
+            "changedPropIds": ["chg-map.data"],
             "state": [{"id": "ns", "property": "data", "value": ns}, {"id": "lang", "property": "data", "value": "en"},
                       {"id": "map-version", "property": "data", "value": client}]}
 

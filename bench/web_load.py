@@ -11,26 +11,29 @@ drill runner, RQ worker, gunicorn with its default workers) in a temporary data 
 ``tests/faults`` starts it. An exercise of the sample scenario (``jiangcheng_flood``) is started and
 paused once alerts are open, so every page has alerts, recommendations and tasks to show.
 
-**The requests** are not guessed: they are the ``POST /_dash-update-component`` bodies a real page sent,
-recorded from headless Chromium (``--record``: a wrapper around the page's ``fetch``, installed through
-the DevTools protocol before any page script, keeps every callback body;, saved in ``bench/recorded/``, see its
-README). Each simulated client has a session of its own (signed in through ``/login`` like a browser;
-the session cookie, and ``Origin`` as the app's cross-site check requires) and repeats what its page
-does: every second the callbacks the page's 1 s interval fires (the department page's ``dept-tick``, the
-operator map's ``map-tick``), every 2 s the shell's (``shell-tick``), each with the values the server
-last answered for the stores it reads back (as the browser's store would hold them). Department
-clients also send a task status update every 30 s, operators a dispatch every 60 s (the recorded
-clicks: a repeated dispatch is answered "already dispatched", a repeated status by the form's check).
-Of N clients, 2 are operators (as in a command centre), the rest department phones.
+**The requests** are not guessed: they are the requests a real page sent, recorded from headless
+Chromium (``--record``: a wrapper around the page's ``fetch``, installed through the DevTools protocol
+before any page script, keeps every ``GET /_changes`` address and every ``POST /_dash-update-component``
+body; saved in ``bench/recorded/``, see its README). Each simulated client has a session of its own
+(signed in through ``/login`` like a browser; the session cookie, and ``Origin`` as the app's cross-site
+check requires) and does what its page does (assets/changes.js, layouts/changes.py): every second it
+asks ``/_changes`` whether what the page shows changed; when the page's token changed it sends the
+callbacks the page runs then (the map, its queue and attention strip; a department's tasks), when the
+top bar's token changed the top bar's, each with the values the server last answered for the stores
+it reads back (as the browser's store would hold them). Department clients also send a task status
+update every 30 s, operators a dispatch every 60 s (the recorded clicks: a repeated dispatch is
+answered "already dispatched", a repeated status by the form's check). Of N clients, 2 are operators
+(as in a command centre), the rest department phones.
 
 **Measured** per request: the time from sending to the whole answer. p50/p95/p99 and errors (an HTTP
 status >= 400 or a transport error or timeout: 204, Dash's "nothing to update", is a success) over every
-request of a run, and operators' map requests (``map-graph``) apart; ``shed`` counts the department and
-shell polls an overloaded worker answered 204 at once (layouts/polling.py: those clients got nothing
-new at that tick). While a run lasts, each process of
+request of a run; the operators' requests apart (their ``/_changes`` questions and their map
+callbacks: how late the duty officer learns of a change and sees it). While a run lasts, each process of
 the stack (and this benchmark itself: it shares the machine) is sampled with psutil; the busiest
 process and the machine's total CPU say where it saturates. The clients of a run all start within the
-first second (spread evenly), and the run's first 3 s are not counted (sign-in and first full pages).
+first second (spread evenly). Not counted: the run's first 3 s, and each client's first drawing of its
+page (its first ``/_changes`` answer and the callbacks it runs, as a browser's page load does); every
+request after that is.
 """
 
 from __future__ import annotations
@@ -71,8 +74,8 @@ ERROR_KINDS: dict[str, int] = {}  # transport errors by exception class, over a 
 PASSWORD = "flood-demo"  # the sample's demo accounts (sample_data/users.yaml)
 DEPARTMENT_USERS = {"fire_rescue": "fire", "water_authority": "water", "police": "police", "medical": "medical",
                     "public_works": "works", "meteorology": "meteo"}
-# the periodic inputs of the pages, and how often each fires (layouts/*: dcc.Interval)
-INTERVALS = {"map-tick": 1.0, "dept-tick": 1.0, "shell-tick": 2.0}
+GATE_EVERY_S = 1.0  # assets/changes.js asks /_changes once a second
+PAGE_STORES, SHELL_STORE = ("chg-map.data", "chg-dept.data"), "chg-shell.data"  # the stores it sets on a change
 
 
 def log(*a: Any) -> None:
@@ -183,6 +186,8 @@ RECORDER_JS = """
       const url = typeof input === 'string' ? input : input.url;
       if (url.includes('_dash-update-component') && init && typeof init.body === 'string') {
         window.__dashBodies.push(init.body);
+      } else if (url.includes('/_changes')) {
+        window.__dashBodies.push(JSON.stringify({gate: url}));
       }
     } catch (e) { /* never in the page's way */ }
     return orig.apply(this, arguments);
@@ -194,7 +199,8 @@ RECORDER_JS = """
 # ---- recording -----------------------------------------------------------------------------------------
 def record(out: Path) -> None:
     """Sign in with headless Chromium as the operator and as a department, let each page poll, click
-    Dispatch and Send update, and save every /_dash-update-component body the pages sent."""
+    Dispatch and Send update, and save every /_changes address and /_dash-update-component body the
+    pages sent."""
     import redis
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -254,7 +260,8 @@ def record(out: Path) -> None:
                 raise
             time.sleep(6)
             operator_polls = bodies(op)
-            log(f"operator page: {len(operator_polls)} requests: {sorted({b.get('output', '')[:60] for b in operator_polls})}")
+            log(f"operator page: {len(operator_polls)} requests: "
+                f"{sorted({b.get('output', b.get('gate', ''))[:60] for b in operator_polls})}")
             click(op, "//div[contains(@class,'alert-card')]//button[normalize-space()='Dispatch']")
             time.sleep(3)
             operator_clicks = bodies(op)
@@ -276,7 +283,8 @@ def record(out: Path) -> None:
             WebDriverWait(ph, 30).until(EC.presence_of_element_located((By.XPATH, card)))
             time.sleep(6)
             dept_polls = bodies(ph)
-            log(f"department page: {len(dept_polls)} requests: {sorted({b.get('output', '')[:60] for b in dept_polls})}")
+            log(f"department page: {len(dept_polls)} requests: "
+                f"{sorted({b.get('output', b.get('gate', ''))[:60] for b in dept_polls})}")
             ph.find_element(By.XPATH, card + "//textarea").send_keys("on our way")
             click(ph, card + "//button[normalize-space()='Send update']")
             time.sleep(3)
@@ -309,40 +317,45 @@ def record(out: Path) -> None:
 
 
 # ---- replaying -----------------------------------------------------------------------------------------
-def _interval_of(body: dict[str, Any]) -> float | None:
-    """How often the page sends this request: the period of the interval that triggers it (None: not periodic)."""
-    for changed in body.get("changedPropIds", []):
-        cid, _, prop = str(changed).rpartition(".")
-        if prop == "n_intervals" and cid in INTERVALS:
-            return INTERVALS[cid]
-    return None
-
-
 @dataclass
 class Page:
     user: str
-    polls: list[tuple[float, dict[str, Any]]]  # (period s, body), one per periodic callback
+    gate: str  # the /_changes address the page asks every second (path and query)
+    on_page: list[dict[str, Any]]  # the callbacks the page runs when its token changes (chg-map, chg-dept)
+    on_shell: list[dict[str, Any]]  # ... when the top bar's token changes (chg-shell)
     action: dict[str, Any]  # the click (dispatch or status update)
     action_every: float
 
+    @property
+    def polls(self) -> list[dict[str, Any]]:
+        return [*self.on_page, *self.on_shell]
 
-def load_recording(path: Path, ns: str) -> tuple[Page, Page, str]:
+
+def load_recording(path: Path, ns: str, status_every: float = STATUS_EVERY_S) -> tuple[Page, Page, str]:
     """The operator's and a department's pages, their recorded namespace replaced by `ns`."""
     doc = json.loads(path.read_text())
     text = json.dumps(doc).replace(doc["namespace"], ns)
     doc = json.loads(text)
 
-    def periodic(bodies: list[dict[str, Any]]) -> list[tuple[float, dict[str, Any]]]:
-        last: dict[str, tuple[float, dict[str, Any]]] = {}
-        for b in bodies:
-            every = _interval_of(b)
-            if every is not None:
-                last[b["output"]] = (every, b)  # the newest of each callback
-        return list(last.values())
+    def page(part: dict[str, Any], every: float) -> Page:
+        gates = [b["gate"] for b in part["polls"] if "gate" in b]
+        if not gates:
+            raise SystemExit(f"{path}: the {part['user']} page asked /_changes nothing: record again (--record)")
+        gate = gates[-1]
+        gate = gate[gate.index("/_changes"):]  # path and query, whatever origin the browser had
+        on_page: dict[str, dict[str, Any]] = {}
+        on_shell: dict[str, dict[str, Any]] = {}
+        for b in part["polls"]:
+            changed = b.get("changedPropIds", [])
+            if any(store in changed for store in PAGE_STORES):
+                on_page[b["output"]] = b  # the newest of each callback
+            elif SHELL_STORE in changed:
+                on_shell[b["output"]] = b
+        return Page(part["user"], gate, list(on_page.values()), list(on_shell.values()),
+                    part["dispatch" if "dispatch" in part else "status"], every)
 
-    op, dp = doc["operator"], doc["department"]
-    return (Page(op["user"], periodic(op["polls"]), op["dispatch"], DISPATCH_EVERY_S),
-            Page(dp["user"], periodic(dp["polls"]), dp["status"], STATUS_EVERY_S), doc["department"]["department"])
+    return (page(doc["operator"], DISPATCH_EVERY_S), page(doc["department"], status_every),
+            doc["department"]["department"])
 
 
 @dataclass
@@ -353,6 +366,8 @@ class Sample:
     operator: bool
     is_map: bool
     status: int
+    is_gate: bool = False
+    steady: bool = True  # sent after the client's page had drawn itself once (its first answer's callbacks)
 
 
 @dataclass
@@ -361,6 +376,8 @@ class Client:
     page: Page
     operator: bool
     stores: dict[tuple[str, str], Any] = field(default_factory=dict)
+    tokens: dict[str, Any] = field(default_factory=dict)  # the last /_changes answer's "p" and "s"
+    steady: bool = False  # the page has drawn itself once: what it sends from now on is counted
 
 
 def _fill(body: dict[str, Any], stores: dict[tuple[str, str], Any]) -> dict[str, Any]:
@@ -403,31 +420,59 @@ async def _send(c: Client, base: str, body: dict[str, Any], wanted: set[tuple[st
         ERROR_KINDS[type(exc).__name__] = ERROR_KINDS.get(type(exc).__name__, 0) + 1
     end = time.perf_counter()
     samples.append(Sample(end - t0, (end - start) * 1000, ok, c.operator, "map-graph" in body.get("output", ""),
-                          status))
+                          status, steady=c.steady))
+
+
+async def _ask(c: Client, base: str, samples: list[Sample], t0: float) -> dict[str, Any] | None:
+    """GET /_changes as assets/changes.js does; its answer, or None."""
+    start = time.perf_counter()
+    status, answer = 0, None
+    try:
+        resp = await c.http.get(base + c.page.gate, headers={"Accept": "application/json"})
+        status = resp.status_code
+        if status == 200:
+            answer = resp.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        ERROR_KINDS[type(exc).__name__] = ERROR_KINDS.get(type(exc).__name__, 0) + 1
+    end = time.perf_counter()
+    samples.append(Sample(end - t0, (end - start) * 1000, 0 < status < 400, c.operator, False, status, True,
+                          c.steady))
+    return answer
+
+
+def _with_token(body: dict[str, Any], stores: tuple[str, ...], token: Any) -> dict[str, Any]:
+    """The body with the new token as the value of its store's input (as set_props sets it)."""
+    return {**body, "inputs": [{**it, "value": token} if f"{it.get('id')}.{it.get('property')}" in stores else it
+                               for it in body.get("inputs", [])]}
 
 
 async def _client_loop(c: Client, base: str, samples: list[Sample], t0: float, stop_at: float,
                        wanted: set[tuple[str, str]], offset: float, rng: random.Random) -> None:
     await asyncio.sleep(offset)
     start = time.perf_counter()
-    next_at = {i: start for i in range(len(c.page.polls))}
+    ask_at = start
     action_at = start + rng.uniform(0.3, 1.0) * c.page.action_every
     while True:
         now = time.perf_counter()
         if now >= stop_at:
             return
-        due = [i for i, at in next_at.items() if at <= now]
-        if due:
-            # the callbacks one tick fires go out together, as the browser sends them
-            await asyncio.gather(*(_send(c, base, c.page.polls[i][1], wanted, samples, t0) for i in due))
-            for i in due:
-                next_at[i] += c.page.polls[i][0]
-                if next_at[i] < time.perf_counter():  # fell behind: a browser's interval does not catch up
-                    next_at[i] = time.perf_counter() + c.page.polls[i][0]
+        if ask_at <= now:
+            answer = await _ask(c, base, samples, t0)
+            if answer is not None:
+                # a changed token runs the callbacks that take its store, together, as the browser sends them
+                due = []
+                for key, stores, bodies in (("s", (SHELL_STORE,), c.page.on_shell), ("p", PAGE_STORES, c.page.on_page)):
+                    if answer.get(key) is not None and answer.get(key) != c.tokens.get(key):
+                        c.tokens[key] = answer[key]
+                        due += [_with_token(b, stores, answer[key]) for b in bodies]
+                await asyncio.gather(*(_send(c, base, b, wanted, samples, t0) for b in due))
+                c.steady = True  # the page's first drawing (as at page load) is done: count from here
+            # the script asks again a second after the answer (setTimeout), so a slow answer delays it
+            ask_at = time.perf_counter() + GATE_EVERY_S
         if time.perf_counter() >= action_at:
             await _send(c, base, c.page.action, wanted, samples, t0)
             action_at += c.page.action_every
-        wake = min([*next_at.values(), action_at, stop_at])
+        wake = min(ask_at, action_at, stop_at)
         await asyncio.sleep(max(0.0, wake - time.perf_counter()))
 
 
@@ -459,7 +504,7 @@ def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[
               dept_sessions: list[dict[str, str]], n: int, seconds: float, procs: dict[str, psutil.Process],
               seed: int = 1) -> dict[str, Any]:
     n_ops = min(OPERATORS, n)
-    wanted = {(it["id"], it["property"]) for page in (op_page, dept_page) for _p, b in page.polls
+    wanted = {(it["id"], it["property"]) for page in (op_page, dept_page) for b in page.polls
               for part in ("inputs", "state") for it in b.get(part) or []
               if isinstance(it, dict) and isinstance(it.get("id"), str) and it.get("property") == "data"}
     samples: list[Sample] = []
@@ -468,6 +513,7 @@ def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[
     machine: list[float] = []
     me = psutil.Process()
     own: list[float] = []
+    lags: list[float] = []
 
     async def main() -> None:
         # idle connections dropped before gunicorn closes them (its keep-alive is 2 s), as a browser
@@ -504,16 +550,27 @@ def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[
                 own.append(me.cpu_percent(None))
                 machine.append(psutil.cpu_percent(None))
 
+        async def lag_probe() -> None:
+            # how late this process's own event loop wakes up: a request's time includes it (the clients
+            # share one loop), so a busy benchmark would inflate every figure
+            while time.perf_counter() < stop_at:
+                before = time.perf_counter()
+                await asyncio.sleep(0.05)
+                if before - t0 >= WARMUP_S:
+                    lags.append((time.perf_counter() - before - 0.05) * 1000)
+
         tasks = [_client_loop(c, base, samples, t0, stop_at, wanted, i / n, rng) for i, c in enumerate(clients)]
-        await asyncio.gather(sampler(), *tasks)
+        await asyncio.gather(sampler(), lag_probe(), *tasks)
         for c in clients:
             await c.http.aclose()
 
     ERROR_KINDS.clear()
     asyncio.run(main())
-    counted = [s for s in samples if s.t >= WARMUP_S]
+    counted = [s for s in samples if s.t >= WARMUP_S and s.steady]
     ms = [s.ms for s in counted]
     op_map = [s.ms for s in counted if s.operator and s.is_map]
+    op_gate = [s.ms for s in counted if s.operator and s.is_gate]
+    gate = [s.ms for s in counted if s.is_gate]
     dept = [s.ms for s in counted if not s.operator]
     errors = sum(1 for s in counted if not s.ok)
     by_proc = {k: round(statistics.fmean(v), 1) for k, v in cpu.items() if v}
@@ -521,19 +578,21 @@ def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[
     return {
         "clients": n, "operators": n_ops, "seconds": seconds,
         "requests": len(counted), "errors": errors,
-        # answered 204 at once: a department or shell poll shed by an overloaded worker (layouts/polling.py)
-        "shed": sum(1 for s in counted if s.status == 204),
+        "gate_requests": len(gate), "callbacks": len(counted) - len(gate),
+        "gate_p95_ms": round(_pct(gate, 95), 1) if gate else None,
         "p50_ms": round(_pct(ms, 50), 1), "p95_ms": round(_pct(ms, 95), 1), "p99_ms": round(_pct(ms, 99), 1),
         "max_ms": round(max(ms), 1) if ms else None,
         "requests_per_s": round(len(counted) / max(seconds - WARMUP_S, 1e-9), 1),
         "operator_map_p95_ms": round(_pct(op_map, 95), 1) if op_map else None,
         "operator_map_requests": len(op_map),
+        "operator_gate_p95_ms": round(_pct(op_gate, 95), 1) if op_gate else None,
         "department_p95_ms": round(_pct(dept, 95), 1) if dept else None,
         "transport_errors": dict(ERROR_KINDS),
         "statuses": {str(k): sum(1 for s in counted if s.status == k) for k in sorted({s.status for s in counted})},
         "cpu_percent": by_proc, "busiest_process": busiest,
         "machine_cpu_percent": round(statistics.fmean(machine), 1) if machine else None,
         "bench_cpu_percent": round(statistics.fmean(own), 1) if own else None,
+        "bench_loop_lag_p95_ms": round(_pct(lags, 95), 1) if lags else None,
     }
 
 
@@ -546,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, help="gunicorn workers (default: app.py's own)")
     ap.add_argument("--record", action="store_true", help="record the pages' requests again (headless Chromium)")
     ap.add_argument("--recording", type=Path, default=RECORDED / "requests.json")
+    ap.add_argument("--status-every", type=float, default=STATUS_EVERY_S,
+                    help=f"seconds between a phone's status updates (default {STATUS_EVERY_S:g})")
     args = ap.parse_args(argv)
     if args.record:
         record(args.recording.parent)
@@ -561,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     try:
         ns = start_paused_drill(stack.redis_url)
-        op_page, dept_page, dept = load_recording(args.recording, ns)
+        op_page, dept_page, dept = load_recording(args.recording, ns, args.status_every)
         n_max = max(levels)
         log(f"signing in {min(OPERATORS, n_max)} operator and {max(0, n_max - OPERATORS)} department sessions ...")
         op_sessions = sign_in_sessions(stack.base, [op_page.user] * min(OPERATORS, n_max))
@@ -572,26 +633,29 @@ def main(argv: list[str] | None = None) -> int:
             res = run_level(stack.base, op_page, dept_page, op_sessions, dept_sessions, n, seconds, procs)
             runs.append(res)
             log(f"  p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, p99 {res['p99_ms']} ms, errors {res['errors']} "
-                f"of {res['requests']}, operator map p95 {res['operator_map_p95_ms']} ms, "
+                f"of {res['requests']} ({res['callbacks']} callbacks), operator map p95 {res['operator_map_p95_ms']} ms "
+                f"({res['operator_map_requests']}), operators' /_changes p95 {res['operator_gate_p95_ms']} ms, "
                 f"busiest {res['busiest_process']} {res['cpu_percent'].get(res['busiest_process'])} %, "
                 f"statuses {res['statuses']}")
             time.sleep(2)
     finally:
         stop_stack(stack)
     out = {"runs": runs, "recording": str(args.recording.relative_to(ROOT)) if args.recording.is_relative_to(ROOT)
-           else str(args.recording), "department": dept,
-           "polls_per_tick": {"operator": len(op_page.polls), "department": len(dept_page.polls)},
+           else str(args.recording), "department": dept, "status_every_s": args.status_every,
+           "callbacks_per_change": {"operator": {"page": len(op_page.on_page), "shell": len(op_page.on_shell)},
+                                    "department": {"page": len(dept_page.on_page),
+                                                   "shell": len(dept_page.on_shell)}},
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                        "loadavg_1m": os.getloadavg()[0]}}
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{'clients':>7} {'requests':>9} {'req/s':>7} {'errors':>6} {'shed':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
-          f"{'op map p95':>10} {'machine %':>9}  busiest process (CPU %)")
+    print(f"{'clients':>7} {'requests':>9} {'callbacks':>9} {'req/s':>7} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} "
+          f"{'p99 ms':>8} {'op map p95':>10} {'op ask p95':>10} {'machine %':>9}  busiest process (CPU %)")
     for x in runs:
-        print(f"{x['clients']:>7} {x['requests']:>9} {x['requests_per_s']:>7} {x['errors']:>6} {x['shed']:>6} "
+        print(f"{x['clients']:>7} {x['requests']:>9} {x['callbacks']:>9} {x['requests_per_s']:>7} {x['errors']:>6} "
               f"{x['p50_ms']:>8} "
-              f"{x['p95_ms']:>8} {x['p99_ms']:>8} {str(x['operator_map_p95_ms']):>10} "
+              f"{x['p95_ms']:>8} {x['p99_ms']:>8} {str(x['operator_map_p95_ms']):>10} {str(x['operator_gate_p95_ms']):>10} "
               f"{str(x['machine_cpu_percent']):>9}  {x['busiest_process']} ({x['cpu_percent'].get(x['busiest_process'])}),"
               f" bench itself {x['bench_cpu_percent']}")
     return 0

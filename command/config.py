@@ -88,9 +88,6 @@ class Settings(BaseSettings):
     submit_user_burst: int = Field(default=20, ge=1)
     submit_department_per_minute: float = Field(default=120.0, gt=0)
     submit_department_burst: int = Field(default=60, ge=1)
-    # Web workers: while a worker's answers take longer than this on average (ms), department and shell
-    # polls are answered 204 at once so the operator map is served first (layouts/polling.py); 0: never.
-    web_shed_ms: float = Field(default=100.0, ge=0)
     # Open data (/public/): requests each client address may make per minute before 429.
     public_rate_per_minute: int = Field(default=60, ge=1)
     # Scenario folders uploaded as a zip on /exercise (command/scenarios/upload.py): the archive's size

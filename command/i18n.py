@@ -29,6 +29,11 @@ TEXT: dict[str, dict[str, str]] = {
     "shell.signed_in": {"en": "{name} · {department}", "zh": "{name} · {department}"},
     "shell.sign_out": {"en": "Sign out", "zh": "退出"},
     "shell.clock": {"en": "Clock", "zh": "时钟"},
+    "shell.down_since": {"en": "Data unavailable since {time}: the data store does not answer. The page shows "
+                                "what it last read; commands fail until it is back.",
+                         "zh": "自 {time} 起数据不可用：数据存储无响应。页面显示的是最后读取的数据；恢复前操作将失败。"},
+    "shell.offline": {"en": "No connection to the server since {time}: the page shows what it last read.",
+                      "zh": "自 {time} 起与服务器失去连接：页面显示的是最后读取的数据。"},
     "shell.scenario_clock": {"en": "Scenario time", "zh": "演练时间"},
     "shell.view": {"en": "View", "zh": "视图"},
     "shell.language": {"en": "中文", "zh": "English"},

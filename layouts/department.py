@@ -22,6 +22,7 @@ from command.trust.throttle import check_submission
 
 from . import access
 from .access import secured_callback
+from .changes import TimedCache, department_signature
 from .common import current_viewer, dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
 from .inputs import NOT, as_list, lang_of, number, text
 
@@ -49,6 +50,7 @@ i18n.add({
     "dept.reported": {"en": "Reported {id} ({category}).", "zh": "已上报 {id}（{category}）。"},
     "dept.fix": {"en": "Please correct the marked fields.", "zh": "请修改标出的字段。"},
     "dept.since": {"en": "updated {age} ago", "zh": "{age}前更新"},
+    "dept.earlier": {"en": "… {n} earlier updates", "zh": "… 另有 {n} 条较早的更新"},
     "dept.person_name": {"en": "Person assisted: name (optional)", "zh": "获救人员姓名（可选）"},
     "dept.person_phone": {"en": "Their phone (optional)", "zh": "联系电话（可选）"},
     "dept.reporter_name": {"en": "Reported by: name (optional)", "zh": "报告人姓名（可选）"},
@@ -72,11 +74,18 @@ def _person(p: Any) -> str:
     return " ".join(x for x in (p.name, p.phone) if x) if p is not None else ""
 
 
+HISTORY_SHOWN = 8  # a task card's newest status updates
+
+
 def task_card(task: Any, lang: str, tz: str | None, now: int, reporter: Any = None) -> dbc.Card:
     tid = task.id
+    # the newest updates only: a phone's card stays short, and so does what every phone of the department
+    # is sent again after each update (the audit trail and the report keep the whole history)
     hist = [html.Li([t(f"status.{h.status}", lang), " · ", fmt_time(h.at, tz, with_date=True), " · ", h.by,
                      f" · 👥{h.people_assisted}" if h.people_assisted is not None else "",
-                     f" · {h.note}" if h.note else ""]) for h in task.history]
+                     f" · {h.note}" if h.note else ""]) for h in task.history[-HISTORY_SHOWN:]]
+    if len(task.history) > HISTORY_SHOWN:
+        hist.insert(0, html.Li(t("dept.earlier", lang, n=len(task.history) - HISTORY_SHOWN), className="muted"))
     where = f"{task.lat:.4f}, {task.lon:.4f}" if task.lat is not None else "—"
     body: list[Any] = [
         html.Div([level_badge(task.level, lang), html.B(f" {task.subject}"), html.Span(f" · {task.rule}", className="muted")]),
@@ -137,14 +146,38 @@ def task_card(task: Any, lang: str, tz: str | None, now: int, reporter: Any = No
 def tasks_view(r, keys, department: str, lang: str, viewer: Viewer = INTERNAL) -> list:
     """The department's task cards, with what `viewer` (the callback passes the signed-in user's) is
     cleared for: a reporter's or a rescued person's contacts masked or whole (command/publish/views.py)."""
-    tasks = views.department_tasks(r, keys, department, viewer)
+    cards, red = _draw_tasks(r, keys, department, lang, viewer)
+    red.audit(r, keys, "department_tasks")
+    return cards
+
+
+def _draw_tasks(r, keys, department: str, lang: str, viewer: Viewer) -> tuple[list, Any]:
+    tasks, red = views.department_tasks_unaudited(r, keys, department, viewer)
     if not tasks:
-        return [html.Div(t("dept.none", lang), className="muted empty", id="dept-empty")]
+        return [html.Div(t("dept.none", lang), className="muted empty", id="dept-empty")], red
     tz = ns_tz(r, keys)
     now = command_time(r, keys)
     order = {"need_support": 0, "reopened": 0, "assigned": 1, "acknowledged": 2, "en_route": 3, "on_scene": 4, "completed": 9}
     tasks.sort(key=lambda x: (order.get(x.task.status, 5), -x.task.created_at))
-    return [task_card(x.task, lang, tz, now, x.reporter) for x in tasks]
+    return [task_card(x.task, lang, tz, now, x.reporter) for x in tasks], red
+
+
+# A department's phones all show the same cards: each web worker draws them once per change (the
+# signature: the tasks' records, the incidents, the clock's minute; the language; the clearance, which
+# is all the classification decides on) and sends that drawing to every phone that asks. Each reader's
+# read of secret values is still audited as their own.
+_DRAWN: TimedCache = TimedCache(ttl=60.0, size=64)
+
+
+def shared_tasks_view(r, keys, department: str, lang: str, viewer: Viewer, signature: list) -> list:
+    def draw() -> tuple[list, dict[str, set[str]]]:
+        cards, red = _draw_tasks(r, keys, department, lang, viewer)
+        return cards, {k: set(v) for k, v in red.revealed.items()}
+
+    cards, revealed = _DRAWN.get((department, *signature), draw)
+    if revealed:
+        views.audit_read(r, keys, viewer, revealed, "department_tasks")
+    return cards
 
 
 # back-pressure (command/trust/throttle.py): a report or status update refused because the user or the
@@ -220,7 +253,7 @@ def layout(lang: str, ns: str) -> html.Div:
     user = require_user()
     name = dept_names(lang).get(user["department"], user["department"])
     return html.Div([
-        dcc.Interval(id="dept-tick", interval=1000),
+        dcc.Store(id="chg-dept"),  # set by assets/changes.js when this department's tasks changed
         dcc.Store(id="dept-version"),
         html.H4(t("dept.title", lang, dept=name), id="dept-title"),
         html.Div(id="dept-msg", role="status"),
@@ -231,21 +264,18 @@ def layout(lang: str, ns: str) -> html.Div:
 
 # ---- callbacks ------------------------------------------------------------------------------------------
 @secured_callback(Output("dept-tasks", "children"), Output("dept-version", "data"),
-                  Input("dept-tick", "n_intervals"), State("ns", "data"), State("lang", "data"),
+                  Input("chg-dept", "data"), State("ns", "data"), State("lang", "data"),
                   State("dept-version", "data"), allow=DEPT_ROLES, own_department=True,
                   note="the session's department's tasks only")
 def _tasks(_n, ns, lang, client):
     user = access.user()
     lang = lang_of(lang)
     r, keys = rds(), namespace(ns)
-    ids = r.zrange(keys.department_tasks(user["department"]), 0, -1)
-    ver = views.versions(r, keys)
-    clock = command_time(r, keys)
     viewer = current_viewer()
-    sig = [keys.ns, lang, len(ids), ver["status"], clock // 60_000, ver["incidents"], viewer.clearance]
+    sig = [keys.ns, lang, viewer.clearance, department_signature(r, keys, user["department"])]
     if sig == client:
         return no_update, no_update
-    return tasks_view(r, keys, user["department"], lang, viewer), sig
+    return shared_tasks_view(r, keys, user["department"], lang, viewer, sig), sig
 
 
 @secured_callback(Output("dept-msg", "children"), Output({"type": "dept-err", "task": ALL}, "children"),

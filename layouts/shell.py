@@ -41,8 +41,14 @@ def shell() -> html.Div:
         dcc.Location(id="url"),
         dcc.Store(id="lang", storage_type="local"),
         dcc.Store(id="ns", storage_type="session"),
-        dcc.Interval(id="shell-tick", interval=2000),
+        # set by assets/changes.js when /_changes says the top bar's data changed; a page that follows
+        # changes has its own store (`chg-map`, `chg-dept`: it goes with the page, and so do the callbacks
+        # it drives)
+        dcc.Store(id="chg-shell"),
+        # {"ns", "page", "words"}: what assets/changes.js asks about (an attribute: no text on the page)
+        html.Div(id="shell-ctx", hidden=True, **{"data-ctx": ""}),
         html.Div(id="shell-banner"),
+        html.Div(id="shell-stale", className="stale-banner", role="alert", hidden=True),
         html.Header([
             html.A(id="shell-brand", href="/", className="brand"),
             html.Nav(id="shell-nav", className="nav-links"),
@@ -89,11 +95,13 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
 
     layouts.interop.register_routes(server)
     import layouts.catalog
+    import layouts.changes
     import layouts.public
 
     layouts.catalog.register_routes(server)  # /catalog, /api/catalog
     layouts.public.register_routes(server, settings)  # /public/: open data, no sign-in
     layouts.operator.basemap.register_routes(server, settings)  # the map's base; /map/tiles/ for MBTiles
+    layouts.changes.register_routes(server, PAGE_ROLES)  # /_changes: what every open page polls (assets/changes.js)
     app.layout = shell
     access.install(app)  # every secured callback, and the policies of Dash's own routes
     # Dash registers its scripts on the first request; with threaded workers two first requests race
@@ -101,9 +109,6 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     with server.test_request_context("/"):
         app._setup_server()
     access.verify(app)  # no callback or route without a declared policy
-    import layouts.polling
-
-    layouts.polling.install(server, settings.web_shed_ms)  # overloaded: department polls wait, operators first
     return app
 
 
@@ -123,7 +128,7 @@ def _lang(n, lang):
 
 
 @secured_callback(Output("shell-ns", "options"), Output("shell-ns", "value"),
-                  Input("shell-tick", "n_intervals"), Input("lang", "data"), State("shell-ns", "value"),
+                  Input("chg-shell", "data"), Input("lang", "data"), State("shell-ns", "value"),
                   allow=access.ANY_ROLE)
 def _ns_options(_n, lang, current):
     return namespace_options(rds(), lang_of(lang), current if isinstance(current, str) else None)
@@ -165,13 +170,33 @@ def _ns(value):
 @secured_callback(Output("page", "children"), Output("shell-nav", "children"), Output("shell-brand", "children"),
                   Output("shell-user", "children"), Output("shell-logout", "children"),
                   Output("shell-lang", "children"), Output("shell-attention", "children"),
-                  Output("shell-widget-words", "children"), Input("url", "pathname"), Input("lang", "data"),
+                  Output("shell-widget-words", "children"), Output("shell-ctx", "data-ctx"),
+                  Input("url", "pathname"), Input("lang", "data"),
                   Input("ns", "data"), allow=access.ANY_ROLE, note="draws only the pages PAGE_ROLES gives the role")
 def _render(pathname, lang, ns):
+    lang = lang_of(lang)
+    parts = render_page(pathname, lang, ns)
+    user = current_user()
+    page = PAGES.get(pathname or "/") if isinstance(pathname, str | None) else None
+    shown = page if user is not None and page is not None and user["role"] in PAGE_ROLES[page] else ""
+    return (*parts, changes_context(namespace(ns).ns, shown, lang))
+
+
+def changes_context(ns: str, page: str, lang: str) -> str:
+    """What assets/changes.js asks /_changes about (the namespace and the page drawn) and the words it
+    shows when the data cannot be read, in the page's language."""
+    import orjson
+
+    return orjson.dumps({"ns": ns, "page": page, "words": {k: t(f"shell.{k}", lang) for k in ("down_since", "offline")}}
+                        ).decode()
+
+
+def render_page(pathname, lang: str, ns):
+    """The page's parts for `_render`: the page, the navigation, the brand, the user, sign-out, the
+    language button, the attention controls, the widgets' words."""
     from layouts import audit, department, exercise, feeds
     from layouts import operator as operator_page
 
-    lang = lang_of(lang)
     user = current_user()
     if user is None:
         return (html.Div(dcc.Link(t("shell.signed_out", lang), href="/login")), [], t("app.title", lang), "", "", "",
@@ -203,7 +228,7 @@ def _render(pathname, lang, ns):
 
 
 @secured_callback(Output("shell-banner", "children"), Output("shell-clock", "children"),
-                  Input("shell-tick", "n_intervals"), Input("ns", "data"), Input("lang", "data"),
+                  Input("chg-shell", "data"), Input("ns", "data"), Input("lang", "data"),
                   allow=access.ANY_ROLE)
 def _clock(_n, ns, lang):
     return clock_view(rds(), namespace(ns), lang_of(lang))

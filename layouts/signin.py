@@ -29,6 +29,7 @@ import flask
 
 from command import i18n
 from command.config import Settings
+from command.errors import unavailable_from
 from command.i18n import t
 from command.trust import events
 from command.trust.auth import User, UsersFile, authenticate, ensure_users_file, second_factor_problem
@@ -39,6 +40,8 @@ from command.trust.tokens import TokensFile, scope_for
 from . import access
 from .access import route_policy
 from .admin import register_admin
+from .changes import GATE_PATH
+from .changes import unavailable as changes_unavailable
 from .common import rds
 from .web_basics import (
     MAX_BODY_BYTES,
@@ -311,10 +314,15 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
             return None
         if path.startswith("/api/"):
             return api_caller() or access.refusal(policy, flask.g.get("api_user"))
+        down = getattr(flask.session, "unavailable", None)
+        if down is not None:  # the session could not be read: 503 and when it began, not a 500
+            if path == GATE_PATH:
+                return changes_unavailable()
+            raise unavailable_from(down) or down
         user = session_user()
         if user is not None:
             return access.refusal(policy, user)
-        if path.startswith("/_dash"):
+        if path.startswith("/_dash") or path == GATE_PATH:
             return flask.jsonify({"error": "not_signed_in", "message": "not signed in"}), 401
         target = req.full_path.rstrip("?") if req.query_string else path
         return flask.redirect("/login?" + urlencode({"next": target}))

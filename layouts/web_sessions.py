@@ -13,9 +13,12 @@ import flask
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
+from command.errors import REDIS_DOWN
+from command.runtime.redis_client import pooled
 from command.trust.auth import User
 from command.trust.sessions import SessionStore, valid_sid
 
+from .changes import GATE_PATH
 from .common import rds
 from .web_basics import (
     NO_SESSION_PATHS,
@@ -82,6 +85,7 @@ class ServerSession(CallbackDict, SessionMixin):
         self.modified = False
         self.ended: str | None = None  # the id to end when the answer goes out
         self.fresh = False  # a new id: set the cookie
+        self.unavailable: Exception | None = None  # Redis did not answer: no one can be signed in now
 
     def begin(self, user: User, extra: dict[str, Any] | None = None) -> None:
         if self.sid:
@@ -102,7 +106,9 @@ class RedisSessionInterface(SessionInterface):
     def __init__(self, idle_ms: int) -> None:
         self.idle_ms = idle_ms
 
-    def store(self) -> SessionStore:
+    def store(self, probe: bool = False) -> SessionStore:
+        if probe:  # the change gate answers within a second whatever Redis does (layouts/changes.py)
+            return SessionStore(pooled(flask.current_app.config["ECD_REDIS_URL"], "probe"), self.idle_ms)
         return SessionStore(rds(), self.idle_ms)
 
     def open_session(self, app: flask.Flask, request: flask.Request) -> ServerSession:
@@ -111,7 +117,12 @@ class RedisSessionInterface(SessionInterface):
         sid = request.cookies.get(cookie_name())
         if not valid_sid(sid):
             return ServerSession()
-        loaded = self.store().load(sid)
+        try:
+            loaded = self.store(probe=request.path == GATE_PATH).load(sid)
+        except REDIS_DOWN as exc:  # answered 503 by the front door (layouts/signin.py `_gate`), not a 500
+            s = ServerSession()
+            s.unavailable = exc
+            return s
         if loaded is None:
             s = ServerSession()
             s.ended = sid  # gone: clear the browser's cookie

@@ -20,10 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 for _name in ("ECD_SUBMIT_USER_BURST", "ECD_SUBMIT_DEPARTMENT_BURST", "ECD_SUBMIT_USER_PER_MINUTE",
               "ECD_SUBMIT_DEPARTMENT_PER_MINUTE"):
     os.environ.setdefault(_name, "1000000")
-# Poll shedding off by default in tests (layouts/polling.py): a test's app answering slowly after a heavy
-# test before it would answer a department's poll 204, and the test would read nothing.
-# tests/test_polling.py builds its app with shedding on.
-os.environ.setdefault("ECD_WEB_SHED_MS", "0")
 SCENARIOS = ROOT / "sample_data" / "scenarios"
 
 

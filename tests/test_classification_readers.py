@@ -264,3 +264,23 @@ def test_a_refused_injects_reporter_is_masked_in_dead_letters(r, world):
     q = report.after_action(r, keys, [], [], report.collect_quarantine(r, keys), viewer=WATER)["quarantine"]
     assert next(x for x in q if (x["row"] or {}).get("incident_id") == "X-1")["row"]["reporter"] == {
         "name": "王*", "phone": "138****800O"}
+
+
+def test_a_department_drawing_shared_by_its_phones_is_audited_for_each_reader(r, world):
+    """layouts/department.py draws a department's cards once per change for every phone of one
+    clearance; each secret-cleared reader's read is audited as their own, and a reader of another
+    clearance gets their own drawing (masked)."""
+    from layouts.changes import department_signature
+    from layouts.department import shared_tasks_view
+
+    keys, _fp, _task_id, dept = world
+    sig = [keys.ns, "en", "secret", department_signature(r, keys, dept)]
+    first = shared_tasks_view(r, keys, dept, "en", Viewer("crew1", "secret", dept), sig)
+    second = shared_tasks_view(r, keys, dept, "en", Viewer("crew2", "secret", dept), sig)
+    assert second is first  # drawn once
+    assert sorted(e["who"] for e in reads(r, keys) if e["details"]["view"] == "department_tasks") == ["crew1", "crew2"]
+    assert "+8613912345678" in repr(first)
+    masked = shared_tasks_view(r, keys, dept, "en", Viewer("water", "internal", dept),
+                               [keys.ns, "en", "internal", sig[-1]])
+    assert masked is not first and "+8613912345678" not in repr(masked) and "Li Si" not in repr(masked)
+    assert len([e for e in reads(r, keys) if e["details"]["view"] == "department_tasks"]) == 2

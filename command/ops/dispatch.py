@@ -148,10 +148,17 @@ def get_task(r: redis.Redis, keys: Keys, task_id: str, department: str | None) -
     return task
 
 
+DEPARTMENT_PAGE_TASKS = 200  # a department's page shows its newest tasks, this many
+
+
+def department_task_records(r: redis.Redis, keys: Keys, department: str) -> list[bytes | None]:
+    """The stored records of a department's newest tasks, newest first (None: one just deleted)."""
+    ids = [i.decode() for i in r.zrevrange(keys.department_tasks(department), 0, DEPARTMENT_PAGE_TASKS - 1)]
+    return r.mget([keys.task(i) for i in ids]) if ids else []
+
+
 def department_tasks(r: redis.Redis, keys: Keys, department: str) -> list[Task]:
-    ids = [i.decode() for i in r.zrevrange(keys.department_tasks(department), 0, 199)]
-    raws = r.mget([keys.task(i) for i in ids]) if ids else []
-    return [Task.model_validate_json(x) for x in raws if x is not None]
+    return [Task.model_validate_json(x) for x in department_task_records(r, keys, department) if x is not None]
 
 
 def dispatch_tasks(r: redis.Redis, keys: Keys, d: Dispatch) -> list[Task]:

@@ -173,7 +173,7 @@ def _last_id(r: redis.Redis, stream: str) -> str:
     return last[0][0].decode() if last else "0-0"
 
 
-def _digest(values: list[bytes]) -> int:
+def records_digest(values: list[bytes]) -> int:
     """A checksum of a hash's records, whatever order Redis lists them in."""
     h = 0
     for v in sorted(values):
@@ -201,7 +201,7 @@ def versions(r: redis.Redis, keys: Keys) -> dict[str, Any]:
         return x[0][0].decode() if x else "0-0"
 
     return {"ns": keys.ns, "alerts": sid(a), "dispatches": sid(d), "status": sid(s), "seq": int(seq or 0),
-            "resources": _digest(res), "incidents": _digest(inc), "registry": (reg or b"").decode(),
+            "resources": records_digest(res), "incidents": records_digest(inc), "registry": (reg or b"").decode(),
             "clock": int(clock) if clock else None}
 
 
@@ -403,9 +403,21 @@ class TaskView:
 def department_tasks(r: redis.Redis, keys: Keys, department: str, viewer: Viewer = INTERNAL) -> list[TaskView]:
     """A department's tasks (newest first, as command.ops.dispatch gives them), each with the reporter
     of its incident, as `viewer` may see them (audited once)."""
+    out, red = department_tasks_unaudited(r, keys, department, viewer)
+    red.audit(r, keys, "department_tasks")
+    return out
+
+
+def department_tasks_unaudited(r: redis.Redis, keys: Keys, department: str,
+                               viewer: Viewer) -> tuple[list[TaskView], Redactor]:
+    """`department_tasks` and the Redactor that read them, not yet audited: a caller that shows the
+    same view to several viewers of one clearance audits each one (`audit_read`)."""
     red = Redactor(viewer)
     tasks = [t for t in (red.model("tasks", t) for t in dispatch_ops.department_tasks(r, keys, department)) if t]
     people = reporters(r, keys, [t.subject for t in tasks], red)
-    out = [TaskView(t, people.get(t.subject)) for t in tasks]
-    red.audit(r, keys, "department_tasks")
-    return out
+    return [TaskView(t, people.get(t.subject)) for t in tasks], red
+
+
+def audit_read(r: redis.Redis, keys: Keys, viewer: Viewer, revealed: dict[str, set[str]], view: str) -> bool:
+    """Audit `viewer`'s read of a view that showed `revealed` (as its own Redactor would)."""
+    return Redactor(viewer, revealed={k: set(v) for k, v in revealed.items()}).audit(r, keys, view)

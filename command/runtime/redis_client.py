@@ -349,10 +349,17 @@ def _shared_cluster(url: str, purpose: Purpose) -> RedisCluster:
 
 
 def pooled(url: str, purpose: Purpose = "app") -> redis.Redis:
-    """A client on the process's shared pool for `url` and `purpose` (cheap: make one per request).
+    """The process's one client for `url` and `purpose`, on its shared pool (call it at every request).
     On a cluster, the process's one `RedisCluster` for them (it keeps a pool per node)."""
     if is_cluster(url, timeout=0.3 if purpose == "probe" else 2.0):
         return cast(redis.Redis, _shared_cluster(url, purpose))
+    return _shared_client(url, purpose)
+
+
+@functools.cache
+def _shared_client(url: str, purpose: Purpose) -> redis.Redis:
+    # one object, not one per request: building a redis.Redis fills its table of ~170 response
+    # callbacks (~0.15 ms, twice per web request before); the client is thread-safe, its pool shared
     return redis.Redis(connection_pool=shared_pool(url, purpose))
 
 

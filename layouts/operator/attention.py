@@ -105,7 +105,7 @@ def attention_data(r, keys: Keys, lang: str, viewer: Viewer = INTERNAL) -> dict:
 
 
 @secured_callback(Output("attn-data", "children"), Output("attn-version", "data"),
-                  Input("map-tick", "n_intervals"), Input("map-poke", "data"),
+                  Input("chg-map", "data"), Input("map-poke", "data"),
                   State("ns", "data"), State("lang", "data"), State("attn-version", "data"), allow=MAP_ROLES)
 def _attention(_n, _poke, ns, lang, client):
     r, keys, viewer = rds(), namespace(ns), current_viewer()

@@ -33,7 +33,7 @@ def _settings() -> MapBase:
 
 
 @secured_callback(Output("map-graph", "figure"), Output("map-version", "data"),
-                  Input("map-tick", "n_intervals"), Input("map-poke", "data"),
+                  Input("chg-map", "data"), Input("map-poke", "data"),
                   State("ns", "data"), State("lang", "data"), State("map-version", "data"), allow=MAP_ROLES)
 def _update_map(_n, _poke, ns, lang, client):
     client = client if isinstance(client, dict) else None  # anything else: draw the whole map
@@ -47,7 +47,7 @@ def _update_map(_n, _poke, ns, lang, client):
 
 @secured_callback(Output("map-queue", "children"), Output("map-dispatches", "children"),
                   Output("map-side-version", "data"),
-                  Input("map-tick", "n_intervals"), Input("map-poke", "data"), Input("map-queue-all", "data"),
+                  Input("chg-map", "data"), Input("map-poke", "data"), Input("map-queue-all", "data"),
                   Input("map-filter-level", "value"), Input("map-filter-zone", "value"),
                   Input("map-filter-dept", "value"),
                   State("ns", "data"), State("lang", "data"), State("map-side-version", "data"), allow=MAP_ROLES,

@@ -22,7 +22,7 @@ RESOURCE_TYPES = ("pump", "rescue_boat", "rescue_crew", "police_unit", "ambulanc
 
 def layout(lang: str, ns: str) -> html.Div:
     return html.Div([
-        dcc.Interval(id="map-tick", interval=1000),
+        dcc.Store(id="chg-map"),  # set by assets/changes.js when the map's data changed (layouts/changes.py)
         dcc.Store(id="map-version"),
         dcc.Store(id="map-side-version"),
         dcc.Store(id="map-poke", data=0),
