@@ -6,7 +6,8 @@
  *   (dash_clientside.set_props), which the page's and the top bar's callbacks take as input.
  * - 503 {"down_since": epoch ms}: Redis does not answer; the banner #shell-stale says since when, and
  *   when it answers again every callback runs once (whatever the tokens) so nothing stays stale.
- * - No answer at all (the server or the network is down): the banner says that, from the first failure.
+ * - No answer at all, or none within 10 s (the server or the network is down): the banner says that,
+ *   from the first failure.
  * - 401: the session ended (signed out elsewhere, idle, removed by an administrator): back to sign-in.
  * What to ask about (namespace, page) and the banner's words come from #shell-ctx's data-ctx
  * (layouts/shell.py).
@@ -14,6 +15,7 @@
 (function () {
   "use strict";
   var EVERY_MS = 1000;
+  var TIMEOUT_MS = 10000;
   var PAGE_STORES = {map: "chg-map", department: "chg-dept"};  // layouts/operator/layout.py, layouts/department.py
   var state = {asks: 0, changes: 0, key: null, p: null, s: null, downSince: null, offlineSince: null};
   window.ecdChanges = state;
@@ -97,8 +99,13 @@
     if (key !== state.key) { state.key = key; state.p = state.s = null; }
     state.asks += 1;
     var url = "/_changes?ns=" + encodeURIComponent(ctx.ns || "") + "&page=" + encodeURIComponent(ctx.page || "");
-    window.fetch(url, {credentials: "same-origin", cache: "no-store", headers: {"Accept": "application/json"}})
+    // a server that takes the question but never answers counts as no connection, not as a hung page
+    var abort = window.AbortController ? new AbortController() : null;
+    var timer = abort ? window.setTimeout(function () { abort.abort(); }, TIMEOUT_MS) : null;
+    window.fetch(url, {credentials: "same-origin", cache: "no-store", headers: {"Accept": "application/json"},
+                       signal: abort ? abort.signal : undefined})
       .then(function (r) {
+        if (timer) window.clearTimeout(timer);
         return r.json().then(function (j) { return [r.status, j]; }, function () { return [r.status, null]; });
       })
       .then(function (res) { answered(ctx, res[0], res[1]); }, function () { offline(ctx); })

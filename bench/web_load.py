@@ -20,10 +20,15 @@ check requires) and does what its page does (assets/changes.js, layouts/changes.
 asks ``/_changes`` whether what the page shows changed; when the page's token changed it sends the
 callbacks the page runs then (the map, its queue and attention strip; a department's tasks), when the
 top bar's token changed the top bar's, each with the values the server last answered for the stores
-it reads back (as the browser's store would hold them). Department clients also send a task status
-update every 30 s, operators a dispatch every 60 s (the recorded clicks: a repeated dispatch is
-answered "already dispatched", a repeated status by the form's check). Of N clients, 2 are operators
-(as in a command centre), the rest department phones.
+it reads back (as the browser's store would hold them). Of N clients, 2 are operators (as in a command
+centre), the rest department phones, spread over the six demo departments (each signed in as its
+department's demo user, on its own department's tasks: a department without one is given one by a
+dispatch before the run); ``--one-department`` puts every phone on the recorded department's tasks
+instead (a hot department: one phone's report redraws every phone). Each phone sends a status update
+on its department's task every 300 s (``--status-every``), each operator a dispatch every 60 s (the
+recorded clicks, the recorded task ids replaced by the department's; a repeated dispatch is answered
+"already dispatched"), the first ones spread evenly over the first period so the rate is steady from
+the start.
 
 **Measured** per request: the time from sending to the whole answer. p50/p95/p99 and errors (an HTTP
 status >= 400 or a transport error or timeout: 204, Dash's "nothing to update", is a success) over every
@@ -67,7 +72,9 @@ SCENARIO = ROOT / "sample_data" / "scenarios" / "jiangcheng_flood"
 LEVELS = (10, 50, 100, 200, 500)
 OPERATORS = 2
 WARMUP_S = 3.0
-STATUS_EVERY_S = 30.0
+# a phone reports on its task at each change of status (acknowledged, en route, on scene, ...): a handful
+# per task, minutes apart; every 5 minutes from every phone is already a busy night (--status-every)
+STATUS_EVERY_S = 300.0
 DISPATCH_EVERY_S = 60.0
 TIMEOUT_S = 30.0
 ERROR_KINDS: dict[str, int] = {}  # transport errors by exception class, over a run
@@ -316,6 +323,70 @@ def record(out: Path) -> None:
         f"(+ a dispatch and a status update) into {out / 'requests.json'}")
 
 
+def give_every_department_a_task(redis_url: str, ns: str, keep: set[str]) -> dict[str, list[str]]:
+    """Each demo department's task ids in `ns` (newest first, as its page lists them): a department
+    without one gets a dispatch of an open alert to one of its available units, so every phone has a
+    task to show and to report on. The alerts in `keep` (the recorded dispatch's) are left alone."""
+    import redis
+
+    from command.errors import CommandError
+    from command.keys import Keys
+    from command.ops.dispatch import AlreadyDispatched, dispatch
+
+    r = redis.Redis.from_url(redis_url)
+    keys = Keys(ns)
+    now = int(r.get(keys.clock))
+    open_alerts = [json.loads(r.get(keys.alert(fp.decode()))) for fp in r.zrange(keys.alerts_open, 0, -1)]
+    free = [a for a in open_alerts if a["fingerprint"] not in keep]
+    units = [json.loads(v) for v in r.hvals(keys.resources)]
+    out = {}
+    for dept in DEPARTMENT_USERS:
+        if not r.zcard(keys.department_tasks(dept)):
+            unit = next((u for u in units if u["department"] == dept and u.get("status", "available") == "available"),
+                        None)
+            while unit is not None and free:
+                a = free.pop(0)
+                try:
+                    done = dispatch(r, keys, fingerprint=a["fingerprint"], level=a["level"], resource_ids=[unit["id"]],
+                                    operator="bench", now=now)
+                except CommandError:
+                    continue
+                if not isinstance(done, AlreadyDispatched):
+                    break
+        out[dept] = [t.decode() for t in r.zrevrange(keys.department_tasks(dept), 0, -1)]
+    r.close()
+    return {d: ids for d, ids in out.items() if ids}
+
+
+def _pattern_ids(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pattern-matching ids (dicts) a callback body names, in order."""
+    found: list[dict[str, Any]] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if isinstance(x.get("id"), dict):
+                found.append(x["id"])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(body)
+    return found
+
+
+def status_body_for(recorded: dict[str, Any], recorded_ids: list[str], ids: list[str]) -> dict[str, Any]:
+    """The recorded status update as another department's page would send it: the recorded
+    department's task ids (in the order its page listed them) replaced by this one's."""
+    text = json.dumps(recorded)
+    for i, old in enumerate(recorded_ids):
+        text = text.replace(old, f"\0{i}\0")
+    for i in range(len(recorded_ids)):
+        text = text.replace(f"\0{i}\0", ids[i % len(ids)])
+    return json.loads(text)
+
+
 # ---- replaying -----------------------------------------------------------------------------------------
 @dataclass
 class Page:
@@ -428,7 +499,12 @@ async def _ask(c: Client, base: str, samples: list[Sample], t0: float) -> dict[s
     start = time.perf_counter()
     status, answer = 0, None
     try:
-        resp = await c.http.get(base + c.page.gate, headers={"Accept": "application/json"})
+        try:
+            resp = await c.http.get(base + c.page.gate, headers={"Accept": "application/json"})
+        except httpx.RemoteProtocolError:
+            # a kept-alive connection the server closed as the question went out: a browser sends a
+            # GET again on a new one (the time counts from the first try)
+            resp = await c.http.get(base + c.page.gate, headers={"Accept": "application/json"})
         status = resp.status_code
         if status == 200:
             answer = resp.json()
@@ -451,7 +527,9 @@ async def _client_loop(c: Client, base: str, samples: list[Sample], t0: float, s
     await asyncio.sleep(offset)
     start = time.perf_counter()
     ask_at = start
-    action_at = start + rng.uniform(0.3, 1.0) * c.page.action_every
+    # the clicks of all clients spread evenly over the period from the start: a steady rate of
+    # (clients / period) per second throughout the run, however short the run
+    action_at = start + rng.uniform(0.0, 1.0) * c.page.action_every
     while True:
         now = time.perf_counter()
         if now >= stop_at:
@@ -500,11 +578,11 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
-def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[str, str]],
+def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: list[dict[str, str]],
               dept_sessions: list[dict[str, str]], n: int, seconds: float, procs: dict[str, psutil.Process],
               seed: int = 1) -> dict[str, Any]:
     n_ops = min(OPERATORS, n)
-    wanted = {(it["id"], it["property"]) for page in (op_page, dept_page) for b in page.polls
+    wanted = {(it["id"], it["property"]) for page in (op_page, *dept_pages) for b in page.polls
               for part in ("inputs", "state") for it in b.get(part) or []
               if isinstance(it, dict) and isinstance(it.get("id"), str) and it.get("property") == "data"}
     samples: list[Sample] = []
@@ -523,9 +601,11 @@ def run_level(base: str, op_page: Page, dept_page: Page, op_sessions: list[dict[
         clients = []
         for i in range(n):
             operator = i < n_ops
-            cookies = op_sessions[i % len(op_sessions)] if operator else dept_sessions[i % len(dept_sessions)]
+            # phone j signed in as dept_pages[j % k]'s user (sign_in_sessions kept that order)
+            j = i - n_ops
+            cookies = op_sessions[i % len(op_sessions)] if operator else dept_sessions[j % len(dept_sessions)]
             http = httpx.AsyncClient(cookies=cookies, headers=headers, limits=limits, timeout=TIMEOUT_S)
-            clients.append(Client(http, op_page if operator else dept_page, operator))
+            clients.append(Client(http, op_page if operator else dept_pages[j % len(dept_pages)], operator))
         t0 = time.perf_counter()
         stop_at = t0 + seconds
         for p in procs.values():
@@ -605,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, help="gunicorn workers (default: app.py's own)")
     ap.add_argument("--record", action="store_true", help="record the pages' requests again (headless Chromium)")
     ap.add_argument("--recording", type=Path, default=RECORDED / "requests.json")
+    ap.add_argument("--one-department", action="store_true",
+                    help="every phone of the recorded department, on the same tasks (a hot department), instead "
+                         "of phones spread over the demo departments")
     ap.add_argument("--status-every", type=float, default=STATUS_EVERY_S,
                     help=f"seconds between a phone's status updates (default {STATUS_EVERY_S:g})")
     args = ap.parse_args(argv)
@@ -623,14 +706,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = start_paused_drill(stack.redis_url)
         op_page, dept_page, dept = load_recording(args.recording, ns, args.status_every)
+        dept_pages = [dept_page]
+        if not args.one_department:
+            # phones of every department, each on its own department's tasks (as in a command centre)
+            keep = {str(b.get("fp")) for b in _pattern_ids(op_page.action)}
+            tasks = give_every_department_a_task(stack.redis_url, ns, keep)
+            recorded_ids = [str(b["task"]) for b in _pattern_ids(dept_page.action) if "task" in b]
+            recorded_ids = list(dict.fromkeys(recorded_ids))
+            dept_pages = [dept_page] + [
+                Page(DEPARTMENT_USERS[d], dept_page.gate, dept_page.on_page, dept_page.on_shell,
+                     status_body_for(dept_page.action, recorded_ids, ids), dept_page.action_every)
+                for d, ids in tasks.items() if d != dept]
+            log(f"department phones spread over {len(dept_pages)} departments: "
+                f"{', '.join(p.user for p in dept_pages)}")
         n_max = max(levels)
-        log(f"signing in {min(OPERATORS, n_max)} operator and {max(0, n_max - OPERATORS)} department sessions ...")
+        n_phones = max(1, n_max - OPERATORS)
+        log(f"signing in {min(OPERATORS, n_max)} operator and {n_phones} department sessions ...")
         op_sessions = sign_in_sessions(stack.base, [op_page.user] * min(OPERATORS, n_max))
-        dept_sessions = sign_in_sessions(stack.base, [dept_page.user] * max(1, n_max - OPERATORS))
+        dept_sessions = sign_in_sessions(stack.base, [dept_pages[i % len(dept_pages)].user for i in range(n_phones)])
         procs = processes(stack)
         for n in levels:
             log(f"{n} clients for {seconds:g} s ...")
-            res = run_level(stack.base, op_page, dept_page, op_sessions, dept_sessions, n, seconds, procs)
+            res = run_level(stack.base, op_page, dept_pages, op_sessions, dept_sessions, n, seconds, procs)
             runs.append(res)
             log(f"  p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, p99 {res['p99_ms']} ms, errors {res['errors']} "
                 f"of {res['requests']} ({res['callbacks']} callbacks), operator map p95 {res['operator_map_p95_ms']} ms "
@@ -642,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_stack(stack)
     out = {"runs": runs, "recording": str(args.recording.relative_to(ROOT)) if args.recording.is_relative_to(ROOT)
            else str(args.recording), "department": dept, "status_every_s": args.status_every,
+           "departments": [p.user for p in dept_pages],
            "callbacks_per_change": {"operator": {"page": len(op_page.on_page), "shell": len(op_page.on_shell)},
                                     "department": {"page": len(dept_page.on_page),
                                                    "shell": len(dept_page.on_shell)}},

@@ -32,6 +32,7 @@ TEXT: dict[str, dict[str, str]] = {
     "shell.down_since": {"en": "Data unavailable since {time}: the data store does not answer. The page shows "
                                 "what it last read; commands fail until it is back.",
                          "zh": "自 {time} 起数据不可用：数据存储无响应。页面显示的是最后读取的数据；恢复前操作将失败。"},
+    "shell.retrying": {"en": "This page tries again every 10 seconds.", "zh": "本页面每 10 秒自动重试。"},
     "shell.offline": {"en": "No connection to the server since {time}: the page shows what it last read.",
                       "zh": "自 {time} 起与服务器失去连接：页面显示的是最后读取的数据。"},
     "shell.scenario_clock": {"en": "Scenario time", "zh": "演练时间"},

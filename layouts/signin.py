@@ -111,6 +111,19 @@ def login_page(lang: str, error: str = "", next_url: str = "", username: str = "
         username=username[:64], action="/login?" + urlencode(query), other_href="/login?" + urlencode(other_query))
 
 
+def unavailable_page(lang: str) -> str:
+    """A page asked for while Redis does not answer: since when (UTC; this worker's first failure),
+    and it asks again by itself every 10 s."""
+    import time as _time
+
+    from .changes import DOWN
+
+    since = _time.strftime("%H:%M UTC", _time.gmtime(DOWN.failed() / 1000))
+    words = {"app_title": t("app.title", lang), "message": t("shell.down_since", lang, time=since),
+             "retry": t("shell.retrying", lang)}
+    return TEMPLATES.get_template("unavailable.html").render(html_lang="zh-CN" if lang == "zh" else "en", words=words)
+
+
 def _too_many(retry_after: int, body: Any, status: int = 429) -> flask.Response:
     resp = flask.make_response(body, status)
     resp.headers["Retry-After"] = str(retry_after)
@@ -318,7 +331,9 @@ def register_routes(server: flask.Flask, settings: Settings) -> None:
         if down is not None:  # the session could not be read: 503 and when it began, not a 500
             if path == GATE_PATH:
                 return changes_unavailable()
-            raise unavailable_from(down) or down
+            if path.startswith("/_dash") or req.method != "GET":
+                raise unavailable_from(down) or down
+            return unavailable_page(pick_lang(req)), 503, {"Cache-Control": "no-store", "Retry-After": "10"}
         user = session_user()
         if user is not None:
             return access.refusal(policy, user)

@@ -18,7 +18,7 @@ from command.runtime.redis_client import pooled
 from command.trust.auth import User
 from command.trust.sessions import SessionStore, valid_sid
 
-from .changes import GATE_PATH
+from .changes import DOWN, GATE_PATH
 from .common import rds
 from .web_basics import (
     NO_SESSION_PATHS,
@@ -123,6 +123,7 @@ class RedisSessionInterface(SessionInterface):
             s = ServerSession()
             s.unavailable = exc
             return s
+        DOWN.answered()  # Redis answers: a later outage is dated from its own start
         if loaded is None:
             s = ServerSession()
             s.ended = sid  # gone: clear the browser's cookie

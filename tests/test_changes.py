@@ -6,6 +6,7 @@ answered 503 with the time it began (not a 500), for the gate and for every call
 from __future__ import annotations
 
 import socket
+import time
 
 import orjson
 import pytest
@@ -157,6 +158,7 @@ def test_a_redis_outage_is_a_503_with_its_start_for_the_gate_and_the_callbacks(a
     with socket.socket() as s:  # a port nothing listens on: Redis "down"
         s.bind(("127.0.0.1", 0))
         dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    live_url = app.server.config["ECD_REDIS_URL"]
     app.server.config["ECD_REDIS_URL"] = dead
     status, body = ask(op)
     assert status == 503 and body["error"] == "unavailable" and body["down_since"] > 0
@@ -170,3 +172,13 @@ def test_a_redis_outage_is_a_503_with_its_start_for_the_gate_and_the_callbacks(a
                    {"id": "lang", "property": "data", "value": "en"}],
         "changedPropIds": ["chg-shell.data"], "state": []}, headers={"Origin": "http://localhost"})
     assert resp.status_code == 503 and orjson.loads(resp.data)["error"] == "unavailable"
+    # a page asked for meanwhile: a page that says so (not a 500, not JSON), and asks again by itself
+    page = op.get("/department")
+    assert page.status_code == 503 and page.mimetype == "text/html" and b"Data unavailable since" in page.data
+    assert b'http-equiv="refresh"' in page.data
+    # Redis back: answered again, and the next outage is dated from its own start
+    app.server.config["ECD_REDIS_URL"] = live_url
+    assert ask(op)[0] == 200
+    time.sleep(0.01)
+    app.server.config["ECD_REDIS_URL"] = dead
+    assert ask(op)[1]["down_since"] > body["down_since"]

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 
+import httpx
 import orjson
 import pytest
 
@@ -104,16 +105,26 @@ def test_a_stalled_redis_is_waited_out(app, reference):
     """SIGSTOP for 6 s: longer than the clients' 5 s timeout, so every loop sees its commands time out."""
     ns = start_exercise(app)
     before = {n: p["pid"] for n, p in app.state()["processes"].items()}
+    page = httpx.Client(base_url=app.base, timeout=10)  # what an open page asks each second (assets/changes.js)
+    assert page.post("/login", data={"username": "operator", "password": "flood-demo"}).status_code == 302
+    assert page.get("/_changes", params={"ns": ns, "page": "map"}).status_code == 200
     os.kill(before["redis"], signal.SIGSTOP)
     try:
         t0 = time.monotonic()
         time.sleep(0.5)
         code, body = health_answers(app)
         assert code == 503 and body["degraded"] == ["redis"] and body["redis"].startswith("unavailable")
+        # the page is told within 2 s, with the time the outage began (its "data unavailable since HH:MM")
+        asked = time.monotonic()
+        resp = page.get("/_changes", params={"ns": ns, "page": "map"})
+        assert time.monotonic() - asked < 2.0 and resp.status_code == 503, resp.text
+        since = resp.json()["down_since"]
+        assert time.time() * 1000 - 10_000 < since <= time.time() * 1000
         time.sleep(max(0.0, STALL_S - (time.monotonic() - t0)))
     finally:
         os.kill(before["redis"], signal.SIGCONT)
     app.wait_healthy(30)
+    assert page.get("/_changes", params={"ns": ns, "page": "map"}).status_code == 200
     assert {n: p["pid"] for n, p in app.state()["processes"].items()} == before  # nobody died
     finish_and_compare(app, ns, reference)
     assert "Timeout reading from socket" in app.log("drills")  # the runner did see it, and resumed
