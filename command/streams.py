@@ -20,7 +20,7 @@ import redis
 
 from command.keys import ENGINE_GROUP, Keys, shard_of
 from command.models import ExternalWarning, Incident, Reading
-from command.runtime.redis_client import transactional_pipeline
+from command.runtime.redis_client import on_cluster, transactional_pipeline
 
 READING, INCIDENT, TICK = b"r", b"i", b"t"
 WARNING, FORECAST = b"w", b"f"
@@ -92,6 +92,25 @@ def ensure_group(r: redis.Redis, stream: str, group: str = ENGINE_GROUP) -> None
 
 SERIES_MAXLEN = 400  # a station's recent readings kept for its trend plot (4 days at 15 min)
 
+# XADD of many entries to one stream in one command: ARGV = [maxlen or "", n1, field, value, ..., n2, ...]
+# (n: how many field and value arguments the entry has). The same XADDs, run by the server in order:
+# a replay adds one entry per reading, and queueing, packing and parsing one pipelined command each
+# cost the writer about a third of a replay (bench/engine.py, docs/performance.md).
+XADD_MANY = """
+local maxlen, i, n = ARGV[1], 2, 0
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  if maxlen ~= '' then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 1, i + k))
+  else
+    redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + k))
+  end
+  i, n = i + k + 1, n + 1
+end
+return n
+"""
+XADD_MANY_CHUNK = 5000  # entries per script call: a long call holds the server up for everyone
+
 
 class StreamWriter:
     """Buffers input entries per shard and writes them with one pipelined round trip per flush.
@@ -112,6 +131,10 @@ class StreamWriter:
         self._added: dict[int, int] = {}
         self._latest: dict[str, dict[str, tuple[int, float]]] = {}
         self._heads: dict[int, tuple] = {}  # shard -> the XADD arguments before the fields (`_xadd`)
+        # one server: a shard's entries go as one script call per flush (XADD_MANY); on a cluster, one
+        # XADD each (the per-slot transactions route each command by its key)
+        self._many = not on_cluster(r)
+        self._entries: dict[int, list[Any]] = {}  # shard -> XADD_MANY's entry arguments, in order
 
     def reading(self, station_id: str, kind: str, t: int, value: float) -> None:
         self._xadd(shard_of(station_id, self.shards), "r", orjson.dumps((station_id, kind, t, value)))  # reading_entry
@@ -150,6 +173,11 @@ class StreamWriter:
         """Queue XADD of one entry (`fields`: name, value, ...) on shard `shard`'s stream: the command
         redis-py's `xadd` sends (MAXLEN ~ when `maxlen` is set, id `*`), its arguments worked out
         once per shard (a replay adds one entry per reading)."""
+        if self._many:
+            self._entries.setdefault(shard, []).extend((len(fields), *fields))
+            self._added[shard] = self._added.get(shard, 0) + 1
+            self.pending += 1
+            return
         head = self._heads.get(shard)
         if head is None:
             stream = self.keys.shard_stream(shard)
@@ -164,6 +192,9 @@ class StreamWriter:
         if self._latest:
             self._flush_latest()
         if n:
+            for shard, args in self._entries.items():
+                self._queue_many(shard, args)
+            self._entries = {}
             # the count of entries ever added, in the same round trip: the stream itself is trimmed
             for shard, added in self._added.items():
                 self._pipe.incrby(self.keys.shard_added(shard), added)
@@ -171,6 +202,17 @@ class StreamWriter:
             self._pipe.execute()
             self.pending = 0
         return n
+
+    def _queue_many(self, shard: int, args: list[Any]) -> None:
+        """Queue a shard's buffered entries as XADD_MANY calls of at most XADD_MANY_CHUNK entries each."""
+        stream, maxlen = self.keys.shard_stream(shard), str(self.maxlen) if self.maxlen else ""
+        start, i, count = 0, 0, 0
+        while i < len(args):
+            i += int(args[i]) + 1
+            count += 1
+            if count == XADD_MANY_CHUNK or i >= len(args):
+                self._pipe.execute_command("EVAL", XADD_MANY, 1, stream, maxlen, *args[start:i])
+                start, count = i, 0
 
     def _flush_latest(self) -> None:
         k = self.keys
