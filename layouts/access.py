@@ -7,7 +7,7 @@ Dash callbacks::
 
     from .access import secured_callback
 
-    @secured_callback(Output("map-queue", "children"), Input("map-tick", "n_intervals"),
+    @secured_callback(Output("map-queue", "children"), Input("chg-map", "data"),
                       allow=("operator", "planner"))
     def _update_side(n): ...
 

@@ -370,11 +370,11 @@ def test_a_callback_request_not_shaped_like_its_callback_is_refused_with_400(app
         ("not an object", ["x"]),
         ("no output", bad(output=None)),
         ("one input short", bad(inputs=good["inputs"][:-1])),
-        ("another component", bad(inputs=[{"id": "dept-tick", "property": "n_intervals", "value": 1},
+        ("another component", bad(inputs=[{"id": "chg-dept", "property": "data", "value": "t"},
                                           *good["inputs"][1:]])),
         ("a list where one is sent", bad(state=[[s] for s in good["state"]])),
         ("changed: an input not sent", bad(changedPropIds=["shell-lang.n_clicks"])),
-        ("changed: not a list", bad(changedPropIds="map-tick.n_intervals")),
+        ("changed: not a list", bad(changedPropIds="chg-map.data")),
         ("no outputs", {k: v for k, v in good.items() if k != "outputs"}),
         ("outputs of another callback", bad(outputs={"id": "map-graph", "property": "figure"})),
     ]
