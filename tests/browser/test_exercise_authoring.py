@@ -61,7 +61,8 @@ def test_the_comparison_shows_the_table_for_two_rule_sets(app_server, browser):
             for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")}
     assert rows["hits"][1] == rows["hits"][2] and int(rows["hits"][1]) > 0
     assert "★" in "".join(rows["false_alarms"])  # the fewer false alarms are marked
-    assert browser.find_elements(By.CSS_SELECTOR, "[id*='exb-chart'] .js-plotly-plot")
+    # the charts are drawn by Plotly after the table is in place: wait for them, do not race them
+    wait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[id*='exb-chart'] .js-plotly-plot"))
     for level in ("orange", "red"):
         assert browser.find_element(By.ID, f"exb-table-{level}")
     assert severe_console_errors(browser) == []
