@@ -193,9 +193,20 @@ def answer(r: redis.Redis, tokens: TimedCache, ns: Any, page: Any, user: dict[st
     if page == "map":
         out["p"] = tokens.get((keys.ns, "map"), lambda: _map(r, keys))
     elif page == "department":
-        dept = str(user.get("department") or "")
-        out["p"] = tokens.get((keys.ns, "department", dept), lambda: department_signature(r, keys, dept))
+        out["p"] = department_token(tokens, r, keys, str(user.get("department") or ""))
     return out, 200
+
+
+def department_token(tokens: TimedCache, r: redis.Redis, keys: Keys, department: str) -> str:
+    """`department_signature`, computed at most once per `TTL_S` by this worker: the gate's `p` for a
+    department's phones, and the version their callback compares (all of a department's phones redraw
+    at once after a change: they share one reading of its tasks)."""
+    return tokens.get((keys.ns, "department", department), lambda: department_signature(r, keys, department))
+
+
+def worker_tokens() -> TimedCache:
+    """This worker's gate cache (register_routes)."""
+    return flask.current_app.extensions["ecd_changes"]
 
 
 DOWN = DownSince()  # this worker's view of Redis, for every page's "data unavailable since HH:MM"

@@ -22,7 +22,7 @@ from command.trust.throttle import check_submission
 
 from . import access
 from .access import secured_callback
-from .changes import TimedCache, department_signature
+from .changes import TimedCache, department_token, worker_tokens
 from .common import current_viewer, dept_names, fmt_time, level_badge, namespace, ns_tz, rds, require_user
 from .inputs import NOT, as_list, lang_of, number, text
 
@@ -272,7 +272,7 @@ def _tasks(_n, ns, lang, client):
     lang = lang_of(lang)
     r, keys = rds(), namespace(ns)
     viewer = current_viewer()
-    sig = [keys.ns, lang, viewer.clearance, department_signature(r, keys, user["department"])]
+    sig = [keys.ns, lang, viewer.clearance, department_token(worker_tokens(), r, keys, user["department"])]
     if sig == client:
         return no_update, no_update
     return shared_tasks_view(r, keys, user["department"], lang, viewer, sig), sig

@@ -492,3 +492,21 @@ def test_a_warning_names_the_demo_accounts_without_two_factors(redis_url, tmp_pa
     with caplog.at_level("WARNING", logger="layouts.signin"):
         make_app(redis_url, tmp_path)
     assert "demo accounts without two-factor sign-in are enabled: admin, operator, planner" in caplog.text
+
+
+def test_a_users_session_list_outlives_sessions_kept_alive_by_their_requests(r):
+    """A request pushes its session's expiry on with one command (GETEX); the user's list of sessions,
+    which `end_user` ends them by, is pushed on less often but always expires after every session in
+    it: a session kept alive past several idle periods is still ended by its admin."""
+    from command.keys import session as session_key
+    from command.keys import user_sessions
+    from command.trust.sessions import SessionStore, sid_hash
+
+    store = SessionStore(r, 1000)  # the shortest idle period: 1 s
+    sid = store.create("kept-alive", {"role": "fire"})
+    for _ in range(8):  # 2.4 s: the list's own first expiry (2 s) passes while the session is in use
+        time.sleep(0.3)
+        assert store.load(sid) is not None
+        assert r.pttl(user_sessions("kept-alive")) > r.pttl(session_key(sid_hash(sid))) > 0
+    assert store.end_user("kept-alive") == 1
+    assert store.load(sid) is None

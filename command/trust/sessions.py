@@ -7,6 +7,8 @@ so a session can be ended from anywhere at once (sign-out, a password change, a 
   (`ECD_SESSION_IDLE_MINUTES`, default 720, a 12-hour shift). An open dashboard polls every few
   seconds and so stays signed in; a closed one lapses.
 - Each user's sessions are listed in a set (`command.keys.user_sessions`) so `end_user()` ends them all.
+  The set always outlives its sessions: its expiry is twice `idle_ms`, pushed on by a process at most
+  every `idle_ms / 2` (so one request costs one Redis command, `GETEX`, however often a page asks).
 - A session is written only while it exists (`SET ... XX`): a request that was in flight when its
   session was ended cannot bring it back.
 """
@@ -17,7 +19,9 @@ import hashlib
 import os
 import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +45,12 @@ def idle_ms_from_env(env: dict[str, str] | None = None) -> int:
     if not minutes > 0:
         raise ValueError("ECD_SESSION_IDLE_MINUTES must be positive")
     return max(1000, int(minutes * 60_000))
+
+
+# (username, idle_ms) -> monotonic time this process last pushed the user's set's expiry on; bounded
+_SET_PUSHED: OrderedDict[tuple[str, int], float] = OrderedDict()
+_SET_PUSHED_MAX = 10_000
+_SET_LOCK = threading.Lock()
 
 
 def sid_hash(sid: str) -> str:
@@ -71,7 +81,7 @@ class SessionStore:
         with self.r.pipeline(transaction=True) as pipe:
             pipe.set(session_key(h), body, px=self.idle_ms)
             pipe.sadd(user_sessions(username), h)
-            pipe.pexpire(user_sessions(username), self.idle_ms)
+            pipe.pexpire(user_sessions(username), 2 * self.idle_ms)
             pipe.execute()
         self._prune(username)
         return sid
@@ -80,16 +90,27 @@ class SessionStore:
         """A live session, its expiry pushed on; None when there is none."""
         if not valid_sid(sid):
             return None
-        key = session_key(sid_hash(sid or ""))
-        with self.r.pipeline(transaction=True) as pipe:
-            pipe.get(key)
-            pipe.pexpire(key, self.idle_ms)
-            raw, _ = pipe.execute()
+        raw = self.r.getex(session_key(sid_hash(sid or "")), px=self.idle_ms)
         if raw is None:
             return None
         doc = orjson.loads(raw)
-        self.r.pexpire(user_sessions(doc["username"]), self.idle_ms)
+        self._keep_set(doc["username"])
         return Loaded(doc["username"], int(doc.get("created") or 0), doc.get("data") or {})
+
+    def _keep_set(self, username: str) -> None:
+        """Push the user's set's expiry to 2 x idle_ms when this process last did so idle_ms / 2 ago or
+        more: the set then expires at least 1.5 x idle_ms from now, after any of its sessions."""
+        memo, now = (username, self.idle_ms), time.monotonic()
+        with _SET_LOCK:
+            last = _SET_PUSHED.get(memo)
+        if last is not None and now - last < self.idle_ms / 2000:
+            return
+        self.r.pexpire(user_sessions(username), 2 * self.idle_ms)
+        with _SET_LOCK:  # only once it is done: a failed push is tried again at the next request
+            _SET_PUSHED[memo] = now
+            _SET_PUSHED.move_to_end(memo)
+            while len(_SET_PUSHED) > _SET_PUSHED_MAX:
+                _SET_PUSHED.popitem(last=False)
 
     def save(self, sid: str, username: str, data: dict[str, Any], created: int | None = None) -> bool:
         """Write a session's data back, only if it still exists (an ended session stays ended)."""
