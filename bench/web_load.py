@@ -46,7 +46,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -439,6 +441,19 @@ class Sample:
     status: int
     is_gate: bool = False
     steady: bool = True  # sent after the client's page had drawn itself once (its first answer's callbacks)
+    app_ms: float | None = None  # the server's own time on it, and the part it waited for its turn
+    queue_ms: float | None = None  # (its `Server-Timing` header: layouts/admission.py)
+
+
+def _server_timing(resp: httpx.Response) -> tuple[float | None, float | None]:
+    got: dict[str, float] = {}
+    for part in resp.headers.get("server-timing", "").split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        try:
+            got[name] = float(dur)
+        except ValueError:
+            continue
+    return got.get("app"), got.get("queue")
 
 
 @dataclass
@@ -479,10 +494,10 @@ def _remember(c: Client, answer: dict[str, Any], wanted: set[tuple[str, str]]) -
 async def _send(c: Client, base: str, body: dict[str, Any], wanted: set[tuple[str, str]],
                 samples: list[Sample], t0: float) -> None:
     start = time.perf_counter()
-    status = 0
+    status, timing = 0, (None, None)
     try:
         resp = await c.http.post(base + "/_dash-update-component", json=_fill(body, c.stores))
-        status = resp.status_code
+        status, timing = resp.status_code, _server_timing(resp)
         if status == 200 and wanted:
             _remember(c, resp.json(), wanted)
         ok = status < 400
@@ -491,13 +506,13 @@ async def _send(c: Client, base: str, body: dict[str, Any], wanted: set[tuple[st
         ERROR_KINDS[type(exc).__name__] = ERROR_KINDS.get(type(exc).__name__, 0) + 1
     end = time.perf_counter()
     samples.append(Sample(end - t0, (end - start) * 1000, ok, c.operator, "map-graph" in body.get("output", ""),
-                          status, steady=c.steady))
+                          status, steady=c.steady, app_ms=timing[0], queue_ms=timing[1]))
 
 
 async def _ask(c: Client, base: str, samples: list[Sample], t0: float) -> dict[str, Any] | None:
     """GET /_changes as assets/changes.js does; its answer, or None."""
     start = time.perf_counter()
-    status, answer = 0, None
+    status, answer, timing = 0, None, (None, None)
     try:
         try:
             resp = await c.http.get(base + c.page.gate, headers={"Accept": "application/json"})
@@ -505,14 +520,14 @@ async def _ask(c: Client, base: str, samples: list[Sample], t0: float) -> dict[s
             # a kept-alive connection the server closed as the question went out: a browser sends a
             # GET again on a new one (the time counts from the first try)
             resp = await c.http.get(base + c.page.gate, headers={"Accept": "application/json"})
-        status = resp.status_code
+        status, timing = resp.status_code, _server_timing(resp)
         if status == 200:
             answer = resp.json()
     except (httpx.HTTPError, ValueError) as exc:
         ERROR_KINDS[type(exc).__name__] = ERROR_KINDS.get(type(exc).__name__, 0) + 1
     end = time.perf_counter()
     samples.append(Sample(end - t0, (end - start) * 1000, 0 < status < 400, c.operator, False, status, True,
-                          c.steady))
+                          c.steady, timing[0], timing[1]))
     return answer
 
 
@@ -578,6 +593,59 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
+async def _drive(base: str, specs: list[tuple[Page, dict[str, str], bool]], t0: float, stop_at: float,
+                 wanted: set[tuple[str, str]], n: int, first: int, seed: int) -> tuple[list[Sample], list[float]]:
+    """Run the clients `specs` (page, session cookies, operator?) until `stop_at`: their samples, and how
+    late this process's event loop woke (ms, every 50 ms after the warm-up)."""
+    # idle connections dropped before gunicorn closes them (its keep-alive is 2 s), as a browser
+    # resends a request that met a connection closed under it
+    limits = httpx.Limits(max_connections=6, max_keepalive_connections=6, keepalive_expiry=1.5)
+    headers = {"Origin": base, "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
+    clients = [Client(httpx.AsyncClient(cookies=cookies, headers=headers, limits=limits, timeout=TIMEOUT_S), page, op)
+               for page, cookies, op in specs]
+    samples: list[Sample] = []
+    lags: list[float] = []
+    rng = random.Random(seed + first)
+
+    async def lag_probe() -> None:
+        # a request's time includes this loop's lateness (the clients share it): a busy benchmark
+        # would inflate every figure
+        while time.perf_counter() < stop_at:
+            before = time.perf_counter()
+            await asyncio.sleep(0.05)
+            if before - t0 >= WARMUP_S:
+                lags.append((time.perf_counter() - before - 0.05) * 1000)
+
+    await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
+    # the clients of a run start spread evenly over its first second, in one order across both processes
+    tasks = [_client_loop(c, base, samples, t0, stop_at, wanted, ((first + i) % n) / n, rng)
+             for i, c in enumerate(clients)]
+    await asyncio.gather(lag_probe(), *tasks)
+    for c in clients:
+        await c.http.aclose()
+    return samples, lags
+
+
+def _consoles_process(base: str, specs: list[tuple[Page, dict[str, str], bool]], t0: float, stop_at: float,
+                      wanted: set[tuple[str, str]], n: int, seed: int, send: Any) -> None:
+    """The operators' consoles, in a forked process (time.perf_counter is the same clock in both)."""
+    ERROR_KINDS.clear()
+    samples, lags = asyncio.run(_drive(base, specs, t0, stop_at, wanted, n, 0, seed))
+    send.send(([dataclasses.astuple(x) for x in samples], lags, dict(ERROR_KINDS)))
+    send.close()
+
+
+def _server_side(counted: list[Sample]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, pick in (("operator_map", lambda s: s.operator and s.is_map), ("operator_gate", lambda s: s.operator and s.is_gate),
+                       ("department", lambda s: not s.operator)):
+        chosen = [s for s in counted if pick(s) and s.app_ms is not None]
+        for what in ("app", "queue"):
+            vals = [getattr(s, f"{what}_ms") for s in chosen]
+            out[f"{name}_{what}_p95_ms"] = round(_pct(vals, 95), 1) if vals else None
+    return out
+
+
 def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: list[dict[str, str]],
               dept_sessions: list[dict[str, str]], n: int, seconds: float, procs: dict[str, psutil.Process],
               seed: int = 1) -> dict[str, Any]:
@@ -585,67 +653,60 @@ def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: lis
     wanted = {(it["id"], it["property"]) for page in (op_page, *dept_pages) for b in page.polls
               for part in ("inputs", "state") for it in b.get(part) or []
               if isinstance(it, dict) and isinstance(it.get("id"), str) and it.get("property") == "data"}
-    samples: list[Sample] = []
-    rng = random.Random(seed)
     cpu: dict[str, list[float]] = {k: [] for k in procs}
     machine: list[float] = []
     me = psutil.Process()
     own: list[float] = []
-    lags: list[float] = []
+    # phone j signed in as dept_pages[j % k]'s user (sign_in_sessions kept that order)
+    phones = [(dept_pages[j % len(dept_pages)], dept_sessions[j % len(dept_sessions)], False) for j in range(n - n_ops)]
+    consoles = [(op_page, op_sessions[i % len(op_sessions)], True) for i in range(n_ops)]
+    t0 = time.perf_counter() + 0.3  # time for the consoles' process to start
+    stop_at = t0 + seconds
+    # The operators' consoles run in a process of their own, as they are other machines than the phones:
+    # with hundreds of phones in this one's event loop, its lateness would count in the duty officer's
+    # figures (each process reports its loop's lateness; both share the machine's cores with the stack).
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_consoles_process, args=(base, consoles, t0, stop_at, wanted, n, seed, send))
+    child.start()
+    child_ps = psutil.Process(child.pid)
 
-    async def main() -> None:
-        # idle connections dropped before gunicorn closes them (its keep-alive is 2 s), as a browser
-        # resends a request that met a connection closed under it
-        limits = httpx.Limits(max_connections=6, max_keepalive_connections=6, keepalive_expiry=1.5)
-        headers = {"Origin": base, "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
-        clients = []
-        for i in range(n):
-            operator = i < n_ops
-            # phone j signed in as dept_pages[j % k]'s user (sign_in_sessions kept that order)
-            j = i - n_ops
-            cookies = op_sessions[i % len(op_sessions)] if operator else dept_sessions[j % len(dept_sessions)]
-            http = httpx.AsyncClient(cookies=cookies, headers=headers, limits=limits, timeout=TIMEOUT_S)
-            clients.append(Client(http, op_page if operator else dept_pages[j % len(dept_pages)], operator))
-        t0 = time.perf_counter()
-        stop_at = t0 + seconds
-        for p in procs.values():
+    async def main() -> tuple[list[Sample], list[float]]:
+        for p in (*procs.values(), me, child_ps):
             with contextlib.suppress(psutil.Error):
                 p.cpu_percent(None)
-        me.cpu_percent(None)
         psutil.cpu_percent(None)
 
         async def sampler() -> None:
             while time.perf_counter() < stop_at:
                 await asyncio.sleep(1.0)
-                if time.perf_counter() - t0 < WARMUP_S:
-                    for p in procs.values():
-                        with contextlib.suppress(psutil.Error):
-                            p.cpu_percent(None)
-                    me.cpu_percent(None)
-                    psutil.cpu_percent(None)
-                    continue
+                warm = time.perf_counter() - t0 >= WARMUP_S
                 for k, p in procs.items():
                     with contextlib.suppress(psutil.Error):
-                        cpu[k].append(p.cpu_percent(None))
-                own.append(me.cpu_percent(None))
-                machine.append(psutil.cpu_percent(None))
+                        v = p.cpu_percent(None)
+                        if warm:
+                            cpu[k].append(v)
+                mine = me.cpu_percent(None)
+                with contextlib.suppress(psutil.Error):
+                    mine += child_ps.cpu_percent(None)
+                total = psutil.cpu_percent(None)
+                if warm:
+                    own.append(mine)
+                    machine.append(total)
 
-        async def lag_probe() -> None:
-            # how late this process's own event loop wakes up: a request's time includes it (the clients
-            # share one loop), so a busy benchmark would inflate every figure
-            while time.perf_counter() < stop_at:
-                before = time.perf_counter()
-                await asyncio.sleep(0.05)
-                if before - t0 >= WARMUP_S:
-                    lags.append((time.perf_counter() - before - 0.05) * 1000)
-
-        tasks = [_client_loop(c, base, samples, t0, stop_at, wanted, i / n, rng) for i, c in enumerate(clients)]
-        await asyncio.gather(sampler(), lag_probe(), *tasks)
-        for c in clients:
-            await c.http.aclose()
+        driven, _ = await asyncio.gather(_drive(base, phones, t0, stop_at, wanted, n, n_ops, seed), sampler())
+        return driven
 
     ERROR_KINDS.clear()
-    asyncio.run(main())
+    samples, lags = asyncio.run(main())
+    if not receive.poll(60):
+        child.kill()
+        raise SystemExit(f"the operators' consoles' process gave no result (exit code {child.exitcode})")
+    op_samples, op_lags, op_errors = receive.recv()
+    child.join(30)
+    samples += [Sample(*x) for x in op_samples]
+    for k, v in op_errors.items():
+        ERROR_KINDS[k] = ERROR_KINDS.get(k, 0) + v
     counted = [s for s in samples if s.t >= WARMUP_S and s.steady]
     ms = [s.ms for s in counted]
     op_map = [s.ms for s in counted if s.operator and s.is_map]
@@ -667,12 +728,17 @@ def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: lis
         "operator_map_requests": len(op_map),
         "operator_gate_p95_ms": round(_pct(op_gate, 95), 1) if op_gate else None,
         "department_p95_ms": round(_pct(dept, 95), 1) if dept else None,
+        # the server's side of the same requests (Server-Timing): the worker's own time and, within it,
+        # the wait for its turn; the rest of a request's time is the way in (the worker's thread pool,
+        # the network) and out (this benchmark's own loop)
+        **_server_side(counted),
         "transport_errors": dict(ERROR_KINDS),
         "statuses": {str(k): sum(1 for s in counted if s.status == k) for k in sorted({s.status for s in counted})},
         "cpu_percent": by_proc, "busiest_process": busiest,
         "machine_cpu_percent": round(statistics.fmean(machine), 1) if machine else None,
         "bench_cpu_percent": round(statistics.fmean(own), 1) if own else None,
         "bench_loop_lag_p95_ms": round(_pct(lags, 95), 1) if lags else None,
+        "consoles_loop_lag_p95_ms": round(_pct(op_lags, 95), 1) if op_lags else None,
     }
 
 

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     submit_user_burst: int = Field(default=20, ge=1)
     submit_department_per_minute: float = Field(default=120.0, gt=0)
     submit_department_burst: int = Field(default=60, ge=1)
+    # The web server (layouts/admission.py): each worker's threads, and how many of its requests work at
+    # once; the others wait, the operators' first (for a thread, then for a turn).
+    web_threads: int = Field(default=8, ge=1, le=1024)
+    web_slots: int = Field(default=2, ge=1, le=64)
     # Open data (/public/): requests each client address may make per minute before 429.
     public_rate_per_minute: int = Field(default=60, ge=1)
     # Scenario folders uploaded as a zip on /exercise (command/scenarios/upload.py): the archive's size

@@ -6,7 +6,9 @@ import math
 from typing import Any
 
 import dash_bootstrap_components as dbc
+import orjson
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from plotly.io.json import to_json_plotly
 
 from command import i18n
 from command.clock import command_time
@@ -165,14 +167,16 @@ def _draw_tasks(r, keys, department: str, lang: str, viewer: Viewer) -> tuple[li
 # A department's phones all show the same cards: each web worker draws them once per change (the
 # signature: the tasks' records, the incidents, the clock's minute; the language; the clearance, which
 # is all the classification decides on) and sends that drawing to every phone that asks. Each reader's
-# read of secret values is still audited as their own.
+# read of secret values is still audited as their own. The drawing is kept as the JSON tree the
+# components make: the answer to each phone is then encoded in one orjson call, not walked component by
+# component in Python (Dash's encoder falls back to that walk for anything orjson cannot take).
 _DRAWN: TimedCache = TimedCache(ttl=60.0, size=64)
 
 
 def shared_tasks_view(r, keys, department: str, lang: str, viewer: Viewer, signature: list) -> list:
     def draw() -> tuple[list, dict[str, set[str]]]:
         cards, red = _draw_tasks(r, keys, department, lang, viewer)
-        return cards, {k: set(v) for k, v in red.revealed.items()}
+        return orjson.loads(to_json_plotly(cards)), {k: set(v) for k, v in red.revealed.items()}
 
     cards, revealed = _DRAWN.get((department, *signature), draw)
     if revealed:

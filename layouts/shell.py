@@ -29,6 +29,7 @@ from .common import (
 )
 from .inputs import lang_of
 from .signin import ROLE_HOME, register_routes, secret_key
+from .web_basics import cookie_name
 
 PAGES = {"/": "map", "/department": "department", "/exercise": "exercise", "/feeds": "feeds", "/audit": "audit"}
 PAGE_ROLES = {"map": ("operator", "planner"), "department": ("department", "operator"),
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     import layouts.interop
 
     layouts.interop.register_routes(server)
+    import layouts.admission
     import layouts.catalog
     import layouts.changes
     import layouts.public
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, redis_url: str | None = None) -
     layouts.public.register_routes(server, settings)  # /public/: open data, no sign-in
     layouts.operator.basemap.register_routes(server, settings)  # the map's base; /map/tiles/ for MBTiles
     layouts.changes.register_routes(server, PAGE_ROLES)  # /_changes: what every open page polls (assets/changes.js)
+    layouts.admission.install(server, settings.web_slots, cookie_name())  # after the sign-in gate: operators first
     app.layout = shell
     access.install(app)  # every secured callback, and the policies of Dash's own routes
     # Dash registers its scripts on the first request; with threaded workers two first requests race

@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None, *, prepare_web: Callable[[Settings], obj
             children.append(command("feeds", "feeds", "run"))
         else:
             print("live feeds: none enabled in feeds.yaml (the sample exercise needs none)")
-        web_argv = [py, "-m", "gunicorn", "--workers", str(args.workers), "--threads", "4",
+        web_argv = [py, "-m", "gunicorn", "--workers", str(args.workers), "--threads", str(settings.web_threads),
+                    "--worker-class", "layouts.admission.OperatorsFirstWorker",
                     "--bind", f"{args.host}:{args.port}", "--graceful-timeout", "5",
                     "--access-logfile", "-", "app:create_server()"]
         children.append(Child("web", lambda: spawn(web_argv, env, logs / "web.log"), logs / "web.log",
