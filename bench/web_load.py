@@ -30,10 +30,17 @@ recorded clicks, the recorded task ids replaced by the department's; a repeated 
 "already dispatched"), the first ones spread evenly over the first period so the rate is steady from
 the start.
 
+**Two processes.** The 2 operators' consoles run in a process of their own (forked), the phones in
+this one: they are other machines, and with hundreds of phones in one event loop that loop's lateness
+would count in the duty officer's figures. Each process reports its loop's lateness
+(``bench_loop_lag_p95_ms``, ``consoles_loop_lag_p95_ms``); both share the machine with the stack.
+
 **Measured** per request: the time from sending to the whole answer. p50/p95/p99 and errors (an HTTP
 status >= 400 or a transport error or timeout: 204, Dash's "nothing to update", is a success) over every
 request of a run; the operators' requests apart (their ``/_changes`` questions and their map
-callbacks: how late the duty officer learns of a change and sees it). While a run lasts, each process of
+callbacks: how late the duty officer learns of a change and sees it), and the server's side of
+them from each answer's ``Server-Timing`` (layouts/admission.py): the worker's own time (``*_app_p95_ms``)
+and, within it, the wait for its turn (``*_queue_p95_ms``). While a run lasts, each process of
 the stack (and this benchmark itself: it shares the machine) is sampled with psutil; the busiest
 process and the machine's total CPU say where it saturates. The clients of a run all start within the
 first second (spread evenly). Not counted: the run's first 3 s, and each client's first drawing of its
@@ -593,16 +600,21 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
-async def _drive(base: str, specs: list[tuple[Page, dict[str, str], bool]], t0: float, stop_at: float,
-                 wanted: set[tuple[str, str]], n: int, first: int, seed: int) -> tuple[list[Sample], list[float]]:
-    """Run the clients `specs` (page, session cookies, operator?) until `stop_at`: their samples, and how
-    late this process's event loop woke (ms, every 50 ms after the warm-up)."""
+def _clients(base: str, specs: list[tuple[Page, dict[str, str], bool]]) -> list[Client]:
+    """A client per (page, session cookies, operator?), built before the run's clock starts (an
+    httpx client takes milliseconds to build: 500 of them would eat the first seconds of a run)."""
     # idle connections dropped before gunicorn closes them (its keep-alive is 2 s), as a browser
     # resends a request that met a connection closed under it
     limits = httpx.Limits(max_connections=6, max_keepalive_connections=6, keepalive_expiry=1.5)
     headers = {"Origin": base, "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
-    clients = [Client(httpx.AsyncClient(cookies=cookies, headers=headers, limits=limits, timeout=TIMEOUT_S), page, op)
-               for page, cookies, op in specs]
+    return [Client(httpx.AsyncClient(cookies=cookies, headers=headers, limits=limits, timeout=TIMEOUT_S), page, op)
+            for page, cookies, op in specs]
+
+
+async def _drive(base: str, clients: list[Client], t0: float, stop_at: float, wanted: set[tuple[str, str]],
+                 n: int, first: int, seed: int) -> tuple[list[Sample], list[float]]:
+    """Run `clients` from `t0` until `stop_at`: their samples, and how late this process's event loop
+    woke (ms, every 50 ms after the warm-up)."""
     samples: list[Sample] = []
     lags: list[float] = []
     rng = random.Random(seed + first)
@@ -630,7 +642,7 @@ def _consoles_process(base: str, specs: list[tuple[Page, dict[str, str], bool]],
                       wanted: set[tuple[str, str]], n: int, seed: int, send: Any) -> None:
     """The operators' consoles, in a forked process (time.perf_counter is the same clock in both)."""
     ERROR_KINDS.clear()
-    samples, lags = asyncio.run(_drive(base, specs, t0, stop_at, wanted, n, 0, seed))
+    samples, lags = asyncio.run(_drive(base, _clients(base, specs), t0, stop_at, wanted, n, 0, seed))
     send.send(([dataclasses.astuple(x) for x in samples], lags, dict(ERROR_KINDS)))
     send.close()
 
@@ -660,7 +672,8 @@ def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: lis
     # phone j signed in as dept_pages[j % k]'s user (sign_in_sessions kept that order)
     phones = [(dept_pages[j % len(dept_pages)], dept_sessions[j % len(dept_sessions)], False) for j in range(n - n_ops)]
     consoles = [(op_page, op_sessions[i % len(op_sessions)], True) for i in range(n_ops)]
-    t0 = time.perf_counter() + 0.3  # time for the consoles' process to start
+    phone_clients = _clients(base, phones)
+    t0 = time.perf_counter() + 0.3  # time for the consoles' process to start and build its 2 clients
     stop_at = t0 + seconds
     # The operators' consoles run in a process of their own, as they are other machines than the phones:
     # with hundreds of phones in this one's event loop, its lateness would count in the duty officer's
@@ -694,7 +707,7 @@ def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: lis
                     own.append(mine)
                     machine.append(total)
 
-        driven, _ = await asyncio.gather(_drive(base, phones, t0, stop_at, wanted, n, n_ops, seed), sampler())
+        driven, _ = await asyncio.gather(_drive(base, phone_clients, t0, stop_at, wanted, n, n_ops, seed), sampler())
         return driven
 
     ERROR_KINDS.clear()
