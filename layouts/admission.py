@@ -166,7 +166,8 @@ class PriorityPool:
     """A fixed pool of threads running submitted calls, the lowest `priority` first, then the earliest
     (what gunicorn's worker asks of its `concurrent.futures` pool: submit, shutdown)."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, rank: Callable[[tuple], int] | None = None) -> None:
+        self._rank = rank  # a submitted call's priority from its arguments, when submit() is not told
         self._cv = threading.Condition()
         self._waiting: list[tuple[int, int, Future, Callable[..., Any], tuple]] = []
         self._seq = itertools.count()
@@ -175,7 +176,9 @@ class PriorityPool:
         for t in self._threads:
             t.start()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, priority: int = REST) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any, priority: int | None = None) -> Future:
+        if priority is None:
+            priority = self._rank(args) if self._rank is not None else REST
         fut: Future = Future()
         with self._cv:
             if self._stopped:
@@ -215,13 +218,16 @@ class PriorityPool:
         return len(self._waiting)
 
 
+def connection_rank(args: tuple) -> int:
+    """The priority of gunicorn's `handle(conn)`: what its connection's last request said."""
+    sock = getattr(args[0], "sock", None) if args else None
+    return CONN_PRIORITY.get(sock, REST) if sock is not None else REST
+
+
 class OperatorsFirstWorker(ThreadWorker):
     """gunicorn's threaded worker (`--worker-class layouts.admission.OperatorsFirstWorker`), its requests
-    waiting for a thread in `PriorityPool` order."""
+    waiting for a thread in `PriorityPool` order (gunicorn submits `handle(conn)` for each request:
+    only the pool is replaced, through the hook gunicorn offers for it)."""
 
     def get_thread_pool(self) -> PriorityPool:
-        return PriorityPool(self.cfg.threads)
-
-    def enqueue_req(self, conn: Any) -> None:
-        fs = self.tpool.submit(self.handle, conn, priority=CONN_PRIORITY.get(conn.sock, REST))
-        fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+        return PriorityPool(self.cfg.threads, rank=connection_rank)

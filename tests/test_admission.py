@@ -171,3 +171,32 @@ def test_the_worker_pool_runs_an_operators_request_before_the_waiting_phones_and
     with pytest.raises(RuntimeError):
         pool.submit(order.append, "after")
     assert "never" not in order
+
+
+def test_a_connection_goes_first_for_a_thread_when_its_last_request_was_an_operators():
+    """The worker pool ranks gunicorn's `handle(conn)` by what the admission recorded for the
+    connection's socket (a real socket pair: what gunicorn hands the app as `gunicorn.socket`)."""
+    import socket
+    from types import SimpleNamespace
+
+    from layouts.admission import CONN_PRIORITY, PriorityPool, connection_rank
+
+    a, b = socket.socketpair()
+    with a, b:
+        conn = SimpleNamespace(sock=a)
+        assert connection_rank((conn,)) == REST  # a new connection: nothing known yet
+        CONN_PRIORITY[a] = FIRST
+        assert connection_rank((conn,)) == FIRST
+        assert connection_rank((SimpleNamespace(sock=b),)) == REST and connection_rank(()) == REST
+        pool = PriorityPool(1, rank=connection_rank)
+        release, started = threading.Event(), threading.Event()
+        pool.submit(lambda: started.set() or release.wait())
+        assert started.wait(5)
+        order: list[str] = []
+        later = [pool.submit(lambda c: order.append("phone"), SimpleNamespace(sock=b)),
+                 pool.submit(lambda c: order.append("operator"), conn)]
+        release.set()
+        for f in later:
+            f.result(5)
+        assert order == ["operator", "phone"]
+        pool.shutdown()
