@@ -29,6 +29,7 @@ Each answer says how long the worker took and how much of that was the wait for 
 from __future__ import annotations
 
 import heapq
+import io
 import itertools
 import re
 import threading
@@ -41,6 +42,8 @@ from typing import Any
 
 import flask
 from gunicorn.workers.gthread import ThreadWorker
+
+from .web_basics import MAX_BODY_BYTES
 
 FIRST = 0  # the operators' consoles (the map, its queue and dispatch board)
 REST = 1
@@ -127,6 +130,7 @@ class Admission:
         if environ.get("PATH_INFO", "").startswith(NOT_QUEUED):
             waited = None
         else:
+            _read_body_first(environ)  # a slow sender must not hold a turn while its body trickles in
             priority = self.priority(environ)
             sock = environ.get("gunicorn.socket")
             if sock is not None:
@@ -144,6 +148,17 @@ class Admission:
         finally:
             if waited is not None:
                 self.gate.release()
+
+
+def _read_body_first(environ: dict[str, Any]) -> None:
+    """Read a request's body (of a declared length the app accepts) before it takes a turn, as the
+    answer is sent after giving the turn back: the turns are for work, not for waiting on a network."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return  # the app answers it (400)
+    if 0 < length <= MAX_BODY_BYTES:
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
 
 
 def install(server: flask.Flask, slots: int, cookie: str) -> Admission:

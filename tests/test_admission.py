@@ -200,3 +200,37 @@ def test_a_connection_goes_first_for_a_thread_when_its_last_request_was_an_opera
             f.result(5)
         assert order == ["operator", "phone"]
         pool.shutdown()
+
+
+def test_a_request_body_is_read_before_the_request_waits_for_its_turn():
+    """The turns are for work: a body (of a length the app accepts) is read in first, so a slow sender
+    holds a thread, never one of the worker's few turns; a too-large declared body is left to the app
+    (413) unread."""
+    import io
+
+    from layouts.admission import Admission
+
+    seen: list[bytes] = []
+
+    def app(environ, start_response):
+        seen.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    admission = Admission(app, 1, "ecd_session")
+    admission.gate.acquire(REST)  # the worker's one turn is taken
+    body = io.BytesIO(b'{"output": "x"}')
+    environ = {"PATH_INFO": "/_dash-update-component", "CONTENT_LENGTH": str(len(body.getvalue())),
+               "wsgi.input": body}
+    headers: list = []
+    t = threading.Thread(target=lambda: admission(environ, lambda status, h, exc=None: headers.extend(h)))
+    t.start()
+    _wait_queued(admission.gate, 1)
+    assert body.tell() == len(body.getvalue())  # read while waiting
+    admission.gate.release()
+    t.join(5)
+    assert seen == [b'{"output": "x"}'] and dict(headers)["Server-Timing"].startswith("app;dur=")
+    big = io.BytesIO(b"x")
+    environ = {"PATH_INFO": "/login", "CONTENT_LENGTH": str(10 * 1024 * 1024), "wsgi.input": big}
+    admission(environ, lambda status, h, exc=None: None)
+    assert seen[-1] == b"x" and admission.gate.queued == 0  # handed on as it came
