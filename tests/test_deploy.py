@@ -5,6 +5,7 @@ where that tool exists (with the install paths pointed at this checkout)."""
 from __future__ import annotations
 
 import configparser
+import importlib
 import shlex
 import shutil
 import subprocess
@@ -73,6 +74,11 @@ def test_the_web_unit_runs_gunicorn_on_the_app_factory():
                               check=True).stdout
     for opt in (a for a in argv[3:-1] if a.startswith("--")):
         assert opt in helptext, opt
+    # operators first (layouts/admission.py), as `python app.py` runs it: a class gunicorn can load
+    module, _, name = argv[argv.index("--worker-class") + 1].rpartition(".")
+    from gunicorn.workers.gthread import ThreadWorker
+
+    assert issubclass(getattr(importlib.import_module(module), name), ThreadWorker)
 
 
 def test_the_environment_example_names_what_the_roles_read():
