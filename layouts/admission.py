@@ -43,12 +43,12 @@ from typing import Any
 import flask
 from gunicorn.workers.gthread import ThreadWorker
 
-from .web_basics import MAX_BODY_BYTES
+from .web_basics import MAX_BODY_BYTES, STATIC_PATHS
 
 FIRST = 0  # the operators' consoles (the map, its queue and dispatch board)
 REST = 1
 FIRST_ROLES = frozenset({"operator"})
-NOT_QUEUED = ("/assets/", "/_dash-component-suites/", "/_favicon", "/health", "/static/")
+NOT_QUEUED = (*STATIC_PATHS, "/health")  # files, and what a load balancer or the supervisor asks
 REMEMBERED = 10_000  # operators' session ids a worker keeps (least recently seen out first)
 # a kept-alive connection's priority, as its last request's session said (gunicorn's socket object)
 CONN_PRIORITY: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
