@@ -127,10 +127,16 @@ class TimedCache:
 
 
 class DownSince:
-    """When this worker first failed to read Redis, until a read succeeds again (epoch ms)."""
+    """When this worker first failed to read Redis, until a read succeeds again (epoch ms).
+
+    While it is down, one of the worker's questions at a time finds out whether it is back (`probe`,
+    held by that question): the others are answered 503 at once instead of each waiting out the probe
+    client's timeout in one of the worker's few turns (layouts/admission.py), so hundreds of open pages
+    all learn of the outage within a second and the worker stays free for everything else."""
 
     def __init__(self) -> None:
         self.since: int | None = None
+        self.probe = threading.Lock()
 
     def failed(self) -> int:
         if self.since is None:

@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 import flask
+import redis
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
@@ -117,12 +118,20 @@ class RedisSessionInterface(SessionInterface):
         sid = request.cookies.get(cookie_name())
         if not valid_sid(sid):
             return ServerSession()
+        gate = request.path == GATE_PATH
+        down = gate and DOWN.since is not None  # DownSince: one question at a time finds out if it is back
+        held = down and DOWN.probe.acquire(blocking=False)
         try:
-            loaded = self.store(probe=request.path == GATE_PATH).load(sid)
+            if down and not held:
+                raise redis.ConnectionError("Redis is down; another question is finding out whether it is back")
+            loaded = self.store(probe=gate).load(sid)
         except REDIS_DOWN as exc:  # answered 503 by the front door (layouts/signin.py `_gate`), not a 500
             s = ServerSession()
             s.unavailable = exc
             return s
+        finally:
+            if held:
+                DOWN.probe.release()
         DOWN.answered()  # Redis answers: a later outage is dated from its own start
         if loaded is None:
             s = ServerSession()

@@ -182,3 +182,28 @@ def test_a_redis_outage_is_a_503_with_its_start_for_the_gate_and_the_callbacks(a
     time.sleep(0.01)
     app.server.config["ECD_REDIS_URL"] = dead
     assert ask(op)[1]["down_since"] > body["down_since"]
+
+
+def test_while_redis_is_down_one_question_at_a_time_finds_out_and_the_others_are_answered_at_once(app, monkeypatch):
+    """During an outage a worker's questions do not each wait out the probe client's timeout: while one
+    is finding out whether Redis is back, the others get the 503 at once, without touching Redis."""
+    from command.trust.sessions import SessionStore
+    from layouts.changes import DOWN
+
+    op = client_as(app, "operator")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    live_url = app.server.config["ECD_REDIS_URL"]
+    app.server.config["ECD_REDIS_URL"] = dead
+    first = ask(op)
+    assert first[0] == 503
+    loads = []
+    real_load = SessionStore.load
+    monkeypatch.setattr(SessionStore, "load", lambda self, sid: loads.append(sid) or real_load(self, sid))
+    with DOWN.probe:  # another question is finding out
+        status, body = ask(op)
+        assert status == 503 and body["down_since"] == first[1]["down_since"] and loads == []
+    app.server.config["ECD_REDIS_URL"] = live_url
+    assert ask(op)[0] == 200 and len(loads) == 1  # no question finding out: this one does, and Redis is back
+    assert DOWN.since is None and not DOWN.probe.locked()
