@@ -383,7 +383,9 @@ def shape_problem(body: dict[str, Any], entry: dict[str, Any], output: str) -> s
     sent_outs = body.get("outputs")
     if sent_outs is None:
         return "`outputs`: missing"
-    if multi != isinstance(sent_outs, list) or (multi and len(sent_outs) != len(outs)):
+    # a lone output is sent bare, or as the list of its components when its id has an ALL wildcard
+    # (`_dep_problem` checks which)
+    if multi and (not isinstance(sent_outs, list) or len(sent_outs) != len(outs)):
         return "`outputs`: not the callback's outputs"
     for i, (s, sp) in enumerate(zip(sent_outs if multi else [sent_outs], outs if multi else [outs], strict=True)):
         problem = _dep_problem(s, sp, f"outputs[{i}]")

@@ -66,18 +66,41 @@ def scenario_options(root: Path = SAMPLE_DATA / "scenarios") -> list[dict]:
     return exercise_files.sample_options(root) + exercise_files.kept_options()
 
 
-def drills_view(r, lang: str) -> list:
-    rows = drills.list_drills(r)
+def drill_rows(r) -> list[dict]:
+    """What the drill list shows, read once: each drill's record merged with its live state (newest 20)."""
+    out = []
+    for d in drills.list_drills(r)[:20]:
+        st = drills.drill_state(r, d["namespace"])
+        out.append({**d, "state": st, "status": st.get("status") or d.get("status", "")})
+    return out
+
+
+def list_signature(rows: list[dict], lang: str) -> list:
+    """Everything the drawn list depends on except each drill's progress line.
+
+    The list is drawn again only when this changes. Redrawing it replaces its buttons, and Dash then
+    asks `_control` again for the new set of buttons and drops the answer to a click still in flight:
+    a Stop pressed in that moment would never ask its question. Progress moves every second, so it
+    has a callback of its own (`_progress`) that leaves the buttons alone."""
+    return [lang, *[[d["namespace"], d["status"], d["state"].get("paused", ""), d["state"].get("speed", ""),
+                     d.get("scenario", ""), d.get("error", ""), d.get("created"), d.get("by"),
+                     d["state"].get("timezone", "")] for d in rows]]
+
+
+def progress_line(d: dict, lang: str) -> str:
+    st = d["state"]
+    pct = 100 * int(st.get("published", 0)) / max(int(st.get("total", 1) or 1), 1)
+    clock = fmt_time(int(st["clock"]), st.get("timezone") or None, with_date=True) if st.get("clock") else "—"
+    return t("ex.progress", lang, pct=f"{pct:.0f}", clock=clock)
+
+
+def drills_view(rows: list[dict], lang: str) -> list:
     if not rows:
         return [html.Div(t("ex.none", lang), className="muted")]
     out = []
-    for d in rows[:20]:
-        ns = d["namespace"]
-        st = drills.drill_state(r, ns)
-        status = st.get("status") or d.get("status", "")
-        pct = 100 * int(st.get("published", 0)) / max(int(st.get("total", 1) or 1), 1)
+    for d in rows:
+        ns, st, status = d["namespace"], d["state"], d["status"]
         tz = st.get("timezone") or None
-        clock = fmt_time(int(st["clock"]), tz, with_date=True) if st.get("clock") else "—"
         created = d.get("created")
         when = (fmt_time(int(created), tz, with_date=True) + f" {tz or 'UTC'}") if isinstance(created, int) else "—"
         active = status in ("running", "paused")
@@ -88,8 +111,8 @@ def drills_view(r, lang: str) -> list:
                                       id={"type": "ex-ctl", "ns": ns, "cmd": "resume" if paused else "pause", "speed": ""},
                                       size="sm", color="secondary", className="me-1", n_clicks=0))
             current = st.get("speed", "")
-            # buttons, not a dropdown: this list is drawn again every second, and a redrawn dropdown
-            # would report its value as a change; a redrawn button reports no click
+            # buttons, not a dropdown: a redrawn dropdown would report its value as a change;
+            # a redrawn button reports no click
             buttons += [dbc.Button(t("ex.max", lang) if s == "max" else f"{s}x", id={"type": "ex-ctl", "ns": ns, "cmd": "speed", "speed": s},
                                    size="sm", color="primary" if s == current else "light", className="me-1", n_clicks=0)
                         for s in SPEEDS]
@@ -100,8 +123,7 @@ def drills_view(r, lang: str) -> list:
         buttons.append(html.A(t("ex.report", lang), href=f"/exercise/report/{ns}", target="_blank", className="ms-2"))
         out.append(html.Div([
             html.Div([html.B(d.get("scenario", "")), html.Span(f" · {ns} · {drill_status(status, lang)}", className="muted")]),
-            html.Div(t("ex.progress", lang, pct=f"{pct:.0f}", clock=clock), className="small",
-                     id={"type": "ex-progress", "ns": ns}),
+            html.Div(progress_line(d, lang), className="small", id={"type": "ex-progress", "ns": ns}),
             html.Div(t("ex.started_by", lang, when=when, who=str(d.get("by") or "—")), className="small muted",
                      id={"type": "ex-started-by", "ns": ns}),
             html.Div(d.get("error", ""), className="field-error"),
@@ -120,6 +142,7 @@ def layout(lang: str, ns: str) -> html.Div:
         # stopping is final: the Stop button asks first (outside the list, which is drawn every second)
         dcc.ConfirmDialog(id="ex-stop-confirm"),
         dcc.Store(id="ex-stop-ns"),
+        dcc.Store(id="ex-drills-drawn"),  # the signature of the list as drawn (`list_signature`)
         html.H4(t("ex.title", lang)),
         html.Div([
             html.H5(t("ex.start_title", lang)),
@@ -164,10 +187,26 @@ def layout(lang: str, ns: str) -> html.Div:
     ], className="exercise-page")
 
 
-@secured_callback(Output("ex-drills", "children"), Input("ex-tick", "n_intervals"), State("lang", "data"),
-                  allow=EXERCISE_ROLES)
-def _drills(_n, lang):
-    return drills_view(rds(), lang_of(lang))
+@secured_callback(Output("ex-drills", "children"), Output("ex-drills-drawn", "data"), Input("ex-tick", "n_intervals"),
+                  State("lang", "data"), State("ex-drills-drawn", "data"), allow=EXERCISE_ROLES)
+def _drills(_n, lang, drawn):
+    lang = lang_of(lang)
+    rows = drill_rows(rds())
+    signature = list_signature(rows, lang)
+    if signature == drawn:
+        return no_update, no_update  # nothing but progress moved: leave the buttons as they are
+    return drills_view(rows, lang), signature
+
+
+@secured_callback(Output({"type": "ex-progress", "ns": ALL}, "children"), Input("ex-tick", "n_intervals"),
+                  State("lang", "data"), allow=EXERCISE_ROLES)
+def _progress(_n, lang):
+    lang = lang_of(lang)
+    shown = ctx.outputs_list if isinstance(ctx.outputs_list, list) else []
+    rows = {d["namespace"]: d for d in drill_rows(rds())}
+    # the ids come from the browser: a crafted one is answered "—", like a drill no longer listed
+    names = [o.get("id", {}).get("ns") if isinstance(o, dict) and isinstance(o.get("id"), dict) else None for o in shown]
+    return [progress_line(rows[ns], lang) if isinstance(ns, str) and ns in rows else "—" for ns in names]
 
 
 @secured_callback(Output("ex-msg", "children"), Output("shell-ns", "value", allow_duplicate=True),

@@ -187,6 +187,14 @@ def test_language_switch_and_exercise_controls(app_server, browser):
     # the list says when and by whom each drill was started
     wait(browser).until(EC.text_to_be_present_in_element((By.XPATH, row), "by planner"))
     assert "Started " in browser.find_element(By.XPATH, row).text
+    # while only its progress moves, the row's buttons stay the same elements: a redraw would make
+    # the browser drop the answer to a click in flight (a Stop that never asks)
+    stop = wait(browser).until(lambda d: d.find_element(By.XPATH, f"{row}//button[normalize-space()='Pause']")
+                               and d.find_element(By.XPATH, f"{row}//button[normalize-space()='Stop']"))  # resumed
+    progress = f"{row}//div[contains(@id,'ex-progress')]"
+    shown = browser.find_element(By.XPATH, progress).text
+    wait(browser).until(lambda d: d.find_element(By.XPATH, progress).text != shown)
+    assert stop.is_enabled()  # StaleElementReferenceException if the list was drawn again
     # stopping asks first: dismissed, the drill runs on; confirmed, it stops
     press("Stop")
     confirm = wait(browser).until(EC.alert_is_present())
