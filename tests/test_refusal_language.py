@@ -206,7 +206,7 @@ def test_a_click_while_redis_is_down_is_refused_in_chinese_not_lost():
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    down = redis.Redis(port=port, socket_connect_timeout=0.2, retry_on_timeout=False)
+    down = redis.Redis(port=port, socket_connect_timeout=0.2, retry=None)  # refused at once, no retries
     keys = Keys("live")
     op = {"username": "operator", "department": "emergency_management", "role": "operator"}
     toast = actions.dispatch_recommended(down, keys, "0" * 16, "red", op, "zh", resource_ids=["B1"])
