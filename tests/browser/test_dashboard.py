@@ -115,6 +115,7 @@ def test_operator_dispatches_and_departments_answer(app_server, browser, second_
     assert "Boat 1 launching" in browser.find_element(By.ID, "map-dispatches").text
 
     # another department sees none of it
+    second_browser.get("about:blank")  # leave the polling page first (see sign_in_zh)
     second_browser.get(base + "/logout")
     sign_in(second_browser, base, "police", path="/department")
     wait(second_browser).until(EC.presence_of_element_located((By.ID, "dept-empty")))
