@@ -5,6 +5,7 @@
     .venv/bin/python bench/web_load.py --quick          # 10 and 50 clients, 8 s each (a smoke test)
     .venv/bin/python bench/web_load.py --clients 100,300 --seconds 20
     .venv/bin/python bench/web_load.py --record         # record the pages' requests again (headless Chromium)
+    .venv/bin/python bench/web_load.py --clients 200 --exports 4   # and 4 planners exporting reports meanwhile
 
 **The stack** is the real one: ``python app.py --no-drill --port P`` (supervisor, embedded Redis, engine,
 drill runner, RQ worker, gunicorn with its default workers) in a temporary data folder, as
@@ -29,6 +30,11 @@ on its department's task every 300 s (``--status-every``), each operator a dispa
 recorded clicks, the recorded task ids replaced by the department's; a repeated dispatch is answered
 "already dispatched"), the first ones spread evenly over the first period so the rate is steady from
 the start.
+
+**Long work beside it** (``--exports K``): K planners each fetch the drill's after-action report
+(``/exercise/report/<ns>``, a long route: layouts/admission.py) again as soon as the last one came,
+for the whole run; their fetches are counted apart (``exports``, ``export_p50_ms``), not in the
+figures above, which say what the exports did to everyone else.
 
 **Two processes.** The 2 operators' consoles run in a process of their own (forked), the phones in
 this one: they are other machines, and with hundreds of phones in one event loop that loop's lateness
@@ -658,9 +664,25 @@ def _server_side(counted: list[Sample]) -> dict[str, Any]:
     return out
 
 
+async def _export_loop(base: str, path: str, cookies: dict[str, str], t0: float, stop_at: float,
+                       took: list[float], failed: list[int]) -> None:
+    """A planner fetching `path` (the after-action report) again as soon as the last one came."""
+    async with httpx.AsyncClient(base_url=base, cookies=cookies, timeout=TIMEOUT_S * 4) as h:
+        await asyncio.sleep(max(0.0, t0 - time.perf_counter()))
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            try:
+                ok = (await h.get(path)).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if start - t0 >= WARMUP_S:
+                took.append((time.perf_counter() - start) * 1000)
+                failed[0] += not ok
+
+
 def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: list[dict[str, str]],
               dept_sessions: list[dict[str, str]], n: int, seconds: float, procs: dict[str, psutil.Process],
-              seed: int = 1) -> dict[str, Any]:
+              seed: int = 1, exports: list[dict[str, str]] | None = None, export_path: str = "") -> dict[str, Any]:
     n_ops = min(OPERATORS, n)
     wanted = {(it["id"], it["property"]) for page in (op_page, *dept_pages) for b in page.polls
               for part in ("inputs", "state") for it in b.get(part) or []
@@ -707,9 +729,13 @@ def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: lis
                     own.append(mine)
                     machine.append(total)
 
-        driven, _ = await asyncio.gather(_drive(base, phone_clients, t0, stop_at, wanted, n, n_ops, seed), sampler())
+        driven, *_ = await asyncio.gather(_drive(base, phone_clients, t0, stop_at, wanted, n, n_ops, seed), sampler(),
+                                          *(_export_loop(base, export_path, c, t0, stop_at, export_ms, export_failed)
+                                            for c in exports or []))
         return driven
 
+    export_ms: list[float] = []
+    export_failed = [0]
     ERROR_KINDS.clear()
     samples, lags = asyncio.run(main())
     if not receive.poll(60):
@@ -752,6 +778,8 @@ def run_level(base: str, op_page: Page, dept_pages: list[Page], op_sessions: lis
         "bench_cpu_percent": round(statistics.fmean(own), 1) if own else None,
         "bench_loop_lag_p95_ms": round(_pct(lags, 95), 1) if lags else None,
         "consoles_loop_lag_p95_ms": round(_pct(op_lags, 95), 1) if op_lags else None,
+        "exporters": len(exports or []), "exports": len(export_ms), "export_errors": export_failed[0],
+        "export_p50_ms": round(_pct(export_ms, 50), 1) if export_ms else None,
     }
 
 
@@ -769,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
                          "of phones spread over the demo departments")
     ap.add_argument("--status-every", type=float, default=STATUS_EVERY_S,
                     help=f"seconds between a phone's status updates (default {STATUS_EVERY_S:g})")
+    ap.add_argument("--exports", type=int, default=0,
+                    help="planners fetching the drill's after-action report back to back meanwhile (default 0)")
     args = ap.parse_args(argv)
     if args.record:
         record(args.recording.parent)
@@ -803,16 +833,20 @@ def main(argv: list[str] | None = None) -> int:
         log(f"signing in {min(OPERATORS, n_max)} operator and {n_phones} department sessions ...")
         op_sessions = sign_in_sessions(stack.base, [op_page.user] * min(OPERATORS, n_max))
         dept_sessions = sign_in_sessions(stack.base, [dept_pages[i % len(dept_pages)].user for i in range(n_phones)])
+        exporters = sign_in_sessions(stack.base, ["planner"] * args.exports) if args.exports else []
         procs = processes(stack)
         for n in levels:
-            log(f"{n} clients for {seconds:g} s ...")
-            res = run_level(stack.base, op_page, dept_pages, op_sessions, dept_sessions, n, seconds, procs)
+            log(f"{n} clients for {seconds:g} s" + (f" and {args.exports} exporting planners" if exporters else "") + " ...")
+            res = run_level(stack.base, op_page, dept_pages, op_sessions, dept_sessions, n, seconds, procs,
+                            exports=exporters, export_path=f"/exercise/report/{ns}")
             runs.append(res)
             log(f"  p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, p99 {res['p99_ms']} ms, errors {res['errors']} "
                 f"of {res['requests']} ({res['callbacks']} callbacks), operator map p95 {res['operator_map_p95_ms']} ms "
                 f"({res['operator_map_requests']}), operators' /_changes p95 {res['operator_gate_p95_ms']} ms, "
                 f"busiest {res['busiest_process']} {res['cpu_percent'].get(res['busiest_process'])} %, "
-                f"statuses {res['statuses']}")
+                f"statuses {res['statuses']}"
+                + (f", {res['exports']} exports (p50 {res['export_p50_ms']} ms, {res['export_errors']} failed)"
+                   if exporters else ""))
             time.sleep(2)
     finally:
         stop_stack(stack)

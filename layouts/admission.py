@@ -21,6 +21,12 @@ waited behind the phones' before it was even read. `OperatorsFirstWorker` (the w
 class, `python app.py` uses it) keeps the requests waiting for a thread in the same order: a
 connection that last carried an operator's request goes first (`CONN_PRIORITY`, set here).
 
+Long work has a lane of its own: a route declared `@long_work` (the after-action report: the whole
+drill read and drawn, 0.2-0.4 s for the sample drill, more for a long one) takes the worker's one long
+turn instead of one of its `slots`. Reports asked at once are drawn one after another and never take
+the turns the consoles and the phones need; they still share the worker's interpreter while they work.
+(The audit export is streamed: its rows are read and written while it is sent, after its turn.)
+
 Not queued: the static files and /health (what a load balancer or the supervisor asks).
 Each answer says how long the worker took and how much of that was the wait for its turn
 (`Server-Timing: app;dur=12.3, queue;dur=4.5`, milliseconds, as browsers' developer tools show it).
@@ -42,6 +48,8 @@ from typing import Any
 
 import flask
 from gunicorn.workers.gthread import ThreadWorker
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, MapAdapter, Rule
 
 from .web_basics import MAX_BODY_BYTES, STATIC_PATHS
 
@@ -94,15 +102,37 @@ def priority_of(user: dict[str, Any] | None) -> int:
     return FIRST if user and user.get("role") in FIRST_ROLES else REST
 
 
+def long_work(view: Callable) -> Callable:
+    """Declare a Flask view long work (put it under `@route_policy`): its requests take the worker's
+    long turn (`Admission.long_gate`), not one of the turns the consoles and phones share."""
+    view.long_work = True  # type: ignore[attr-defined]
+    return view
+
+
 class Admission:
     """The WSGI wrapper around the Flask app: a turn per request, operators' first; Server-Timing."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], slots: int, cookie: str) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], slots: int, cookie: str,
+                 long_routes: Callable[[], Map] | None = None) -> None:
         self.app = app
         self.gate = PriorityGate(slots)
+        self.long_gate = PriorityGate(1)  # long work, one at a time (`long_work`)
+        self._long_routes = long_routes  # the long routes' map, read once the app has all its routes
+        self._long: MapAdapter | None = None
         self._cookie = re.compile(r"(?:^|;)\s*" + re.escape(cookie) + r"=([A-Za-z0-9_-]{43})(?:;|$)")
         self._first: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+
+    def is_long(self, environ: dict[str, Any]) -> bool:
+        if self._long is None:
+            if self._long_routes is None:
+                return False
+            self._long = self._long_routes().bind("localhost")
+        try:
+            self._long.match(environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET"))
+        except HTTPException:  # not one of them (404, 405): a turn like any other
+            return False
+        return True
 
     def sid(self, environ: dict[str, Any]) -> str | None:
         m = self._cookie.search(environ.get("HTTP_COOKIE", ""))
@@ -127,15 +157,16 @@ class Admission:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         t0 = time.perf_counter()
-        if environ.get("PATH_INFO", "").startswith(NOT_QUEUED):
-            waited = None
-        else:
+        gate: PriorityGate | None = None
+        waited = None
+        if not environ.get("PATH_INFO", "").startswith(NOT_QUEUED):
             _read_body_first(environ)  # a slow sender must not hold a turn while its body trickles in
             priority = self.priority(environ)
             sock = environ.get("gunicorn.socket")
             if sock is not None:
                 CONN_PRIORITY[sock] = priority
-            self.gate.acquire(priority)
+            gate = self.long_gate if self.is_long(environ) else self.gate
+            gate.acquire(priority)
             waited = (time.perf_counter() - t0) * 1000
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -146,8 +177,8 @@ class Admission:
         try:
             return self.app(environ, start)  # Flask has the whole answer ready when this returns
         finally:
-            if waited is not None:
-                self.gate.release()
+            if gate is not None:
+                gate.release()  # before the answer is sent: the turns are for work
 
 
 def _read_body_first(environ: dict[str, Any]) -> None:
@@ -165,7 +196,12 @@ def install(server: flask.Flask, slots: int, cookie: str) -> Admission:
     """Wrap `server`'s WSGI app in an `Admission` of `slots`; `cookie` is the session cookie's name.
     Register after the sign-in gate (layouts/signin.py `_gate`): only a session it let through is
     remembered as an operator's."""
-    admission = Admission(server.wsgi_app, slots, cookie)
+    def long_routes() -> Map:
+        return Map([Rule(rule.rule, endpoint=rule.endpoint, methods=rule.methods)
+                    for rule in server.url_map.iter_rules()
+                    if getattr(server.view_functions.get(rule.endpoint), "long_work", False)])
+
+    admission = Admission(server.wsgi_app, slots, cookie, long_routes)
     server.wsgi_app = admission  # type: ignore[method-assign]
     server.extensions["ecd_admission"] = admission
 

@@ -21,6 +21,7 @@ from command.trust.classification import INTERNAL, Viewer
 
 from . import access, exercise_backtest, exercise_events, exercise_files
 from .access import route_policy, secured_callback
+from .admission import long_work
 from .common import current_viewer, drill_status, fmt_time, namespace, rds, refusal_text, require_user
 from .inputs import NOT, lang_of, number, one_of, text
 from .web_headers import content_security_policy
@@ -330,6 +331,7 @@ def register_routes(server: flask.Flask) -> None:
 
     @server.route("/exercise/report/<ns>")
     @route_policy(allow=EXERCISE_ROLES)
+    @long_work  # the whole drill read and drawn: a lane of its own (layouts/admission.py)
     def _report(ns):
         # a refusal is raised and answered by the app's one error handler (layouts/interop.answer_error)
         try:

@@ -234,3 +234,67 @@ def test_a_request_body_is_read_before_the_request_waits_for_its_turn():
     environ = {"PATH_INFO": "/login", "CONTENT_LENGTH": str(10 * 1024 * 1024), "wsgi.input": big}
     admission(environ, lambda status, h, exc=None: None)
     assert seen[-1] == b"x" and admission.gate.queued == 0  # handed on as it came
+
+
+def test_long_work_has_a_lane_of_its_own():
+    """A long request (`long_work`) takes the worker's one long turn, not one of the shared turns: with
+    the one shared turn's worth of work free and a report being drawn, a console's request gets through
+    at once; a second report waits until the first one is drawn."""
+    from werkzeug.routing import Map, Rule
+
+    from layouts.admission import Admission
+
+    drawing, finish = threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        if environ["PATH_INFO"].startswith("/report/"):
+            drawing.set()
+            finish.wait(5)  # a report being drawn
+            return [b"report"]
+        return [b"map"]
+
+    admission = Admission(app, slots=1, cookie="s", long_routes=lambda: Map([Rule("/report/<ns>")]))
+    env = lambda path: {"PATH_INFO": path, "REQUEST_METHOD": "GET"}  # noqa: E731
+    start = lambda status, headers, exc_info=None: None  # noqa: E731
+
+    def ask(path: str, into: list) -> threading.Thread:
+        t = threading.Thread(target=lambda: into.extend(admission(env(path), start)), daemon=True)
+        t.start()
+        return t
+
+    first: list[bytes] = []
+    drawer = ask("/report/a", first)
+    assert drawing.wait(5)
+    console: list[bytes] = []
+    ask("/map", console).join(5)
+    assert console == [b"map"] and admission.gate.queued == 0  # the shared turn was free all along
+    second: list[bytes] = []
+    waiter = ask("/report/b", second)
+    _wait_queued(admission.long_gate, 1)  # one report at a time
+    finish.set()
+    drawer.join(5)
+    waiter.join(5)
+    assert first == second == [b"report"]
+    admission.long_gate.acquire(REST)  # given back: taken at once
+    assert admission.long_gate.queued == 0
+    assert not admission.is_long(env("/map")) and not admission.is_long(env("/report/a/b"))
+
+
+def test_the_apps_long_route_is_the_after_action_report_and_it_gives_its_turn_back(app, r):
+    from tests.test_changes import client_as
+
+    admission = app.server.extensions["ecd_admission"]
+    env = lambda path, method="GET": {"PATH_INFO": path, "REQUEST_METHOD": method}  # noqa: E731
+    assert admission.is_long(env("/exercise/report/drill-x"))
+    for path, method in (("/_dash-update-component", "POST"), ("/_changes", "GET"), ("/", "GET"),
+                         ("/exercise/report/a/b", "GET"), ("/exercise/report/x", "POST"),
+                         ("/audit/export.csv", "GET"), ("/map/tiles/1/2/3", "GET")):
+        assert not admission.is_long(env(path, method)), path
+    planner = client_as(app, "planner")
+    resp = planner.get("/exercise/report/no-such-drill")
+    assert resp.status_code == 404 and "queue;dur=" in resp.headers["Server-Timing"]
+    assert client_as(app, "fire").get("/exercise/report/no-such-drill").status_code == 403
+    admission.long_gate.acquire(REST)  # both turns given back: taken at once
+    assert admission.long_gate.queued == 0
+    admission.long_gate.release()
