@@ -214,6 +214,12 @@ def test_language_switch_and_exercise_controls(app_server, browser):
         "const l = document.querySelector('#ex-inject-breakdown-row label');"
         "return b && l ? [l.getBoundingClientRect().top - b.getBoundingClientRect().bottom] : null;"))
     assert gap[0] >= 0, gap
+    # the unit picker takes the row's width beside its button (not a 49-pixel stub)
+    widths = browser.execute_script(
+        "const r = document.querySelector('#ex-inject-breakdown-row .inject-fields').getBoundingClientRect();"
+        "const p = document.getElementById('ex-resource').getBoundingClientRect();"
+        "return [p.width, r.width];")
+    assert widths[0] > widths[1] / 2, widths
     # the planner's page says it in Chinese after one click
     click(browser, browser.find_element(By.ID, "shell-lang"))
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "演练"))
