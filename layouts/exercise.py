@@ -69,11 +69,9 @@ def scenario_options(root: Path = SAMPLE_DATA / "scenarios") -> list[dict]:
 
 def drill_rows(r) -> list[dict]:
     """What the drill list shows, read once: each drill's record merged with its live state (newest 20)."""
-    out = []
-    for d in drills.list_drills(r)[:20]:
-        st = drills.drill_state(r, d["namespace"])
-        out.append({**d, "state": st, "status": st.get("status") or d.get("status", "")})
-    return out
+    listed = drills.list_drills(r)[:20]
+    states = drills.drill_states(r, [d["namespace"] for d in listed])
+    return [{**d, "state": st, "status": st.get("status") or d.get("status", "")} for d, st in zip(listed, states, strict=True)]
 
 
 def list_signature(rows: list[dict], lang: str) -> list:
@@ -140,7 +138,7 @@ def layout(lang: str, ns: str) -> html.Div:
     resources = views.resources(r, keys) if drills.is_drill(r, keys.ns) else []
     return html.Div([
         dcc.Interval(id="ex-tick", interval=1000),
-        # stopping is final: the Stop button asks first (outside the list, which is drawn every second)
+        # stopping is final: the Stop button asks first (outside the list, which is drawn again when a drill changes)
         dcc.ConfirmDialog(id="ex-stop-confirm"),
         dcc.Store(id="ex-stop-ns"),
         dcc.Store(id="ex-drills-drawn"),  # the signature of the list as drawn (`list_signature`)
@@ -203,11 +201,10 @@ def _drills(_n, lang, drawn):
                   State("lang", "data"), allow=EXERCISE_ROLES)
 def _progress(_n, lang):
     lang = lang_of(lang)
-    shown = ctx.outputs_list if isinstance(ctx.outputs_list, list) else []
     rows = {d["namespace"]: d for d in drill_rows(rds())}
-    # the ids come from the browser: a crafted one is answered "—", like a drill no longer listed
-    names = [o.get("id", {}).get("ns") if isinstance(o, dict) and isinstance(o.get("id"), dict) else None for o in shown]
-    return [progress_line(rows[ns], lang) if isinstance(ns, str) and ns in rows else "—" for ns in names]
+    # the ids come from the browser, shaped by the callback gate (each `ns` a string or a number): one
+    # not listed, crafted or a drill gone since, is answered "—"
+    return [progress_line(rows[o["id"]["ns"]], lang) if o["id"]["ns"] in rows else "—" for o in ctx.outputs_list]
 
 
 @secured_callback(Output("ex-msg", "children"), Output("shell-ns", "value", allow_duplicate=True),

@@ -84,6 +84,14 @@ def drill_state(r: redis.Redis, ns: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in r.hgetall(Keys(ns).replay_control).items()}
 
 
+def drill_states(r: redis.Redis, namespaces: list[str]) -> list[dict[str, str]]:
+    """`drill_state` of each of `namespaces`, in one round trip (the exercise page asks every second)."""
+    pipe = r.pipeline(transaction=False)
+    for ns in namespaces:
+        pipe.hgetall(Keys(ns).replay_control)
+    return [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
+
+
 def is_drill(r: redis.Redis, ns: str) -> bool:
     return r.hget(Keys(ns).meta, "mode") == b"exercise"
 
