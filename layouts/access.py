@@ -43,7 +43,9 @@ from typing import Any
 
 import dash
 import flask
+from dash import ClientsideFunction
 from dash import callback as _dash_callback
+from dash._callback import register_clientside_callback
 
 from command.errors import CommandError, Forbidden, InvalidInput, NotFound
 from command.trust.access import OPEN, SIGNED_IN, Caller, Decision, Policy, decide, department_scope, may_see
@@ -51,7 +53,7 @@ from command.trust.auth import ROLES
 
 from .common import NotSignedIn, current_user
 
-__all__ = ["OPEN", "SIGNED_IN", "ANY_ROLE", "Policy", "secured_callback", "route_policy", "install", "verify", "user",
+__all__ = ["OPEN", "SIGNED_IN", "ANY_ROLE", "Policy", "secured_callback", "browser_callback", "route_policy", "install", "verify", "user",
            "caller", "refusal", "sees", "own_scope"]
 
 ANY_ROLE = ROLES  # allow=ANY_ROLE: anyone signed in, whatever their role
@@ -61,6 +63,7 @@ EXTENSION = "ecd_access"
 _CALLBACK_MAP: dict[str, dict[str, Any]] = {}  # Dash's callback map, for these callbacks only
 _CALLBACK_LIST: list[dict[str, Any]] = []  # their specs, as /_dash-dependencies lists them
 CALLBACK_POLICIES: dict[str, Policy] = {}  # Dash callback id -> its policy
+BROWSER_ONLY: set[str] = set()  # callbacks the browser runs (`browser_callback`): never asked of the server
 _UNSUPPORTED = ("api_endpoint", "websocket", "background", "persistent")  # other ways in: not guarded here
 
 
@@ -105,6 +108,20 @@ def secured_callback(*args: Any, allow: Iterable[str] | str, own_department: boo
         return guarded
 
     return decorate
+
+
+def browser_callback(function_name: str, *args: Any, allow: Iterable[str] | str, **kwargs: Any) -> None:
+    """A callback the browser runs: `window.dash_clientside.ecd[function_name]`, from an asset (the
+    Content-Security-Policy allows no inline script). Declared with the roles of its page like any
+    callback; a request to the server naming it is refused (400: there is nothing to run there)."""
+    before = dict(_CALLBACK_MAP)
+    register_clientside_callback(_CALLBACK_LIST, _CALLBACK_MAP, False, [], ClientsideFunction("ecd", function_name),
+                                 *args, **kwargs)
+    added = [k for k, v in _CALLBACK_MAP.items() if before.get(k) is not v]
+    if len(added) != 1:
+        raise RuntimeError(f"could not tell which callback was registered ({added})")
+    CALLBACK_POLICIES[added[0]] = _policy(allow, False, None, "")
+    BROWSER_ONLY.add(added[0])
 
 
 def route_policy(allow: Iterable[str] | str | None = None, *, open: bool = False, own_department: bool = False,
@@ -270,6 +287,8 @@ def refusal(policy: Policy | None, who: dict[str, Any] | None) -> flask.Response
     d = decide(CALLBACK_POLICIES.get(output) if entry is not None else None, caller_)  # unknown: refused
     if not d:
         return _answer(_error(d))
+    if output in BROWSER_ONLY:
+        return _answer(BadCallbackRequest("that callback runs in the browser"))
     problem = shape_problem(body, entry, output)
     return _answer(BadCallbackRequest(problem)) if problem else None
 

@@ -20,7 +20,7 @@ from command.publish.report import inline_script_hashes
 from command.trust.classification import INTERNAL, Viewer
 
 from . import access, exercise_backtest, exercise_events, exercise_files
-from .access import route_policy, secured_callback
+from .access import browser_callback, route_policy, secured_callback
 from .admission import long_work
 from .common import current_viewer, drill_status, fmt_time, namespace, rds, refusal_text, require_user
 from .inputs import NOT, lang_of, number, one_of, text
@@ -77,10 +77,10 @@ def drill_rows(r) -> list[dict]:
 def list_signature(rows: list[dict], lang: str) -> list:
     """Everything the drawn list depends on except each drill's progress line.
 
-    The list is drawn again only when this changes. Redrawing it replaces its buttons, and Dash then
-    asks `_control` again for the new set of buttons and drops the answer to a click still in flight:
-    a Stop pressed in that moment would never ask its question. Progress moves every second, so it
-    has a callback of its own (`_progress`) that leaves the buttons alone."""
+    The list is drawn again only when this changes: a redraw replaces every button under the
+    planner's pointer (and focus), so progress, which moves every second, has a callback of its own
+    (`_progress`) that leaves the buttons alone. A click in the instant of a real redraw still keeps its
+    answer: the clicks reach the server through a store outside the list (`relayClick`)."""
     return [lang, *[[d["namespace"], d["status"], d["state"].get("paused", ""), d["state"].get("speed", ""),
                      d.get("scenario", ""), d.get("error", ""), d.get("created"), d.get("by"),
                      d["state"].get("timezone", "")] for d in rows]]
@@ -142,6 +142,7 @@ def layout(lang: str, ns: str) -> html.Div:
         dcc.ConfirmDialog(id="ex-stop-confirm"),
         dcc.Store(id="ex-stop-ns"),
         dcc.Store(id="ex-drills-drawn"),  # the signature of the list as drawn (`list_signature`)
+        dcc.Store(id="ex-click"),  # the last click on a drill's row (`relayClick`, assets/clicks.js)
         html.H4(t("ex.title", lang)),
         html.Div([
             html.H5(t("ex.start_title", lang)),
@@ -220,17 +221,31 @@ def _start(n, scenario, speed, lang):
     return dbc.Alert(t("ex.started", lang_of(lang), ns=ns), color="success", dismissable=True, id="ex-started"), no_update
 
 
+# The rows' buttons are inside the list `_drills` draws again: their clicks reach the server through a
+# store outside it (assets/clicks.js says why), and `_control` and `_view` listen on that store.
+browser_callback("relayClick", Output("ex-click", "data"), Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL},
+                 "n_clicks"), Input({"type": "ex-view", "ns": ALL}, "n_clicks"), prevent_initial_call=True,
+                 allow=EXERCISE_ROLES)
+
+
+def clicked(data, kind: str) -> dict | None:
+    """The button id a relayed click names, if it is a `kind` button (the store's value comes from the
+    browser: anything else is no click)."""
+    button = data.get("id") if isinstance(data, dict) else None
+    return button if isinstance(button, dict) and button.get("type") == kind else None
+
+
 @secured_callback(Output("ex-tick", "n_intervals"), Output("ex-stop-confirm", "displayed"),
                   Output("ex-stop-confirm", "message"), Output("ex-stop-ns", "data"),
                   Output("ex-msg", "children", allow_duplicate=True),
-                  Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL}, "n_clicks"), State("lang", "data"),
-                  prevent_initial_call=True, allow=EXERCISE_ROLES)
-def _control(_clicks, lang):
+                  Input("ex-click", "data"), State("lang", "data"), prevent_initial_call=True, allow=EXERCISE_ROLES)
+def _control(click, lang):
     nothing = (no_update,) * 5
-    trig = ctx.triggered_id
-    if not isinstance(trig, dict) or not ctx.triggered or ctx.triggered[0]["value"] in (None, 0, False):
-        return nothing  # the list was drawn again, nobody clicked
-    cmd, ns, speed = one_of(trig.get("cmd"), CONTROLS), text(trig.get("ns"), 100), one_of(trig.get("speed"), ["", *SPEEDS])
+    button = clicked(click, "ex-ctl")
+    if button is None:
+        return nothing
+    cmd, ns = one_of(button.get("cmd"), CONTROLS), text(button.get("ns"), 100)
+    speed = one_of(button.get("speed"), ["", *SPEEDS])
     if cmd is NOT or ns is NOT or speed is NOT or (cmd == "speed") != bool(speed):
         return nothing  # not a button this page draws
     drill = next((d for d in drills.list_drills(rds()) if d["namespace"] == ns), None)
@@ -265,14 +280,12 @@ def _stop_confirmed(n, ns):
     return None
 
 
-@secured_callback(Output("shell-ns", "value", allow_duplicate=True), Input({"type": "ex-view", "ns": ALL}, "n_clicks"),
+@secured_callback(Output("shell-ns", "value", allow_duplicate=True), Input("ex-click", "data"),
                   prevent_initial_call=True, allow=EXERCISE_ROLES)
-def _view(clicks):
-    trig = ctx.triggered_id
-    if not isinstance(trig, dict) or not isinstance(clicks, list) or not any(clicks):
-        return no_update
-    ns = text(trig.get("ns"), 100)
-    return no_update if ns is NOT else ns
+def _view(click):
+    button = clicked(click, "ex-view")
+    ns = text(button.get("ns"), 100) if button is not None else NOT
+    return no_update if ns is NOT or not ns else ns
 
 
 @secured_callback(Output("ex-inject-msg", "children"), Input("ex-inject-levee", "n_clicks"),

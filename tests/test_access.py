@@ -127,7 +127,8 @@ def with_ns(app, output: str, ns: str, lang: str = "en", **extra) -> dict:
 
 
 def module_callbacks(app, module: str) -> list[str]:
-    return [cid for cid, e in app.callback_map.items() if e["callback"].__module__ == module]
+    # a callback the browser runs (access.browser_callback) has no Python function
+    return [cid for cid, e in app.callback_map.items() if getattr(e.get("callback"), "__module__", None) == module]
 
 
 SAMPLE = {"ns": "live", "layer": "stations", "fingerprint": "0000000000000000", "action": "unlock",

@@ -2,18 +2,21 @@
 
 The list is drawn again only when a drill's buttons would change: a redraw replaces the buttons, and
 the browser then drops the answer to a click still in flight (a Stop would never ask its question).
-Progress has a callback of its own that leaves the buttons alone.
+Progress has a callback of its own that leaves the buttons alone. And when the list is drawn again
+(a drill changed), a click in flight still keeps its answer: the browser passes the row's clicks on to
+a store outside the list, which the server callbacks listen on (tests/browser/test_exercise_clicks.py
+holds an answer while the list is redrawn).
 """
 
 from __future__ import annotations
 
 import json
 
-from command.keys import Keys
+from command.keys import DRILL_COMMANDS, Keys
 from command.ops import drills
 
 from .conftest import SCENARIOS
-from .test_access import UPDATE, app, clients, rr  # noqa: F401 - fixtures
+from .test_access import UPDATE, _split_outputs, app, clients, rr  # noqa: F401 - fixtures
 
 LIST = "..ex-drills.children...ex-drills-drawn.data.."
 PROGRESS = json.dumps({"ns": ["ALL"], "type": "ex-progress"}, separators=(",", ":")) + ".children"
@@ -87,3 +90,80 @@ def test_progress_ids_crafted_by_the_browser_are_answered_without_a_500(app, cli
             assert ask_progress(clients(user), [odd]).status_code == 400
     for user in ("fire", "auditor"):  # not the exercise page's roles
         assert ask_progress(clients(user), ["no-such-drill"]).status_code == 403
+
+
+CONTROL = "..ex-tick.n_intervals...ex-stop-confirm.displayed...ex-stop-confirm.message...ex-stop-ns.data"
+RELAY = "ex-click.data"
+
+
+def ask_with_click(client, output: str, click, state=({"id": "lang", "property": "data", "value": "en"},)):
+    body = {"output": output, "outputs": _split_outputs(output),
+            "inputs": [{"id": "ex-click", "property": "data", "value": click}], "state": list(state),
+            "changedPropIds": ["ex-click.data"]}
+    return client.post(UPDATE, json=body)
+
+
+def test_no_server_callback_listens_on_a_button_the_list_redraws(app):  # noqa: F811
+    """The invariant the relay keeps: the rows' buttons feed only the browser's relay, so a redraw of
+    the list cannot make the browser ask a server callback again and drop its answer."""
+    from layouts import access
+
+    drawn_in_list = {"ex-ctl", "ex-view"}
+    listeners = [(cid, dep["id"]) for cid, entry in app.callback_map.items() for dep in entry["inputs"]
+                 if dep["id"].startswith("{") and json.loads(dep["id"]).get("type") in drawn_in_list]
+    assert listeners and all(cid in access.BROWSER_ONLY for cid, _ in listeners), listeners
+    assert [cid for cid, e in app.callback_map.items() if any(d["id"] == "ex-click" for d in e["inputs"])] \
+        and all(cid not in access.BROWSER_ONLY for cid, e in app.callback_map.items()
+                if any(d["id"] == "ex-click" for d in e["inputs"]))
+
+
+def test_a_relayed_click_sends_its_command_and_a_crafted_one_sends_nothing(app, clients, rr):  # noqa: F811
+    output = next(o for o in app.callback_map if o.startswith(CONTROL))
+    runner = drills.DrillRunner(rr)
+    ns = drills.start_drill(rr, SCENARIOS / "rule_zone_incident", "1", by="planner")
+    for _ in range(200):
+        runner.step(block_ms=1)
+        if drills.drill_state(rr, ns).get("status") == "running":
+            break
+    planner = clients("planner")
+    sent = rr.xlen(DRILL_COMMANDS)
+    for crafted in (None, 0, "x", [1], {"id": "x"}, {"id": {"type": "ex-view", "ns": ns}}, {"n": 1},
+                    {"id": {"type": "ex-ctl", "ns": ns, "cmd": "rm -rf", "speed": ""}},
+                    {"id": {"type": "ex-ctl", "ns": ns, "cmd": "speed", "speed": "9999"}},
+                    {"id": {"type": "ex-ctl", "ns": "no-such-drill", "cmd": "pause", "speed": ""}}):
+        resp = ask_with_click(planner, output, crafted)
+        assert resp.status_code == 204 or (resp.status_code == 200 and resp.get_json()["response"] == {}), crafted
+    assert rr.xlen(DRILL_COMMANDS) == sent  # nothing sent for any of them
+    pause = {"id": {"type": "ex-ctl", "ns": ns, "cmd": "pause", "speed": ""}, "n": 1, "at": 1}
+    assert ask_with_click(clients("fire"), output, pause).status_code == 403
+    assert rr.xlen(DRILL_COMMANDS) == sent
+    assert ask_with_click(planner, output, pause).status_code in (200, 204)
+    assert rr.xlen(DRILL_COMMANDS) == sent + 1
+    # Stop asks first: the answer shows the question and sends nothing yet
+    stop = {"id": {"type": "ex-ctl", "ns": ns, "cmd": "stop", "speed": ""}, "n": 1, "at": 2}
+    asked = ask_with_click(planner, output, stop).get_json()["response"]
+    assert asked["ex-stop-confirm"]["displayed"] is True and ns in asked["ex-stop-confirm"]["message"]
+    assert asked["ex-stop-ns"]["data"] == ns and rr.xlen(DRILL_COMMANDS) == sent + 1
+
+
+def test_show_switches_the_view_only_for_a_show_click(app, clients):  # noqa: F811
+    view = next(o for o in app.callback_map if o.startswith("shell-ns.value") and
+                any(d["id"] == "ex-click" for d in app.callback_map[o]["inputs"]))
+    planner = clients("planner")
+    shown = ask_with_click(planner, view, {"id": {"type": "ex-view", "ns": "drill-x"}, "n": 1}, state=())
+    assert shown.status_code == 200 and shown.get_json()["response"]["shell-ns"]["value"] == "drill-x"
+    for crafted in (None, {"id": {"type": "ex-ctl", "ns": "drill-x"}}, {"id": {"type": "ex-view", "ns": ""}},
+                    {"id": {"type": "ex-view", "ns": "x" * 5000}}, {"id": {"type": "ex-view", "ns": ["a"]}}):
+        resp = ask_with_click(planner, view, crafted, state=())
+        assert resp.status_code == 204 or (resp.status_code == 200 and resp.get_json()["response"] == {}), crafted
+
+
+def test_the_browsers_relay_is_not_served(app, clients):  # noqa: F811
+    """A request naming the callback the browser runs is refused: nothing runs it on the server."""
+    body = {"output": RELAY, "outputs": {"id": "ex-click", "property": "data"},
+            "inputs": [[{"id": {"type": "ex-ctl", "ns": "x", "cmd": "pause", "speed": ""}, "property": "n_clicks",
+                         "value": 1}], []], "state": [], "changedPropIds": []}
+    resp = clients("planner").post(UPDATE, json=body)
+    assert resp.status_code == 400 and "runs in the browser" in resp.get_json()["message"]
+    assert clients("fire").post(UPDATE, json=body).status_code == 403
+    assert app.server.test_client().post(UPDATE, json=body).status_code == 401

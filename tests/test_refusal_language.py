@@ -162,10 +162,10 @@ def test_a_dispatch_conflict_on_the_operators_page_is_in_chinese(app, r):
 def _control_body(app, ns: str, cmd: str, lang: str) -> dict:
     output = next(o for o in app.callback_map if "ex-stop-confirm.displayed" in o)
     button = {"type": "ex-ctl", "ns": ns, "cmd": cmd, "speed": ""}
-    return {"output": output, "outputs": _split_outputs(output),
-            "inputs": [[{"id": button, "property": "n_clicks", "value": 1}]],
+    return {"output": output, "outputs": _split_outputs(output),  # the click as the browser passes it on
+            "inputs": [{"id": "ex-click", "property": "data", "value": {"id": button, "n": 1, "at": 1}}],
             "state": [{"id": "lang", "property": "data", "value": lang}],
-            "changedPropIds": [_prop_id(button, "n_clicks")]}
+            "changedPropIds": [_prop_id("ex-click", "data")]}
 
 
 def test_a_drill_command_the_drill_cannot_take_is_refused_in_chinese_and_not_sent(app, r):

@@ -168,7 +168,7 @@ def test_language_switch_and_exercise_controls(app_server, browser):
     def press(label):
         from selenium.common.exceptions import StaleElementReferenceException
 
-        for _ in range(5):  # the list is drawn again every second: find the button afresh if it was redrawn
+        for _ in range(5):  # the list is drawn again when a drill changes: find the button afresh
             try:
                 return click(browser, wait(browser).until(
                     EC.element_to_be_clickable((By.XPATH, f"{row}//button[normalize-space()='{label}']"))))
@@ -206,8 +206,10 @@ def test_language_switch_and_exercise_controls(app_server, browser):
     press("Stop")
     wait(browser).until(EC.alert_is_present()).accept()
     wait_until(lambda: drills.drill_state(client, ns).get("status") == "stopped")
+    # stopped, the row is drawn again without its controls
+    wait(browser).until(lambda d: not d.find_elements(By.XPATH, f"{row}//button[normalize-space()='Stop']"))
     # the inject controls stand on rows of their own: no button over the next field's label
-    click(browser, browser.find_element(By.XPATH, f"{row}//button[normalize-space()='Show']"))
+    press("Show")
     # measured in one script: the page may be drawn again (the view changes) between two calls
     gap = wait(browser).until(lambda d: d.execute_script(
         "const b = document.getElementById('ex-inject-levee');"
