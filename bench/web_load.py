@@ -317,8 +317,9 @@ def record(out: Path) -> None:
         stop_stack(stack)
 
     def clicked(items: list[dict[str, Any]], output_part: str) -> dict[str, Any]:
-        for b in items:
-            if output_part in b.get("output", "") and any(str(c).endswith("n_clicks") for c in b.get("changedPropIds", [])):
+        for b in items:  # a button's own click, or one relayed through a store (map-click: assets/clicks.js)
+            if output_part in b.get("output", "") and any(str(c).endswith(("n_clicks", "-click.data"))
+                                                          for c in b.get("changedPropIds", [])):
                 return b
         raise SystemExit(f"no click request for {output_part} was recorded: {[b.get('output') for b in items]}")
 

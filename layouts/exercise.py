@@ -23,7 +23,7 @@ from . import access, exercise_backtest, exercise_events, exercise_files
 from .access import browser_callback, route_policy, secured_callback
 from .admission import long_work
 from .common import current_viewer, drill_status, fmt_time, namespace, rds, refusal_text, require_user
-from .inputs import NOT, lang_of, number, one_of, text
+from .inputs import NOT, clicked, lang_of, number, one_of, text
 from .web_headers import content_security_policy
 
 i18n.add({
@@ -226,13 +226,6 @@ def _start(n, scenario, speed, lang):
 browser_callback("relayClick", Output("ex-click", "data"), Input({"type": "ex-ctl", "ns": ALL, "cmd": ALL, "speed": ALL},
                  "n_clicks"), Input({"type": "ex-view", "ns": ALL}, "n_clicks"), prevent_initial_call=True,
                  allow=EXERCISE_ROLES)
-
-
-def clicked(data, kind: str) -> dict | None:
-    """The button id a relayed click names, if it is a `kind` button (the store's value comes from the
-    browser: anything else is no click)."""
-    button = data.get("id") if isinstance(data, dict) else None
-    return button if isinstance(button, dict) and button.get("type") == kind else None
 
 
 @secured_callback(Output("ex-tick", "n_intervals"), Output("ex-stop-confirm", "displayed"),

@@ -40,10 +40,10 @@ from command.scenarios.upload import check_no_aliases
 from command.timeutil import now_ms, to_iso
 
 from . import access
-from .access import route_policy, secured_callback
+from .access import browser_callback, route_policy, secured_callback
 from .common import rds, refusal_with
 from .exercise_files import PLANNER, all_options, decode_upload, settings
-from .inputs import NOT, lang_of, str_list, text
+from .inputs import NOT, clicked, lang_of, str_list, text
 from .web_headers import content_security_policy
 
 i18n.add({
@@ -137,6 +137,8 @@ def panel(lang: str) -> html.Div:
         dcc.Store(id="exb-rules-store", data=[]),
         dcc.Store(id="exb-current", storage_type="session"),
         dcc.Interval(id="exb-tick", interval=1000),
+        dcc.Store(id="exb-recent-drawn"),  # the list of recent backtests as drawn (`recent_signature`)
+        dcc.Store(id="exb-click"),  # the last Show clicked in that list (`relayClick`, assets/clicks.js)
         html.Div([
             html.Div([html.Label(t("exb.scenario", lang)),
                       dcc.Dropdown(id="exb-scenario", options=all_options(lang),
@@ -362,30 +364,41 @@ def result_view(bid: str, lang: str) -> list:
 
 
 @secured_callback(Output("exb-progress", "children"), Output("exb-result", "children"), Output("exb-recent", "children"),
+                  Output("exb-recent-drawn", "data"),
                   Input("exb-tick", "n_intervals"), Input("exb-current", "data"), State("exb-result", "children"),
-                  State("lang", "data"), allow=PLANNER)
-def _poll(_n, bid, shown, lang):
+                  State("lang", "data"), State("exb-recent-drawn", "data"), allow=PLANNER)
+def _poll(_n, bid, shown, lang, drawn):
     lang = lang_of(lang)
-    recent = _recent(lang)
+    metas = _recent_metas()
+    signature = recent_signature(metas, lang)
+    # the list is drawn again only when it changed: a redraw every second would replace its Show
+    # buttons under the planner's pointer
+    recent = (no_update, no_update) if signature == drawn else (recent_view(metas, lang), signature)
     if not isinstance(bid, str) or not _ID_RE.fullmatch(bid):
-        return None, None, recent
+        return None, None, *recent
     st = state_of(rds(), bid)
     if st["status"] == "finished":
         # drawn once: the charts are not sent again every second
         if ctx.triggered_id == "exb-tick" and shown:
-            return None, no_update, recent
-        return None, result_view(bid, lang), recent
+            return None, no_update, *recent
+        return None, result_view(bid, lang), *recent
     if st["status"] in ("failed", "gone"):
         return dbc.Alert(t("exb.failed", lang, id=bid, why=st.get("error", "")), color="danger", id="exb-failed"), \
-            None, recent
+            None, *recent
     pct = st.get("progress", 0.0)
     bar = html.Div([html.Div(t("exb.running", lang, id=bid, pct=f"{pct:.0f}", step=st.get("step") or "…"),
                              className="small"),
                     dbc.Progress(value=pct, striped=True, animated=True, id="exb-bar")])
-    return bar, None, recent
+    return bar, None, *recent
 
 
-def _recent(lang: str) -> list:
+def recent_signature(metas: list[dict], lang: str) -> list:
+    """Everything the list of recent backtests shows."""
+    return [lang, *[[str(m.get(k, "")) for k in ("id", "at", "scenario", "rule_sets", "by")] for m in metas]]
+
+
+def _recent_metas() -> list[dict]:
+    """The newest 10 backtests' records (meta.json), newest first."""
     root = settings().backtests_dir
     if not root.is_dir():
         return []
@@ -397,19 +410,27 @@ def _recent(lang: str) -> list:
             except ValueError:
                 continue
     metas.sort(key=lambda m: str(m.get("at", "")), reverse=True)
+    return metas[:10]
+
+
+def recent_view(metas: list[dict], lang: str) -> list:
     return [html.Div([html.Span(f"{m.get('at', '')[:16]} · {m.get('scenario', '')} · {', '.join(m.get('rule_sets', []))} · "
                                 f"{m.get('by', '')} "),
                       dbc.Button(t("exb.show", lang), id={"type": "exb-show", "id": m["id"]}, size="sm", color="link",
-                                 n_clicks=0)], className="small") for m in metas[:10]]
+                                 n_clicks=0)], className="small") for m in metas]
 
 
-@secured_callback(Output("exb-current", "data", allow_duplicate=True), Input({"type": "exb-show", "id": ALL}, "n_clicks"),
+# the Show buttons are in a list `_poll` draws again: their clicks go through a store outside it
+# (assets/clicks.js says why)
+browser_callback("relayClick", Output("exb-click", "data"), Input({"type": "exb-show", "id": ALL}, "n_clicks"),
+                 prevent_initial_call=True, allow=PLANNER)
+
+
+@secured_callback(Output("exb-current", "data", allow_duplicate=True), Input("exb-click", "data"),
                   prevent_initial_call=True, allow=PLANNER)
-def _show(clicks):
-    trig = ctx.triggered_id
-    if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
-        return no_update
-    bid = trig.get("id")
+def _show(click):
+    button = clicked(click, "exb-show")
+    bid = button.get("id") if button is not None else None
     return bid if isinstance(bid, str) and _ID_RE.fullmatch(bid) else no_update
 
 

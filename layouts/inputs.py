@@ -83,3 +83,10 @@ def lang_of(v: Any) -> str:
     from command.i18n import LANGS
 
     return v if isinstance(v, str) and v in LANGS else "en"
+
+
+def clicked(data: Any, kind: str) -> dict | None:
+    """The id of the button a relayed click names (`relayClick`, assets/clicks.js: `{"id": ..., "n": ...}`
+    in a store), if it is a `kind` button; else None (the store's value comes from the browser)."""
+    button = data.get("id") if isinstance(data, dict) else None
+    return button if isinstance(button, dict) and button.get("type") == kind else None

@@ -93,7 +93,6 @@ def test_progress_ids_crafted_by_the_browser_are_answered_without_a_500(app, cli
 
 
 CONTROL = "..ex-tick.n_intervals...ex-stop-confirm.displayed...ex-stop-confirm.message...ex-stop-ns.data"
-RELAY = "ex-click.data"
 
 
 def ask_with_click(client, output: str, click, state=({"id": "lang", "property": "data", "value": "en"},)):
@@ -101,20 +100,6 @@ def ask_with_click(client, output: str, click, state=({"id": "lang", "property":
             "inputs": [{"id": "ex-click", "property": "data", "value": click}], "state": list(state),
             "changedPropIds": ["ex-click.data"]}
     return client.post(UPDATE, json=body)
-
-
-def test_no_server_callback_listens_on_a_button_the_list_redraws(app):  # noqa: F811
-    """The invariant the relay keeps: the rows' buttons feed only the browser's relay, so a redraw of
-    the list cannot make the browser ask a server callback again and drop its answer."""
-    from layouts import access
-
-    drawn_in_list = {"ex-ctl", "ex-view"}
-    listeners = [(cid, dep["id"]) for cid, entry in app.callback_map.items() for dep in entry["inputs"]
-                 if dep["id"].startswith("{") and json.loads(dep["id"]).get("type") in drawn_in_list]
-    assert listeners and all(cid in access.BROWSER_ONLY for cid, _ in listeners), listeners
-    assert [cid for cid, e in app.callback_map.items() if any(d["id"] == "ex-click" for d in e["inputs"])] \
-        and all(cid not in access.BROWSER_ONLY for cid, e in app.callback_map.items()
-                if any(d["id"] == "ex-click" for d in e["inputs"]))
 
 
 def test_a_relayed_click_sends_its_command_and_a_crafted_one_sends_nothing(app, clients, rr):  # noqa: F811
@@ -156,14 +141,3 @@ def test_show_switches_the_view_only_for_a_show_click(app, clients):  # noqa: F8
                     {"id": {"type": "ex-view", "ns": "x" * 5000}}, {"id": {"type": "ex-view", "ns": ["a"]}}):
         resp = ask_with_click(planner, view, crafted, state=())
         assert resp.status_code == 204 or (resp.status_code == 200 and resp.get_json()["response"] == {}), crafted
-
-
-def test_the_browsers_relay_is_not_served(app, clients):  # noqa: F811
-    """A request naming the callback the browser runs is refused: nothing runs it on the server."""
-    body = {"output": RELAY, "outputs": {"id": "ex-click", "property": "data"},
-            "inputs": [[{"id": {"type": "ex-ctl", "ns": "x", "cmd": "pause", "speed": ""}, "property": "n_clicks",
-                         "value": 1}], []], "state": [], "changedPropIds": []}
-    resp = clients("planner").post(UPDATE, json=body)
-    assert resp.status_code == 400 and "runs in the browser" in resp.get_json()["message"]
-    assert clients("fire").post(UPDATE, json=body).status_code == 403
-    assert app.server.test_client().post(UPDATE, json=body).status_code == 401

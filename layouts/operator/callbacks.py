@@ -12,9 +12,9 @@ from dash import ALL, Input, Output, Patch, State, ctx, no_update
 from command.publish import views
 
 from .. import access
-from ..access import secured_callback
+from ..access import browser_callback, secured_callback
 from ..common import current_viewer, namespace, rds
-from ..inputs import NOT, dict_of, lang_of, one_of, str_list, text
+from ..inputs import NOT, clicked, dict_of, lang_of, one_of, str_list, text
 from . import filters
 from .actions import action_dialog, confirm_action, dispatch_recommended
 from .basemap import VECTOR, MapBase
@@ -65,13 +65,21 @@ def _toggle_queue(n, show_all):
     return show_all is not True
 
 
-@secured_callback(Output("map-toast", "children"), Output("map-poke", "data"),
-                  Input({"type": "map-dispatch", "fp": ALL, "level": ALL}, "n_clicks"),
+# The cards' buttons are inside the queue `_update_side` draws again at every change: their clicks reach
+# the server through a store outside it (assets/clicks.js says why: a Dispatch clicked as the queue is
+# redrawn would lose its answer), and `_one_click_dispatch` and `_open_modal` listen on that store.
+browser_callback("relayClick", Output("map-click", "data"),
+                 Input({"type": "map-dispatch", "fp": ALL, "level": ALL}, "n_clicks"),
+                 Input({"type": "map-action", "fp": ALL, "action": ALL}, "n_clicks"), prevent_initial_call=True,
+                 allow=COMMAND_ROLES)
+
+
+@secured_callback(Output("map-toast", "children"), Output("map-poke", "data"), Input("map-click", "data"),
                   State("ns", "data"), State("lang", "data"), State("map-poke", "data"), prevent_initial_call=True,
                   allow=COMMAND_ROLES)
-def _one_click_dispatch(clicks, ns, lang, poke):
-    trig = ctx.triggered_id
-    if not isinstance(trig, dict) or not isinstance(clicks, list) or not any(clicks):
+def _one_click_dispatch(click, ns, lang, poke):
+    trig = clicked(click, "map-dispatch")
+    if trig is None:
         return no_update, no_update
     fp, level = text(trig.get("fp"), 200), text(trig.get("level"), 20)
     if fp is NOT or level is NOT:
@@ -89,11 +97,11 @@ def _next_poke(poke) -> int:
                   Output("map-modal-resources", "options"), Output("map-modal-resources", "value"),
                   Output("map-modal-resources-wrap", "style"), Output("map-modal-comment", "value"),
                   Output("map-modal-error", "children", allow_duplicate=True),
-                  Input({"type": "map-action", "fp": ALL, "action": ALL}, "n_clicks"),
+                  Input("map-click", "data"),
                   State("ns", "data"), State("lang", "data"), prevent_initial_call=True, allow=COMMAND_ROLES)
-def _open_modal(clicks, ns, lang):
-    trig = ctx.triggered_id
-    if not isinstance(trig, dict) or not isinstance(clicks, list) or not any(clicks):
+def _open_modal(click, ns, lang):
+    trig = clicked(click, "map-action")
+    if trig is None:
         return (no_update,) * 8
     fp, action = text(trig.get("fp"), 200), one_of(trig.get("action"), ACTIONS)
     if fp is NOT or action is NOT:

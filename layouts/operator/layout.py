@@ -26,6 +26,7 @@ def layout(lang: str, ns: str) -> html.Div:
         dcc.Store(id="map-version"),
         dcc.Store(id="map-side-version"),
         dcc.Store(id="map-poke", data=0),
+        dcc.Store(id="map-click"),  # the last click on an alert card's button (`relayClick`, assets/clicks.js)
         dcc.Store(id="map-modal-target"),
         dcc.Store(id="map-queue-all", data=False, storage_type="session"),
         dcc.Store(id="map-focus"),  # the alert card clicked last (assets/map-overlay.js): its trend opens

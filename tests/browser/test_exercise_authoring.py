@@ -4,6 +4,8 @@ two rule sets on the sample scenario (the RQ worker of `python app.py` runs the 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -65,6 +67,15 @@ def test_the_comparison_shows_the_table_for_two_rule_sets(app_server, browser):
     wait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[id*='exb-chart'] .js-plotly-plot"))
     for level in ("orange", "red"):
         assert browser.find_element(By.ID, f"exb-table-{level}")
+    # a fresh page shows no result until the backtest is picked from the recent list, whose Show
+    # buttons stay the same elements while the page polls (the list is drawn only when it changes)
+    browser.execute_script("sessionStorage.clear();")
+    browser.refresh()
+    show = wait(browser).until(EC.element_to_be_clickable((By.XPATH, "//div[@id='exb-recent']//button")))
+    time.sleep(2.5)
+    assert show.is_enabled() and not browser.find_elements(By.ID, "exb-table-yellow")  # still the same element
+    click(browser, show)
+    wait(browser, 30).until(EC.presence_of_element_located((By.ID, "exb-table-yellow")))
     assert severe_console_errors(browser) == []
 
 
