@@ -53,8 +53,8 @@ from command.trust.auth import ROLES
 
 from .common import NotSignedIn, current_user
 
-__all__ = ["OPEN", "SIGNED_IN", "ANY_ROLE", "Policy", "secured_callback", "browser_callback", "route_policy", "install", "verify", "user",
-           "caller", "refusal", "sees", "own_scope"]
+__all__ = ["OPEN", "SIGNED_IN", "ANY_ROLE", "Policy", "secured_callback", "browser_callback", "route_policy", "install",
+           "verify", "user", "caller", "refusal", "sees", "own_scope"]
 
 ANY_ROLE = ROLES  # allow=ANY_ROLE: anyone signed in, whatever their role
 log = logging.getLogger(__name__)
@@ -90,11 +90,7 @@ def secured_callback(*args: Any, allow: Iterable[str] | str, own_department: boo
     policy = _policy(allow, own_department, clearance, note)
     before = dict(_CALLBACK_MAP)
     register = _dash_callback(*args, callback_map=_CALLBACK_MAP, callback_list=_CALLBACK_LIST, **kwargs)
-    added = [k for k, v in _CALLBACK_MAP.items() if before.get(k) is not v]
-    if len(added) != 1:
-        raise RuntimeError(f"could not tell which callback was registered ({added})")
-    callback_id = added[0]
-    CALLBACK_POLICIES[callback_id] = policy
+    callback_id = _declared(before, policy)
 
     def decorate(func: Callable) -> Callable:
         @functools.wraps(func)
@@ -117,11 +113,16 @@ def browser_callback(function_name: str, *args: Any, allow: Iterable[str] | str,
     before = dict(_CALLBACK_MAP)
     register_clientside_callback(_CALLBACK_LIST, _CALLBACK_MAP, False, [], ClientsideFunction("ecd", function_name),
                                  *args, **kwargs)
+    BROWSER_ONLY.add(_declared(before, _policy(allow, False, None, "")))
+
+
+def _declared(before: dict[str, dict[str, Any]], policy: Policy) -> str:
+    """The id of the one callback registered since `before` (a copy of the map), now under `policy`."""
     added = [k for k, v in _CALLBACK_MAP.items() if before.get(k) is not v]
     if len(added) != 1:
         raise RuntimeError(f"could not tell which callback was registered ({added})")
-    CALLBACK_POLICIES[added[0]] = _policy(allow, False, None, "")
-    BROWSER_ONLY.add(added[0])
+    CALLBACK_POLICIES[added[0]] = policy
+    return added[0]
 
 
 def route_policy(allow: Iterable[str] | str | None = None, *, open: bool = False, own_department: bool = False,
