@@ -14,7 +14,11 @@ in one place, one of three kinds by what the caller can afford when Redis goes a
   what it holds in memory and resumes from what Redis committed (consumer group pending entries,
   leases, the drill's saved position, high-water marks). Re-sending instead would double an XADD or
   strand an XREADGROUP batch when Redis ran the first copy after all (a stalled server runs what
-  is in its socket buffer when it resumes).
+  is in its socket buffer when it resumes). A loop's client also refuses, once, a new connection to
+  a server that is not the one it was talking to (`ServerFence`): a restarted Redis reloads its
+  AOF, which may end before the last writes it acknowledged (`appendfsync everysec`), so what the
+  loop holds in memory may be ahead of it. The refusal reaches the loop like any outage and the
+  loop resumes from what the new server holds.
 - ``"probe"`` (/health, the supervisor's checks, the embedded server's start and stop): short
   timeouts, no retry: it says how Redis is now.
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from typing import Any, Literal, cast
 
 import redis
@@ -83,6 +88,48 @@ class UnsentRetry(Retry):
         return super().call_with_retry(do, fail, is_retryable=retryable, with_failure_count=with_failure_count)
 
 
+class ServerRestarted(redis.ConnectionError):
+    """A loop's client reached a Redis that is not the one it was talking to (a new run id)."""
+
+
+class ServerFence:
+    """A connection hook (redis-py's `redis_connect_func`) for a loop's client: each new connection asks
+    the server its run id (`INFO server`, once per connection). The first server is taken as it is.
+    A connection to another one (Redis restarted, perhaps from an AOF that ends before what this
+    process wrote) fails once with `ServerRestarted`; the loop backs off, forgets what it holds and
+    resumes from what the new server holds, and the connections after that are let through. Without
+    it, the client's own retry of a refused connect would carry on, unnoticed, from memory that is
+    ahead of the data (input lost: tests/faults/test_recovery.py). A reconnection to the same
+    server (a dropped connection) is let through: nothing was lost."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, conn: Any) -> None:
+        conn.on_connect()
+        run_id = _run_id(conn)
+        with self._lock:
+            before, self.run_id = self.run_id, run_id or self.run_id
+        if before is not None and run_id is not None and run_id != before:
+            raise ServerRestarted(f"Redis was restarted (run {before[:8]}, now {run_id[:8]}); "
+                                  "resuming from what it holds")
+
+
+def _run_id(conn: Any) -> str | None:
+    """The server's run id, asked on a new connection; None when it will not say (INFO refused)."""
+    conn.send_command("INFO", "server")
+    try:
+        info = conn.read_response()
+    except redis.ResponseError:
+        return None  # e.g. an ACL user without INFO: no fence, as before
+    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line[7:].strip()
+    return None
+
+
 def _options(purpose: Purpose, settings: Settings) -> dict[str, Any]:
     backoff = ExponentialBackoff(cap=settings.redis_retry_cap, base=RETRY_BASE_S)
     common: dict[str, Any] = {"socket_keepalive": True, "health_check_interval": settings.redis_health_check_s}
@@ -90,6 +137,8 @@ def _options(purpose: Purpose, settings: Settings) -> dict[str, Any]:
         t = settings.health_timeout
         return {**common, "socket_timeout": t, "socket_connect_timeout": t, "retry": Retry(backoff, 0),
                 "health_check_interval": 0}
+    if purpose == "loop":
+        common["redis_connect_func"] = ServerFence()  # one per client (or shared pool)
     retry_cls = UnsentRetry if purpose == "loop" else Retry
     return {**common, "socket_timeout": settings.redis_timeout, "socket_connect_timeout": settings.redis_connect_timeout,
             "retry": retry_cls(backoff, settings.redis_retries, supported_errors=RETRYABLE)}
@@ -253,6 +302,7 @@ def _cluster_client(url: str, purpose: Purpose, opts: dict[str, Any]) -> RedisCl
     # again over a refreshed slot map) is `redis_retries` for "app", none for "loop" and "probe": the
     # cluster client re-sends on any connection error, sent or not, which a loop must never do.
     retry = opts.pop("retry")
+    opts.pop("redis_connect_func", None)  # the cluster client sets its own hook on its nodes: no fence there
     cluster_retry = retry if purpose == "app" else Retry(NoBackoff(), 0)
     return _Cluster.from_url(url, retry=cluster_retry, **opts)
 

@@ -222,6 +222,137 @@ def test_a_loop_client_waits_for_a_server_that_is_not_there_yet(tmp_path):
         c.close()
 
 
+# ---- a restarted Redis that lost its last writes ---------------------------------------------------------
+class _Server:
+    """A redis-server with its AOF in `folder`, on a fixed port, that a test kills and starts again."""
+
+    def __init__(self, folder, port: int) -> None:
+        self.folder, self.port = folder, port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.folder)],
+                                     stdout=subprocess.DEVNULL)
+        probe = redis_client.client(self.url, "probe", socket_timeout=1)
+        for _ in range(200):
+            try:
+                probe.ping()
+                return
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = _Server(tmp_path, free_port())
+    s.start()
+    yield s
+    if s.proc.poll() is None:
+        s.proc.terminate()
+        s.proc.wait(10)
+
+
+def test_a_loop_client_refuses_once_to_go_on_with_a_restarted_server(server):
+    loop = redis_client.client(server.url, "loop", settings=Settings(redis_retries=20, redis_retry_cap=0.2))
+    app = redis_client.client(server.url, "app", settings=Settings(redis_retries=20, redis_retry_cap=0.2))
+    assert loop.incr("n") == 1 and app.incr("n") == 2
+    loop.client_kill_filter(_id=None, skipme=False, _type="normal")  # every connection dropped, same server
+    assert loop.incr("n") == 3  # reconnected to the same server: nothing lost, nothing to say
+    server.kill()
+    server.start()  # its AOF has n = 3 (or less, had it lost a write)
+    with pytest.raises(redis_client.ServerRestarted) as err:
+        loop.incr("n")
+    assert redis_client.as_unavailable(err.value) is not None  # the loop waits and resumes on it
+    assert not redis_client._never_sent(err.value)  # never retried by the client itself
+    assert int(loop.get("n")) == 3  # then it is let through: the command above never ran
+    assert app.incr("n") == 4  # the web app's client just reconnects: it holds nothing in memory
+    loop.close()
+    app.close()
+
+
+class _HeldRunner(drills.DrillRunner):
+    """A drill runner a test can hold between two steps (no command in flight, its connection idle)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        import threading
+
+        super().__init__(*args, **kwargs)
+        self.hold, self.held = threading.Event(), threading.Event()
+
+    def step(self, block_ms: int = 100) -> None:
+        if self.hold.is_set():
+            self.held.set()
+            while self.hold.is_set():
+                time.sleep(0.01)
+        super().step(block_ms)
+
+
+def test_a_drill_goes_on_from_what_a_restarted_redis_holds_when_it_lost_writes(r, server):
+    """Redis killed and started again from an AOF that ends before the drill's last writes (as
+    `appendfsync everysec` allows), while the drill runner sat between two steps: its next command
+    reconnects at once, to a server behind what the runner holds in memory. It must resume from what
+    the server holds, not carry on from memory; the drill ends as an undisturbed run."""
+    import shutil
+    import threading
+
+    reference = outcome(r, run_replay(r, SCENARIO).namespace)
+    data = redis_client.client(server.url, "app")
+    runner = _HeldRunner(redis_client.client(server.url, "loop"), chunk=200, backoff=(0.1, 0.5))
+    stop = threading.Event()
+    loop = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        ns = drills.start_drill(data, SCENARIO, "16000", by="planner")
+        aof = server.folder / "appendonly.aof"
+
+        def published() -> int:
+            return int(drills.drill_state(data, ns).get("published", 0))
+
+        total = None
+        deadline = time.monotonic() + 30
+        while not total or published() < total * 0.2:
+            assert time.monotonic() < deadline
+            total = int(drills.drill_state(data, ns).get("total", 0))
+            time.sleep(0.02)
+        data.bgrewriteaof()  # one self-contained file, copied as the server stands now
+        while data.info("persistence")["aof_rewrite_in_progress"]:
+            time.sleep(0.02)
+        time.sleep(1.2)  # written and fsynced (everysec)
+        shutil.copy(aof, server.folder / "older.aof")
+        at_copy = published()
+        while published() < min(at_copy + total * 0.2, total * 0.9):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        runner.hold.set()
+        assert runner.held.wait(10)
+        ahead = runner.active[ns].feed.published
+        server.kill()
+        shutil.copy(server.folder / "older.aof", aof)  # the writes since the copy are lost
+        server.start()
+        assert published() <= at_copy + total * 0.05 < ahead  # the server is behind the runner's memory
+        runner.hold.clear()
+        deadline = time.monotonic() + 60
+        while orjson.loads(data.hget(drills.DRILLS, ns))["status"] != "finished":
+            assert time.monotonic() < deadline, "the drill did not finish"
+            time.sleep(0.1)
+        got = outcome(data, ns)
+        assert got["entries"] == reference["entries"], "input lost or doubled"
+        assert got == reference
+        assert runner.retries == 1  # told once, by the client's fence, and resumed
+    finally:
+        runner.hold.clear()
+        stop.set()
+        loop.join(10)
+        data.close()
+
+
 def test_errors_that_mean_wait_and_those_that_mean_a_bug():
     assert redis_client.trouble(redis.ConnectionError("Error 111 connecting to x:1. Connection refused."))
     assert redis_client.trouble(redis.TimeoutError("Timeout reading from socket"))
