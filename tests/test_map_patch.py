@@ -93,6 +93,37 @@ def test_an_alert_change_patches_only_what_it_names_and_equals_the_whole_map(red
         assert map_update(r, keys, "en", new_ver)[0] == map_update(r, keys, "en", new_ver)[1]
 
 
+def test_a_page_ahead_of_a_restarted_redis_gets_the_whole_map(redis_url, tmp_path, r):
+    """Redis restarted from an AOF that lost its last writes: the page saw station changes up to a
+    number Redis counts from again. A patch since that number would skip the changes made after the
+    restart; the page must get the whole map, with them."""
+    from app import create_app
+    from command.publish import views
+    from layouts.operator.figure import build_figure, map_update
+
+    app = create_app(Settings(data_dir=tmp_path / "var"), redis_url=redis_url)
+    keys = Keys(run_replay(r, SCENARIOS / "jiangcheng_flood").namespace)
+    idx = views.station_index(r, keys)
+    sid = next(s for s in idx.ids if idx.stations[s].kind == "water_level")
+    with app.server.test_request_context("/"):
+        _, ver = build_figure(r, keys, "en")
+        ver["lang"] = "en"
+        page = {**ver, "seq": ver["seq"] + 3}  # what the page saw before Redis lost its last 3 changes
+        w = StreamWriter(r, keys, 1, record=True)
+        w.reading(sid, "water_level", int(r.get(keys.clock)) + MIN, 12.5)
+        w.flush()  # after the restart: change number ver["seq"] + 1, below what the page saw
+        assert int(r.get(keys.latest_seq)) <= page["seq"]
+        fig, new_ver = map_update(r, keys, "en", page)
+        assert not isinstance(fig, Patch)
+        assert "12.50" in fig["data"][0]["customdata"][idx.pos[sid]][3]
+        assert new_ver["seq"] == int(r.get(keys.latest_seq))
+        # a page behind by an alert event (a stream id above Redis's last), or with a version that is not
+        # one of ours, is drawn whole too
+        for odd in ({**ver, "alerts": "99999999999999-0"}, {**ver, "seq": "x"}, {**ver, "alerts": "a-b"}):
+            assert not isinstance(map_update(r, keys, "en", odd)[0], Patch)
+        assert isinstance(map_update(r, keys, "en", ver)[0], Patch)  # a page behind Redis: a patch, as before
+
+
 def test_a_client_version_from_before_the_stream_was_trimmed_gets_the_whole_layer(redis_url, tmp_path, r):
     from app import create_app
     from layouts.operator.figure import alert_subjects
