@@ -102,6 +102,18 @@ def wait(driver, timeout: float = 20) -> WebDriverWait:
     return WebDriverWait(driver, timeout, poll_frequency=0.1)
 
 
+def map_drawn(driver) -> bool:
+    """Has the operator map finished drawing (plotly's figure laid out, the map's style and tiles
+    loaded, no draw in progress)? A page redrawn while plotly.js is still drawing the map it replaces
+    (a language switch at that instant) makes plotly.js log an error from the graph it was drawing
+    ("reading '_rangeSliderData'"); a person switches once the map is there, and so do the tests."""
+    return bool(driver.execute_script(
+        "const g = document.querySelector('#map-graph .js-plotly-plot');"
+        "const fl = g && g._fullLayout;"
+        "const m = fl && fl.map && fl.map._subplot && fl.map._subplot.map;"
+        "return !!m && m.loaded() && !(g._promises && g._promises.length);"))
+
+
 def severe_console_errors(driver) -> list[dict]:
     """Console errors, less the software-WebGL performance notes headless Chromium prints."""
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

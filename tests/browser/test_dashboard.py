@@ -13,7 +13,7 @@ from command.keys import Keys
 from command.ops import drills
 
 from ..conftest import SCENARIOS
-from .conftest import click, severe_console_errors, sign_in, wait
+from .conftest import click, map_drawn, severe_console_errors, sign_in, wait
 
 pytestmark = pytest.mark.browser
 
@@ -386,6 +386,7 @@ def test_the_map_legend_explains_levels_and_resource_statuses(app_server, browse
     base, _, _ = app_server
     sign_in(browser, base, "operator")
     wait(browser).until(EC.presence_of_element_located((By.ID, "map-legend")))
+    wait(browser, 30).until(map_drawn)
     text = browser.find_element(By.ID, "map-legend").text
     for word in ("normal", "yellow", "orange", "red", "no data", "high risk", "available", "dispatched",
                  "on scene", "out of service", "Incidents", "Rivers"):
