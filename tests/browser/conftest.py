@@ -114,6 +114,13 @@ def map_drawn(driver) -> bool:
         "return !!m && m.loaded() && !(g._promises && g._promises.length);"))
 
 
+def text_of(driver, element_id: str) -> str | None:
+    """An element's text, found and read in one script (None when it is not on the page): a page drawn
+    again between finding an element and reading it leaves Selenium a stale element."""
+    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : null;",
+                                 element_id)
+
+
 def severe_console_errors(driver) -> list[dict]:
     """Console errors, less the software-WebGL performance notes headless Chromium prints."""
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
