@@ -18,7 +18,7 @@ from command.ops import drills, preferences
 from command.ops.dispatch import alert_action
 
 from ..conftest import SCENARIOS
-from .conftest import click, severe_console_errors, sign_in, wait
+from .conftest import click, severe_console_errors, sign_in, text_of, wait
 from .test_dashboard import start_paused_at, wait_until
 
 pytestmark = pytest.mark.browser
@@ -120,11 +120,11 @@ def test_a_new_red_alert_sounds_flashes_and_counts_in_the_title(app_server, brow
     browser.refresh()
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "attn-sound"), "Sound on"))
     assert Select(browser.find_element(By.ID, "attn-level")).first_selected_option.get_attribute("value") == "orange"
-    assert "Desktop alerts on" in browser.find_element(By.ID, "attn-notify").text
+    assert "Desktop alerts on" in text_of(browser, "attn-notify")
     # in Chinese, the title says it in Chinese
     click(browser, browser.find_element(By.ID, "shell-lang"))
     wait(browser).until(lambda d: d.title == "(2) 红色 · 防汛指挥")
-    assert "声音开" in browser.find_element(By.ID, "attn-sound").text
+    assert "声音开" in text_of(browser, "attn-sound")
     assert severe_console_errors(browser) == []
     # another page has no alert count in its title
     browser.get(base + "/feeds")

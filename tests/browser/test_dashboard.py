@@ -112,7 +112,7 @@ def test_operator_dispatches_and_departments_answer(app_server, browser, second_
 
     # the operator's dispatch timeline shows it without a reload
     wait(browser, 5).until(EC.text_to_be_present_in_element((By.ID, "map-dispatches"), "acknowledged"))
-    assert "Boat 1 launching" in browser.find_element(By.ID, "map-dispatches").text
+    assert "Boat 1 launching" in text_of(browser, "map-dispatches")
 
     # another department sees none of it
     second_browser.get("about:blank")  # leave the polling page first (see sign_in_zh)
@@ -239,7 +239,7 @@ def test_feeds_page_shows_health_and_dead_letters(app_server, browser):
     # show that drill in the view menu: its scenario's bad rows are its dead letters
     choose_namespace(browser, ns)
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "feeds-deadletters"), "unknown unit 'furlong'"))
-    assert "No live source has reported yet" in browser.find_element(By.ID, "feeds-body").text
+    assert "No live source has reported yet" in text_of(browser, "feeds-body")
     assert severe_console_errors(browser) == []
 
 
@@ -350,7 +350,7 @@ def test_a_department_sees_a_masked_phone_where_the_operator_sees_it_whole(app_s
     sign_in(second_browser, base, "operator")
     choose_namespace(second_browser, ns)
     wait(second_browser).until(EC.text_to_be_present_in_element((By.ID, "map-dispatches"), "13812348000"))
-    board = second_browser.find_element(By.ID, "map-dispatches").text
+    board = text_of(second_browser, "map-dispatches")
     assert "Reported by 王小明 13812348000" in board and "李四 13912345678" in board
     wait(second_browser).until(EC.text_to_be_present_in_element((By.XPATH, CARD.format(subject="I4")),
                                                                 "王小明 13812348000"))
@@ -377,7 +377,7 @@ def test_the_sign_in_page_language_carries_into_the_dashboard(app_server, browse
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-logout"), "Sign out"))
     browser.refresh()
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "shell-nav"), "Operations map"))
-    assert "退出" not in browser.find_element(By.ID, "shell-logout").text
+    assert "退出" not in text_of(browser, "shell-logout")
     assert severe_console_errors(browser) == []
 
 
@@ -388,13 +388,13 @@ def test_the_map_legend_explains_levels_and_resource_statuses(app_server, browse
     sign_in(browser, base, "operator")
     wait(browser).until(EC.presence_of_element_located((By.ID, "map-legend")))
     wait(browser, 30).until(map_drawn)
-    text = browser.find_element(By.ID, "map-legend").text
+    text = text_of(browser, "map-legend")
     for word in ("normal", "yellow", "orange", "red", "no data", "high risk", "available", "dispatched",
                  "on scene", "out of service", "Incidents", "Rivers"):
         assert word in text, word
     click(browser, browser.find_element(By.ID, "shell-lang"))
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "map-legend"), "图例"))
-    text = browser.find_element(By.ID, "map-legend").text
+    text = text_of(browser, "map-legend")
     for word in ("正常", "黄色", "橙色", "红色", "无数据", "高风险", "可用", "已调派", "在现场", "停用", "事件"):
         assert word in text, word
     click(browser, browser.find_element(By.CSS_SELECTOR, "#map-legend summary"))

@@ -15,7 +15,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from command.config import SAMPLE_DATA
 from command.keys import Keys
 
-from .conftest import click, severe_console_errors, sign_in, wait
+from .conftest import click, severe_console_errors, sign_in, text_of, wait
 from .test_dashboard import figure_data, start_paused_at
 
 pytestmark = pytest.mark.browser
@@ -74,7 +74,7 @@ def test_the_sample_map_has_an_offline_base_a_scale_and_a_legend_in_both_languag
     in_force = {c["id"] for c in map(orjson.loads, client.hvals(keys.road_closures)) if c.get("closed") is None}
     assert closed and set(closed) <= in_force
     # the legend explains roads, closures, routes, landmarks, resource types and warnings
-    legend = browser.find_element(By.ID, "map-legend").text
+    legend = text_of(browser, "map-legend")
     for word in ("main road", "bridge", "closed", "route of a dispatched unit", "hospital", "depot", "shelter",
                  "pump", "rescue boat", "Warnings", "available", "high risk", "red"):
         assert word in legend, word
@@ -85,7 +85,7 @@ def test_the_sample_map_has_an_offline_base_a_scale_and_a_legend_in_both_languag
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "map-legend"), "图例"))
     wait(browser).until(lambda d: labels(d, "district") == {k: p["name_zh"] for k, p in ZONES.items()})
     wait(browser).until(lambda d: re.fullmatch(r"\d+(\.\d+)? (米|公里)", d.find_element(By.ID, "map-scale").text))
-    legend = browser.find_element(By.ID, "map-legend").text
+    legend = text_of(browser, "map-legend")
     for word in ("主干道", "桥梁", "封闭", "已调派资源的路线", "医院", "避难所", "水泵", "救生艇", "预警"):
         assert word in legend, word
     assert "市中心医院" in [c[1] for c in figure_data(browser, 4, "customdata")]
