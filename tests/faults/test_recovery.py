@@ -144,23 +144,45 @@ def test_the_rq_job_and_the_sweep_flag_once(r, dispatched):
 
 
 # ---- clients: a loop never re-sends what may have run ----------------------------------------------------
+class _Server:
+    """A redis-server in `folder` (with an AOF unless `aof` is false), on a fixed port, that a test
+    stops, kills and starts again."""
+
+    def __init__(self, folder, port: int, aof: bool = True) -> None:
+        self.folder, self.port, self.aof = folder, port, aof
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "yes" if self.aof else "no", "--appendfsync", "everysec",
+                                      "--dir", str(self.folder)],
+                                     stdout=subprocess.DEVNULL)
+        probe = redis_client.client(self.url, "probe", socket_timeout=1)
+        try:
+            for _ in range(200):
+                try:
+                    probe.ping()
+                    return
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    time.sleep(0.05)
+            raise AssertionError("redis-server did not start")
+        finally:
+            probe.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
 @pytest.fixture
 def stallable(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    probe = redis_client.client(url, "probe", socket_timeout=1)
-    for _ in range(100):
-        try:
-            probe.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url, proc
-    os.kill(proc.pid, signal.SIGCONT)
-    proc.terminate()
-    proc.wait(10)
+    s = _Server(tmp_path, free_port(), aof=False)
+    s.start()
+    yield s.url, s.proc
+    os.kill(s.proc.pid, signal.SIGCONT)
+    s.proc.terminate()
+    s.proc.wait(10)
 
 
 def _incr_through_a_stall(url: str, proc, purpose: str) -> tuple[Exception | None, int]:
@@ -223,32 +245,6 @@ def test_a_loop_client_waits_for_a_server_that_is_not_there_yet(tmp_path):
 
 
 # ---- a restarted Redis that lost its last writes ---------------------------------------------------------
-class _Server:
-    """A redis-server with its AOF in `folder`, on a fixed port, that a test kills and starts again."""
-
-    def __init__(self, folder, port: int) -> None:
-        self.folder, self.port = folder, port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.folder)],
-                                     stdout=subprocess.DEVNULL)
-        probe = redis_client.client(self.url, "probe", socket_timeout=1)
-        for _ in range(200):
-            try:
-                probe.ping()
-                return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-
 @pytest.fixture
 def server(tmp_path):
     s = _Server(tmp_path, free_port())
